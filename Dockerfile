@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# A production image: external PostgreSQL/Redis/Polygon come from the environment.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY server server
+COPY schema schema
+COPY streams streams
+COPY brokers brokers
+COPY loadtests loadtests
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim-bookworm
+RUN useradd --create-home --uid 10001 tickgraph
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER tickgraph
+ENV TICKGRAPH_HOST=0.0.0.0 \
+    TICKGRAPH_PORT=8000 \
+    TICKGRAPH_ENV=production \
+    TICKGRAPH_DATA_DIR=/home/tickgraph/data
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
+ENTRYPOINT ["tickgraph"]
+CMD ["serve"]
