@@ -1,0 +1,201 @@
+"""The ``tickgraph`` command: serve, replay, record, migrate, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+from server.settings import MarketSource, Settings, SettingsError
+
+log = logging.getLogger("tickgraph")
+
+#: ``tickgraph serve`` options and the environment variables they override.
+SERVE_OPTIONS: dict[str, str] = {
+    "host": "TICKGRAPH_HOST",
+    "port": "TICKGRAPH_PORT",
+    "symbols": "TICKGRAPH_SYMBOLS",
+    "data_dir": "TICKGRAPH_DATA_DIR",
+    "env": "TICKGRAPH_ENV",
+    "log_level": "TICKGRAPH_LOG_LEVEL",
+    "polygon_ws_url": "POLYGON_WS_URL",
+}
+
+EXIT_CONFIG = 2
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        var: str(getattr(args, opt))
+        for opt, var in SERVE_OPTIONS.items()
+        if getattr(args, opt, None) is not None
+    }
+    return Settings.from_env(os.environ, overrides)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the server (the default command)",
+        description="Run the GraphQL server. Options override the environment variables "
+        "named in brackets; everything else is configured by environment (see README).",
+    )
+    p.add_argument("--host", help="interface to listen on [TICKGRAPH_HOST, 127.0.0.1]")
+    p.add_argument("--port", help="port, 0 for any free one [TICKGRAPH_PORT, 8000]")
+    p.add_argument("--symbols", help="comma-separated universe [TICKGRAPH_SYMBOLS]")
+    p.add_argument("--data-dir", help="local state, embedded database [TICKGRAPH_DATA_DIR]")
+    p.add_argument("--env", help="development or production [TICKGRAPH_ENV]")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [TICKGRAPH_LOG_LEVEL]")
+    p.add_argument("--polygon-ws-url", help="upstream feed URL [POLYGON_WS_URL]")
+    p.set_defaults(handler=_serve)
+
+
+def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("migrate", help="apply database migrations and exit")
+    p.add_argument("--data-dir", help="local state, embedded database [TICKGRAPH_DATA_DIR]")
+    p.set_defaults(handler=_migrate)
+
+
+def _add_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    p.set_defaults(handler=_schema)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    from server.logging_setup import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    return asyncio.run(_run_uvicorn(settings))
+
+
+async def _run_uvicorn(settings: Settings) -> int:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """SIGTERM/SIGINT start a graceful shutdown and the process then exits 0.
+
+        uvicorn re-raises the captured signal after shutting down, so the process
+        would die by signal even though it stopped cleanly; supervisors then report
+        a failure. A second signal forces the exit, as in uvicorn.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+        def _on_signal(self) -> None:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
+    from server.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=1024 * 1024,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no start event
+        await asyncio.sleep(0.02)
+    if server.started:
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        # Tests and scripts read this line to find a port chosen with --port 0.
+        print(f"tickgraph listening on http://{shown}:{port} (GraphiQL: /graphql)", flush=True)
+    await task
+    return 0 if server.started else 3
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    from server.logging_setup import configure
+
+    configure(settings.log_level, json=settings.log_json)
+
+    async def run() -> None:
+        from server.database import Database
+
+        db = await Database.open(settings)
+        await db.close()
+
+    asyncio.run(run())
+    print("migrations applied")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schema import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
+
+
+def _record_defaults(args: argparse.Namespace) -> None:
+    """``tickgraph record`` records the configured feed unless told otherwise; with no
+    Polygon settings at all it records the built-in simulated market."""
+    if args.url or args.api_key:
+        return
+    settings = Settings.from_env(os.environ)
+    if settings.market_source is MarketSource.POLYGON and settings.polygon_api_key:
+        args.url = settings.polygon_endpoint.url
+        args.api_key = settings.polygon_api_key.reveal()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from streams.commands import add_record_command, add_replay_command
+
+    parser = argparse.ArgumentParser(
+        prog="tickgraph", description="Real-time market data and trading over GraphQL."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    add_replay_command(sub)
+    add_record_command(sub)
+    _add_migrate(sub)
+    _add_schema(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "record":
+            _record_defaults(args)
+        code = int(args.handler(args))
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"tickgraph: configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,125 @@
+"""The composition root: builds and wires every part at start-up, stops them at shutdown.
+
+The embedded default picks the local adapter of each port (embedded PostgreSQL,
+in-process bus, simulated market); settings switch each to the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from server.bus import InProcessBus
+from server.database import Database
+from server.fanout import MarketHub
+from server.ingest import Ingest
+from server.market_state import MarketState
+from server.services import Services
+from server.settings import MarketSource, Settings
+from server.symbol_directory import SymbolDirectory, SymbolInfo
+from server.symbol_store import SymbolRow, ensure_symbols, load_symbols
+from streams.backoff import Backoff
+from streams.feed_status import FeedStatusTracker
+from streams.polygon_feed import PolygonFeed
+from streams.polygon_protocol import topics_for
+from streams.polygon_server import PolygonProtocolServer, start_simulated_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    services: Services
+    database: Database
+    feed: PolygonFeed
+    feed_task: asyncio.Task[None]
+    simulator: PolygonProtocolServer | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        database = await Database.open(settings)
+        try:
+            return await cls._start_with(settings, database)
+        except BaseException:
+            await database.close()
+            raise
+
+    @classmethod
+    async def _start_with(cls, settings: Settings, database: Database) -> Runtime:
+        source = "simulated" if settings.market_source is MarketSource.SIMULATED else "polygon"
+        # Only add what is missing: names/exchanges from a reference load must survive.
+        await ensure_symbols(
+            database.pool,
+            [
+                SymbolRow(symbol=s, source="simulated" if source == "simulated" else "config")
+                for s in settings.symbols
+            ],
+        )
+        reference = [
+            SymbolInfo(r.symbol, r.name, r.exchange)
+            for r in await load_symbols(database.pool)
+            if r.active
+        ]
+        directory = SymbolDirectory(settings.symbols, reference)
+
+        simulator: PolygonProtocolServer | None = None
+        if settings.market_source is MarketSource.SIMULATED:
+            simulator = await start_simulated_server(
+                list(settings.symbols), settings.simulated_seed, settings.simulated_rate
+            )
+            feed_host, secure, api_key = f"127.0.0.1:{simulator.port}", False, "simulated"
+        else:
+            endpoint = settings.polygon_endpoint
+            assert settings.polygon_api_key is not None
+            feed_host, secure = endpoint.feed, endpoint.secure
+            api_key = settings.polygon_api_key.reveal()
+        url = f"{'wss' if secure else 'ws'}://{feed_host}/stocks"
+
+        state = MarketState(settings.trades_kept)
+        bus = InProcessBus()
+        hub = MarketHub(bus)
+        tracker = FeedStatusTracker(source, url)
+        ingest = Ingest(state, bus, tracker)
+        universe_topics = [t for s in settings.symbols for t in topics_for(s)]
+        feed = PolygonFeed(
+            api_key=api_key,
+            feed=feed_host,
+            secure=secure,
+            on_frame=ingest.on_frame,
+            status=tracker,
+            backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
+            topics=universe_topics,
+            on_session=ingest.new_session,
+        )
+        ingest.on_notice = feed.handle_status
+        universe = frozenset(settings.symbols)
+
+        def on_interest(symbol: str, wanted: bool) -> None:
+            # The universe is always subscribed upstream; other symbols only while wanted.
+            if symbol in universe:
+                return
+            (feed.want if wanted else feed.unwant)(topics_for(symbol))
+
+        hub.on_interest = on_interest
+        feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
+        services = Services(
+            settings=settings,
+            state=state,
+            hub=hub,
+            directory=directory,
+            feed_status=tracker,
+            database=database,
+        )
+        log.info("tickgraph started", extra={"config": settings.describe()})
+        return cls(services, database, feed, feed_task, simulator)
+
+    async def stop(self) -> None:
+        await self.feed.stop()
+        self.feed_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.feed_task
+        if self.simulator is not None:
+            await self.simulator.close()
+        await self.database.close()

@@ -1,0 +1,27 @@
+"""Everything a request or a subscription needs, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from server.fanout import MarketHub
+from server.market_state import MarketState
+from server.settings import Settings
+from server.stream_registry import StreamRegistry
+from server.symbol_directory import SymbolDirectory
+from streams.feed_status import FeedStatusTracker
+
+if TYPE_CHECKING:
+    from server.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    state: MarketState
+    hub: MarketHub
+    directory: SymbolDirectory
+    feed_status: FeedStatusTracker
+    database: Database | None = None
+    streams: StreamRegistry = field(default_factory=StreamRegistry)

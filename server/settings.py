@@ -1,0 +1,332 @@
+"""The one configuration object, built once from the environment.
+
+``Settings.from_env(os.environ)`` is the only place that reads environment
+variables; everything else receives a ``Settings``. Every bad value is reported
+with the variable's name and why it is wrong (``SettingsError``), so start-up can
+print one clear line per problem and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from server.symbols import SYMBOL_PATTERN
+
+T = TypeVar("T")
+
+DEFAULT_SIMULATED_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "NVDA", "TSLA", "META", "SPY")
+DEFAULT_POLYGON_WS_URL = "wss://socket.polygon.io/stocks"
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid. ``problems`` has one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class MarketSource(StrEnum):
+    SIMULATED = "simulated"
+    POLYGON = "polygon"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must never be printed. ``repr``/``str`` show only whether it is set."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PolygonEndpoint:
+    """``POLYGON_WS_URL`` split the way polygon-api-client wants it."""
+
+    feed: str  # "host:port" or "host"
+    secure: bool
+    market: str  # path, e.g. "stocks"
+
+    @property
+    def url(self) -> str:
+        return f"{'wss' if self.secure else 'ws'}://{self.feed}/{self.market}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path.home() / ".local" / "share" / "tickgraph"
+    symbols: tuple[str, ...] = DEFAULT_SIMULATED_SYMBOLS
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    database_url: Secret | None = None
+    redis_url: Secret | None = None
+
+    market_source: MarketSource = MarketSource.SIMULATED
+    polygon_api_key: Secret | None = None
+    polygon_endpoint: PolygonEndpoint = PolygonEndpoint("socket.polygon.io", True, "stocks")
+    simulated_rate: float = 50.0  # events/s per symbol, on average
+    simulated_seed: int | None = None
+
+    alpaca_api_key_id: Secret | None = None
+    alpaca_api_secret_key: Secret | None = None
+    anthropic_api_key: Secret | None = None
+
+    stale_after_s: float = 10.0
+    trades_kept: int = 1000
+    feed_backoff_initial_s: float = 0.5
+    feed_backoff_max_s: float = 30.0
+    ws_init_timeout_s: float = 5.0
+    ws_trade_queue: int = 1000
+    graphiql: bool = True
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from ``environ``; ``overrides`` (same variable names) win.
+
+        Raises ``SettingsError`` listing every invalid variable at once.
+        """
+        env = dict(environ)
+        if overrides:
+            env.update({k: v for k, v in overrides.items() if v is not None})
+        reader = _Reader(env)
+        defaults = cls()
+
+        environment = reader.get("TICKGRAPH_ENV", _enum(Environment), defaults.environment)
+        polygon_key = reader.secret("POLYGON_API_KEY")
+        ws_url_given = bool(env.get("POLYGON_WS_URL", "").strip())
+        endpoint = reader.get("POLYGON_WS_URL", _polygon_endpoint, defaults.polygon_endpoint)
+        # A local replay accepts any key, so a URL alone is enough to select Polygon.
+        source = (
+            MarketSource.POLYGON
+            if polygon_key is not None or ws_url_given
+            else MarketSource.SIMULATED
+        )
+        if source is MarketSource.POLYGON and polygon_key is None:
+            polygon_key = Secret("local")
+
+        settings = cls(
+            host=reader.get("TICKGRAPH_HOST", _host, defaults.host),
+            port=reader.get("TICKGRAPH_PORT", _int_range(0, 65535), defaults.port),
+            environment=environment,
+            data_dir=reader.get("TICKGRAPH_DATA_DIR", _path, defaults.data_dir),
+            symbols=reader.get("TICKGRAPH_SYMBOLS", _symbols, defaults.symbols),
+            log_level=reader.get("TICKGRAPH_LOG_LEVEL", _log_level, defaults.log_level),
+            log_json=reader.get("TICKGRAPH_LOG_JSON", _bool, environment is Environment.PRODUCTION),
+            database_url=reader.get(
+                "DATABASE_URL", _url(("postgres", "postgresql")), None, echo=False
+            ),
+            redis_url=reader.get("REDIS_URL", _url(("redis", "rediss", "unix")), None, echo=False),
+            market_source=source,
+            polygon_api_key=polygon_key,
+            polygon_endpoint=endpoint,
+            simulated_rate=reader.get(
+                "TICKGRAPH_SIM_RATE", _float_range(0.1, 100_000.0), defaults.simulated_rate
+            ),
+            simulated_seed=reader.get("TICKGRAPH_SIM_SEED", _int_range(0, 2**63 - 1), None),
+            alpaca_api_key_id=reader.secret("ALPACA_API_KEY_ID"),
+            alpaca_api_secret_key=reader.secret("ALPACA_API_SECRET_KEY"),
+            anthropic_api_key=reader.secret("ANTHROPIC_API_KEY"),
+            stale_after_s=reader.get(
+                "TICKGRAPH_STALE_AFTER", _float_range(0.1, 86_400.0), defaults.stale_after_s
+            ),
+            trades_kept=reader.get(
+                "TICKGRAPH_TRADES_KEPT", _int_range(1, 100_000), defaults.trades_kept
+            ),
+            feed_backoff_initial_s=reader.get(
+                "TICKGRAPH_FEED_BACKOFF_INITIAL",
+                _float_range(0.01, 60.0),
+                defaults.feed_backoff_initial_s,
+            ),
+            feed_backoff_max_s=reader.get(
+                "TICKGRAPH_FEED_BACKOFF_MAX",
+                _float_range(0.01, 3600.0),
+                defaults.feed_backoff_max_s,
+            ),
+            ws_init_timeout_s=reader.get(
+                "TICKGRAPH_WS_INIT_TIMEOUT", _float_range(0.05, 60.0), defaults.ws_init_timeout_s
+            ),
+            ws_trade_queue=reader.get(
+                "TICKGRAPH_WS_TRADE_QUEUE", _int_range(1, 1_000_000), defaults.ws_trade_queue
+            ),
+            graphiql=reader.get(
+                "TICKGRAPH_GRAPHIQL", _bool, environment is Environment.DEVELOPMENT
+            ),
+        )
+        if settings.feed_backoff_max_s < settings.feed_backoff_initial_s:
+            reader.problems.append(
+                "TICKGRAPH_FEED_BACKOFF_MAX: must not be below TICKGRAPH_FEED_BACKOFF_INITIAL"
+            )
+        if (settings.alpaca_api_key_id is None) != (settings.alpaca_api_secret_key is None):
+            reader.problems.append("ALPACA_API_KEY_ID/ALPACA_API_SECRET_KEY: set both or neither")
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+    def describe(self) -> dict[str, object]:
+        """What the server runs with, safe to log: secrets appear only as set/unset."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "environment": self.environment.value,
+            "data_dir": str(self.data_dir),
+            "symbols": list(self.symbols),
+            "database": "external" if self.database_url else "embedded",
+            "bus": "redis" if self.redis_url else "in-process",
+            "market": self.market_source.value,
+            "polygon_url": self.polygon_endpoint.url
+            if self.market_source is MarketSource.POLYGON
+            else None,
+            "broker": "alpaca" if self.alpaca_api_key_id else "paper",
+            "analyst": "anthropic" if self.anthropic_api_key else "offline",
+        }
+
+
+class _Reader:
+    """Parses variables one by one and collects every problem instead of stopping at one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T, *, echo: bool = True) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            if not echo:  # the value may hold a password
+                self.problems.append(f"{name}: {exc}")
+            else:
+                shown = raw if len(raw) <= 60 else raw[:57] + "..."
+                self.problems.append(f"{name}={shown!r}: {exc}")
+            return default
+
+    def secret(self, name: str) -> Secret | None:
+        raw = self.env.get(name, "").strip()
+        return Secret(raw) if raw else None
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number between {lo} and {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number between {lo:g} and {hi:g}") from None
+        if not lo <= value <= hi:  # also rejects NaN
+            raise ValueError(f"must be between {lo:g} and {hi:g}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _enum(kind: type[Environment]) -> Callable[[str], Environment]:
+    def parse(raw: str) -> Environment:
+        try:
+            return kind(raw.lower())
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(e.value for e in kind)}") from None
+
+    return parse
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
+
+
+def _host(raw: str) -> str:
+    if not _HOST.match(raw):
+        raise ValueError("must be a host name or IP address")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _symbols(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        sym = part.strip().upper()
+        if not sym:
+            continue
+        if not SYMBOL_PATTERN.fullmatch(sym):
+            raise ValueError(f"{sym!r} is not a valid symbol (expected {SYMBOL_PATTERN.pattern})")
+        if sym not in out:
+            out.append(sym)
+    if not out:
+        raise ValueError("must list at least one symbol")
+    return tuple(out)
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], Secret]:
+    def parse(raw: str) -> Secret:
+        scheme = urlsplit(raw).scheme.split("+")[0]
+        if scheme not in schemes:
+            # Do not echo the URL: it may contain a password.
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        return Secret(raw)
+
+    return parse
+
+
+def _polygon_endpoint(raw: str) -> PolygonEndpoint:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError("must look like wss://host/stocks or ws://127.0.0.1:PORT/stocks")
+    market = parts.path.strip("/")
+    if market != "stocks":
+        raise ValueError("the path must be /stocks (only the stocks feed is supported)")
+    return PolygonEndpoint(feed=parts.netloc, secure=parts.scheme == "wss", market=market)

@@ -1,0 +1,144 @@
+"""The ``tickgraph`` command as a user runs it: separate processes, real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.data import AMZN_REPLAY, require
+from tests.support.graphql_ws import graphql_ws
+from tests.support.timing import TIMEOUT
+
+QUOTES = """subscription($s: [String!]!) { quotes(symbols: $s) {
+  symbol bidPrice askPrice sequence snapshot } }"""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TICKGRAPH_", "POLYGON_", "DATABASE_URL", "REDIS_URL"))
+    }
+    return env | extra
+
+
+@asynccontextmanager
+async def process(
+    *args: str, env: dict[str, str], ready: re.Pattern[str]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, re.Match[str]]]:
+    """Start ``python -m server.cli ARGS`` and wait for a stdout line matching ``ready``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT * 6):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    err = (await proc.stderr.read()).decode() if proc.stderr else ""
+                    raise AssertionError(f"{args[0]} exited before ready: {err[-2000:]}")
+                if match := ready.search(line):
+                    break
+        yield proc, match
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError(f"{args[0]} ignored SIGTERM") from None
+
+
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+async def test_bad_setting_exits_2_naming_the_variable() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        env=clean_env(TICKGRAPH_PORT="abc", TICKGRAPH_SYMBOLS="AAPL,not valid"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(TIMEOUT):
+        _, err = await proc.communicate()
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert any(
+        line.startswith("tickgraph: configuration error: TICKGRAPH_PORT='abc'") for line in lines
+    ), lines
+    assert any("TICKGRAPH_SYMBOLS" in line for line in lines), lines
+
+
+async def test_zero_configuration_serve_streams_the_simulated_market(tmp_path: Path) -> None:
+    env = clean_env(TICKGRAPH_DATA_DIR=str(tmp_path / "data"), TICKGRAPH_SIM_SEED="42")
+    async with process("serve", "--port", "0", env=env, ready=LISTENING) as (proc, m):
+        port = int(m.group(1))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(int(TIMEOUT * 10)):
+                ready = await http.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert ready.json()["feed"] == {"source": "simulated", "state": "connected"}
+            page = await http.get("/graphql", headers={"accept": "text/html"})
+            assert page.status_code == 200 and "graphiql" in page.text.lower()
+        async with graphql_ws(f"ws://127.0.0.1:{port}/graphql") as client:
+            op = await client.subscribe(QUOTES, {"s": ["AAPL", "MSFT"]})
+            seen = [(await client.next_data(op))["quotes"] for _ in range(20)]
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            code = await proc.wait()
+    assert code == 0
+    assert {q["symbol"] for q in seen} == {"AAPL", "MSFT"}
+    assert all(0 < q["bidPrice"] < q["askPrice"] for q in seen)
+    # The embedded database lives where it was told to.
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+
+
+async def test_replay_command_feeds_serve_command(tmp_path: Path, postgres_url: str) -> None:
+    replay_ready = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
+    async with process(
+        "replay",
+        str(require(AMZN_REPLAY)),
+        "--port",
+        "0",
+        "--speed",
+        "50",
+        env=clean_env(),
+        ready=replay_ready,
+    ) as (_, rm):
+        env = clean_env(
+            POLYGON_WS_URL=rm.group(1),
+            TICKGRAPH_SYMBOLS="AMZN",
+            DATABASE_URL=postgres_url,
+            TICKGRAPH_DATA_DIR=str(tmp_path),
+        )
+        async with process("serve", "--port", "0", env=env, ready=LISTENING) as (_, m):
+            async with graphql_ws(f"ws://127.0.0.1:{m.group(1)}/graphql") as client:
+                op = await client.subscribe(QUOTES, {"s": ["AMZN"]})
+                seen = [(await client.next_data(op))["quotes"] for _ in range(10)]
+    # AMZN on 2012-06-21 traded between 220.51 and 226.03.
+    assert all(q["symbol"] == "AMZN" and 215 < q["bidPrice"] < 230 for q in seen)
+    seqs = [q["sequence"] for q in seen]
+    assert seqs == sorted(seqs)

@@ -1,0 +1,92 @@
+"""Settings: defaults, every variable's validation, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.settings import Environment, MarketSource, Settings, SettingsError
+
+
+def test_embedded_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port, s.market_source) == ("127.0.0.1", 8000, MarketSource.SIMULATED)
+    assert s.database_url is None and s.redis_url is None and s.polygon_api_key is None
+    assert s.environment is Environment.DEVELOPMENT and s.graphiql and not s.log_json
+    assert s.describe()["database"] == "embedded"
+
+
+def test_values_are_parsed_and_overrides_win() -> None:
+    env = {
+        "TICKGRAPH_HOST": "0.0.0.0",
+        "TICKGRAPH_PORT": "9000",
+        "TICKGRAPH_SYMBOLS": " amzn, GOOG ,BRK.B,amzn",
+        "TICKGRAPH_DATA_DIR": "/tmp/tg",
+        "TICKGRAPH_ENV": "production",
+    }
+    s = Settings.from_env(env, {"TICKGRAPH_PORT": "9001"})
+    assert (s.host, s.port) == ("0.0.0.0", 9001)
+    assert s.symbols == ("AMZN", "GOOG", "BRK.B")
+    assert s.data_dir == Path("/tmp/tg")
+    assert s.environment is Environment.PRODUCTION and s.log_json and not s.graphiql
+
+
+def test_polygon_selection() -> None:
+    s = Settings.from_env({"POLYGON_API_KEY": "k"})
+    assert s.market_source is MarketSource.POLYGON
+    assert s.polygon_endpoint.url == "wss://socket.polygon.io/stocks"
+    local = Settings.from_env({"POLYGON_WS_URL": "ws://127.0.0.1:9100/stocks"})
+    assert local.market_source is MarketSource.POLYGON
+    assert (local.polygon_endpoint.feed, local.polygon_endpoint.secure) == ("127.0.0.1:9100", False)
+    assert local.polygon_api_key is not None and local.polygon_api_key.reveal() == "local"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("TICKGRAPH_PORT", "abc", "whole number"),
+        ("TICKGRAPH_PORT", "70000", "between 0 and 65535"),
+        ("TICKGRAPH_SYMBOLS", "AAPL,1BAD", "not a valid symbol"),
+        ("TICKGRAPH_SYMBOLS", " , ", "at least one symbol"),
+        ("TICKGRAPH_ENV", "staging", "development, production"),
+        ("TICKGRAPH_SIM_RATE", "nan", "between"),
+        ("POLYGON_WS_URL", "http://x/stocks", "wss://host/stocks"),
+        ("POLYGON_WS_URL", "ws://127.0.0.1:1/crypto", "/stocks"),
+        ("TICKGRAPH_LOG_JSON", "maybe", "true or false"),
+        ("REDIS_URL", "http://x", "scheme"),
+    ],
+)
+def test_each_bad_value_names_the_variable(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: value})
+    (problem,) = info.value.problems
+    assert problem.startswith(name) and fragment in problem
+
+
+def test_all_problems_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"TICKGRAPH_PORT": "x", "TICKGRAPH_HOST": "bad host!"})
+    assert len(info.value.problems) == 2
+
+
+def test_secrets_never_appear() -> None:
+    env = {
+        "DATABASE_URL": "postgresql://u:hunter2@db/x",
+        "POLYGON_API_KEY": "pk-secret",
+        "ANTHROPIC_API_KEY": "sk-secret",
+        "ALPACA_API_KEY_ID": "id-secret",
+        "ALPACA_API_SECRET_KEY": "as-secret",
+    }
+    s = Settings.from_env(env)
+    text = repr(s) + str(s.describe())
+    for secret in ("hunter2", "pk-secret", "sk-secret", "id-secret", "as-secret"):
+        assert secret not in text
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"DATABASE_URL": "mysql://u:hunter2@db/x"})
+    assert "hunter2" not in str(info.value)
+
+
+def test_alpaca_keys_come_in_pairs() -> None:
+    with pytest.raises(SettingsError, match="set both or neither"):
+        Settings.from_env({"ALPACA_API_KEY_ID": "x"})

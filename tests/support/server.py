@@ -1,0 +1,84 @@
+"""Run a real tickgraph (uvicorn, websockets-sansio) on a free loopback port, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+from server.app import create_app
+from server.runtime import Runtime
+from server.settings import Settings
+from tests.support.timing import TIMEOUT
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    port: int
+    server: uvicorn.Server
+    app_state: dict[str, Runtime]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app_state["runtime"]
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals belong to pytest, not to the server under test."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings, *, send_buffer: int | None = None
+) -> AsyncIterator[RunningServer]:
+    """``send_buffer``: SO_SNDBUF for every accepted connection (Linux copies it from
+    the listening socket), so a stalled client backs up into the app within a test's
+    time instead of into megabytes of kernel buffers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = _QuietServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(TIMEOUT * 3):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.01)
+        yield RunningServer(settings, port, server, app.state.runtime_ref)
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            await task
+        sock.close()
