@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +24,8 @@ from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)
 
+_GRAPHIQL_HTML = (Path(__file__).parent / "static" / "graphiql.html").read_text()
+
 
 class TickgraphGraphQL(GraphQL[Context, None]):
     def __init__(self, settings: Settings, runtime_ref: dict[str, Runtime]) -> None:
@@ -33,6 +36,12 @@ class TickgraphGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         )
         self._runtime_ref = runtime_ref
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # Our own page: it hands GraphiQL a graphql-ws client, so subscriptions use
+        # graphql-transport-ws (strawberry's page would fall back to HTTP multipart).
+        return _GRAPHIQL_HTML
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(

@@ -43,5 +43,5 @@ def configure(level: str, *, json: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that are chatty at INFO about things we already report ourselves.
-    for name in ("websockets", "polygon", "asyncio", "pgserver"):
+    for name in ("websockets", "WebSocketClient", "RESTClient", "asyncio", "pgserver"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -25,12 +25,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from polygon import WebSocketClient
-from polygon.exceptions import AuthError
-
 from streams.backoff import Backoff
 from streams.events import Status
 from streams.feed_status import FeedState, FeedStatusTracker
+from streams.polygon_client import AuthError, WebSocketClient
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from polygon import WebSocketClient
-
+from streams.polygon_client import WebSocketClient
 from streams.polygon_protocol import decode_frame
 from streams.recording import RecordingWriter
 

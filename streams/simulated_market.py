@@ -65,8 +65,28 @@ def _digest(symbol: str) -> bytes:
     return hashlib.blake2b(symbol.encode(), digest_size=16).digest()
 
 
+#: Round-number levels near where these traded in late 2026, so the default universe
+#: looks familiar; every other symbol gets a stable made-up price.
+FAMILIAR_PRICES: dict[str, float] = {
+    "AAPL": 230.0,
+    "MSFT": 420.0,
+    "AMZN": 200.0,
+    "GOOG": 170.0,
+    "GOOGL": 170.0,
+    "NVDA": 140.0,
+    "TSLA": 250.0,
+    "META": 560.0,
+    "SPY": 580.0,
+    "QQQ": 500.0,
+}
+
+
 def start_price(symbol: str) -> float:
-    """A stable start price in 20..500 for any symbol, log-uniform so cheap stocks are common."""
+    """A stable start price for any symbol: a familiar level for well-known tickers,
+    otherwise 20..500, log-uniform so cheap stocks are common."""
+    familiar = FAMILIAR_PRICES.get(symbol)
+    if familiar is not None:
+        return familiar
     u = int.from_bytes(_digest(symbol)[:8], "big") / 2**64
     return round(math.exp(math.log(20.0) + u * (math.log(500.0) - math.log(20.0))), 2)
 

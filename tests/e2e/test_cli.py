@@ -142,3 +142,38 @@ async def test_replay_command_feeds_serve_command(tmp_path: Path, postgres_url: 
     assert all(q["symbol"] == "AMZN" and 215 < q["bidPrice"] < 230 for q in seen)
     seqs = [q["sequence"] for q in seen]
     assert seqs == sorted(seqs)
+
+
+async def test_secrets_stay_out_of_logs_even_at_debug(tmp_path: Path, postgres_url: str) -> None:
+    secret = "pk-sekrit-0123456789"
+    replay_ready = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
+    async with process(
+        "replay",
+        str(require(AMZN_REPLAY)),
+        "--port",
+        "0",
+        "--speed",
+        "50",
+        env=clean_env(),
+        ready=replay_ready,
+    ) as (_, rm):
+        env = clean_env(
+            POLYGON_WS_URL=rm.group(1),
+            POLYGON_API_KEY=secret,
+            TICKGRAPH_SYMBOLS="AMZN",
+            DATABASE_URL=postgres_url,
+            TICKGRAPH_DATA_DIR=str(tmp_path),
+            TICKGRAPH_LOG_LEVEL="DEBUG",
+            ANTHROPIC_API_KEY="sk-ant-sekrit",
+        )
+        async with process("serve", "--port", "0", env=env, ready=LISTENING) as (proc, m):
+            async with graphql_ws(f"ws://127.0.0.1:{m.group(1)}/graphql") as client:
+                op = await client.subscribe(QUOTES, {"s": ["AMZN"]})
+                await client.next_data(op)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.stdout is not None and proc.stderr is not None
+            async with asyncio.timeout(TIMEOUT):
+                out = (await proc.stdout.read()).decode() + (await proc.stderr.read()).decode()
+                await proc.wait()
+    assert "feed connected" in out  # the debug log really was captured
+    assert secret not in out and "sk-ant-sekrit" not in out

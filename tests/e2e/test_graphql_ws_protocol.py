@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -147,3 +148,17 @@ async def test_abrupt_disconnect_releases_interest_and_upstream_subscription(
             )
             # The universe stays subscribed whatever subscribers do.
             assert {"Q.AMZN", "T.AMZN"} <= upstream.subscribed_topics()
+
+
+async def test_subscription_over_plain_http_is_a_clear_400(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = server
+    async with httpx.AsyncClient(base_url=srv.http) as http:
+        response = await http.post(
+            "/graphql", json={"query": 'subscription { quotes(symbols: ["AMZN"]) { symbol } }'}
+        )
+        page = await http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 400
+    assert "subscriptions are not allowed" in response.text
+    # Our GraphiQL page hands GraphiQL a graphql-ws client, so its subscriptions use
+    # graphql-transport-ws rather than HTTP.
+    assert page.status_code == 200 and "graphqlWs.createClient" in page.text
