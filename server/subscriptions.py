@@ -11,8 +11,9 @@ the subscriber's interest in its symbols.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from server.fanout import MarketHub
 from server.mailbox import ConflatingMailbox, DroppingQueue
@@ -20,6 +21,22 @@ from server.market_state import MarketState
 from server.stream_registry import StreamRegistry
 from streams.events import Received
 from streams.feed_status import FeedStatus, FeedStatusTracker
+
+T = TypeVar("T")
+
+
+async def next_batch(drain: Callable[[], list[T]], wake: asyncio.Event) -> list[T]:
+    """Whatever the mailbox holds, waiting until it holds something.
+
+    ``wake`` is set by the mailbox when it goes from empty to non-empty; the feed
+    runs on this loop, so nothing can arrive between ``drain`` and ``clear``.
+    """
+    while True:
+        batch = drain()
+        if batch:
+            return batch
+        wake.clear()
+        await wake.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +64,7 @@ async def quote_stream(
             if st is not None and st.last_quote is not None:
                 box.put_if_absent(sym, Delivery(st.last_quote, snapshot=True))
         while True:
-            batch = box.drain()
-            if not batch:
-                wake.clear()
-                await wake.wait()
-                continue
-            for delivery in batch:
+            for delivery in await next_batch(box.drain, wake):
                 yield delivery
             if throttle_s:
                 # Conflation keeps collecting meanwhile: at most one update per
@@ -87,11 +99,7 @@ async def trade_stream(
         for item in snapshots:
             yield Delivery(item, snapshot=True)
         while True:
-            items, dropped = queue.drain()
-            if not items:
-                wake.clear()
-                await wake.wait()
-                continue
+            ((items, dropped),) = await next_batch(lambda: [queue.drain()] if queue else [], wake)
             for item in items:
                 yield Delivery(item, dropped_before=dropped)
                 dropped = 0
@@ -108,11 +116,6 @@ async def feed_status_stream(tracker: FeedStatusTracker) -> AsyncGenerator[FeedS
     try:
         yield tracker.snapshot()
         while True:
-            batch = box.drain()
-            if not batch:
-                wake.clear()
-                await wake.wait()
-                continue
-            yield batch[-1]
+            yield (await next_batch(box.drain, wake))[-1]
     finally:
         stop_listening()

@@ -68,6 +68,15 @@ async def process(
 
 
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+REPLAY_READY = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
+
+
+@asynccontextmanager
+async def amzn_replay() -> AsyncIterator[str]:
+    """``tickgraph replay`` of the recorded AMZN day at 50x; yields its URL."""
+    args = ("replay", str(require(AMZN_REPLAY)), "--port", "0", "--speed", "50")
+    async with process(*args, env=clean_env(), ready=REPLAY_READY) as (_, match):
+        yield match.group(1)
 
 
 async def test_bad_setting_exits_2_naming_the_variable() -> None:
@@ -117,19 +126,9 @@ async def test_zero_configuration_serve_streams_the_simulated_market(tmp_path: P
 
 
 async def test_replay_command_feeds_serve_command(tmp_path: Path, postgres_url: str) -> None:
-    replay_ready = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
-    async with process(
-        "replay",
-        str(require(AMZN_REPLAY)),
-        "--port",
-        "0",
-        "--speed",
-        "50",
-        env=clean_env(),
-        ready=replay_ready,
-    ) as (_, rm):
+    async with amzn_replay() as upstream_url:
         env = clean_env(
-            POLYGON_WS_URL=rm.group(1),
+            POLYGON_WS_URL=upstream_url,
             TICKGRAPH_SYMBOLS="AMZN",
             DATABASE_URL=postgres_url,
             TICKGRAPH_DATA_DIR=str(tmp_path),
@@ -146,19 +145,9 @@ async def test_replay_command_feeds_serve_command(tmp_path: Path, postgres_url: 
 
 async def test_secrets_stay_out_of_logs_even_at_debug(tmp_path: Path, postgres_url: str) -> None:
     secret = "pk-sekrit-0123456789"
-    replay_ready = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
-    async with process(
-        "replay",
-        str(require(AMZN_REPLAY)),
-        "--port",
-        "0",
-        "--speed",
-        "50",
-        env=clean_env(),
-        ready=replay_ready,
-    ) as (_, rm):
+    async with amzn_replay() as upstream_url:
         env = clean_env(
-            POLYGON_WS_URL=rm.group(1),
+            POLYGON_WS_URL=upstream_url,
             POLYGON_API_KEY=secret,
             TICKGRAPH_SYMBOLS="AMZN",
             DATABASE_URL=postgres_url,
