@@ -19,13 +19,15 @@ import pytest
 
 from server.database import Database, DatabaseUnavailable, redact_dsn
 from server.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
-from server.migrations import MigrationError
+from server.migrations import MigrationError, load_migrations
 from server.settings import Settings
 from server.symbol_store import SymbolRow, get_symbol, upsert_symbols
 from tests.support.postgres import settings_for, with_database
 from tests.support.timing import TIMEOUT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SHIPPED = tuple(m.filename for m in load_migrations())
 
 
 def embedded_settings(data_dir: Path) -> Settings:
@@ -67,7 +69,7 @@ async def test_external_mode_opens_migrates_pings_and_closes(
         db = await Database.open(settings)
         async with db:
             assert db.kind == "external"
-            assert db.applied_migrations == ("0001_core.sql",)
+            assert db.applied_migrations == SHIPPED
             assert await db.ping()
             assert await db.pool.fetchval("SELECT count(*) FROM symbols") == 0
         assert not await db.ping()  # closed: False, not an exception
@@ -89,7 +91,7 @@ async def test_embedded_mode_with_a_long_data_dir_starts_and_keeps_its_data(
     async with asyncio.timeout(TIMEOUT * 3):
         async with await Database.open(settings) as db:
             assert db.kind == "embedded"
-            assert db.applied_migrations == ("0001_core.sql",)
+            assert db.applied_migrations == SHIPPED
             assert await db.ping()
             socket_dir = parse_qs(urlsplit(db.description).query)["host"][0]
             assert len(socket_dir) < 100
