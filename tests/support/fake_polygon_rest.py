@@ -1,0 +1,340 @@
+"""A local Polygon REST server for the aggregates endpoint, speaking the real wire format.
+
+``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` with
+``adjusted``, ``sort``, ``limit`` (default 5000, at most 50000) and ``apiKey`` or
+``Authorization: Bearer KEY`` (what polygon-api-client sends). ``from``/``to`` are
+millisecond timestamps or ``YYYY-MM-DD`` New York dates, both inclusive, matched against
+each bar's ``t`` (its start). Responses look like Polygon's::
+
+    {"ticker": "ORCL", "queryCount": 2, "resultsCount": 2, "adjusted": true,
+     "results": [{"v": 1.2e6, "vw": 45.1, "o": 45.0, "c": 45.3, "h": 45.5, "l": 44.9,
+                  "t": 1419829200000, "n": 9000}, ...],
+     "status": "OK", "request_id": "...", "count": 2,
+     "next_url": "http://127.0.0.1:PORT/v2/aggs/ticker/ORCL/range/1/day/<next t>/<to>?cursor=..."}
+
+``results`` is absent when there are none, as on Polygon. A page holds at most
+``min(limit, page_size)`` bars; the rest is behind ``next_url``, whose opaque ``cursor``
+carries the query (the client requests it without other parameters, as with Polygon).
+A missing or wrong key gets 401 ``{"status": "ERROR", "error": ...}``.
+
+Faults are queued per request (``inject``) or applied to every request (``always``):
+``Fault.rate_limited``, ``Fault.server_error``, ``Fault.slow``, ``Fault.malformed``.
+Every request is recorded in ``requests``; ``max_in_flight`` is the most requests
+answered at once.
+
+    async with FakePolygonRest(api_key="k") as fake:
+        fake.add_aggs("ORCL", 1, "day", daily_aggs_from_csv(path))
+        history = PolygonHistory("k", base_url=fake.base_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import json
+import socket
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.trading_day import NEW_YORK
+from tests.support.timing import TIMEOUT
+
+TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+DEFAULT_LIMIT = 5000
+MAX_LIMIT = 50000
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do instead of (or before) answering normally. ``Fault()`` does nothing:
+    queue it to let a request through, e.g. ``inject(Fault(), Fault.malformed())`` breaks
+    the second page only."""
+
+    status: int = 200
+    body: bytes | None = None  # replaces the normal body when set
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # wait this long first (cut short when the server stops)
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: int = 1) -> Fault:
+        return cls(
+            429,
+            _error_body(
+                "ERROR",
+                "You've exceeded the maximum requests per minute, please wait or upgrade "
+                "your subscription to continue. https://polygon.io/pricing",
+            ),
+            {"Retry-After": str(retry_after_s)},
+        )
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Fault:
+        return cls(status, _error_body("ERROR", "Internal Server Error"))
+
+    @classmethod
+    def slow(cls, delay_s: float) -> Fault:
+        return cls(delay_s=delay_s)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        # A body cut off mid-stream, as from a proxy that dropped the connection.
+        return cls(200, b'{"ticker":"X","status":"OK","results":[{"o":1.0,"h":')
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+
+
+def _error_body(status: str, error: str) -> bytes:
+    return json.dumps({"status": status, "request_id": uuid.uuid4().hex, "error": error}).encode()
+
+
+def ny_midnight_ms(day: date) -> int:
+    return int(datetime.combine(day, time(0), tzinfo=NEW_YORK).timestamp() * 1000)
+
+
+def daily_aggs_from_csv(path: Path) -> list[dict[str, Any]]:
+    """Daily aggregates from a ``date,open,high,low,close,volume`` CSV, ``t`` at New York
+    midnight like Polygon's daily bars. No ``vw``/``n``: the CSV does not have them (and
+    the mapping of missing fields gets exercised)."""
+    with path.open(newline="") as f:
+        return [
+            {
+                "v": float(row["volume"]),
+                "o": float(row["open"]),
+                "c": float(row["close"]),
+                "h": float(row["high"]),
+                "l": float(row["low"]),
+                "t": ny_midnight_ms(date.fromisoformat(row["date"])),
+            }
+            for row in csv.DictReader(f)
+        ]
+
+
+def minute_aggs(start_ms: int, count: int, *, price: float = 100.0) -> list[dict[str, Any]]:
+    """``count`` consecutive one-minute aggregates from ``start_ms``, with every field."""
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        o = round(price + (i % 17) * 0.01, 2)
+        c = round(o + ((i % 5) - 2) * 0.01, 2)
+        out.append(
+            {
+                "v": 1000.0 + i * 10.5,  # fractional, as adjusted volumes can be
+                "vw": round((o + c) / 2, 4),
+                "o": o,
+                "c": c,
+                "h": round(max(o, c) + 0.03, 2),
+                "l": round(min(o, c) - 0.02, 2),
+                "t": start_ms + i * 60_000,
+                "n": 10 + i % 7,
+            }
+        )
+    return out
+
+
+def _parse_bound(raw: str, *, end: bool) -> int:
+    if raw.isdigit():
+        return int(raw)
+    day = date.fromisoformat(raw)  # ValueError -> 400
+    return ny_midnight_ms(day + timedelta(days=1)) - 1 if end else ny_midnight_ms(day)
+
+
+def _encode_cursor(params: Mapping[str, str]) -> str:
+    return base64.urlsafe_b64encode(urlencode(params).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, str]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return dict(parse_qsl(base64.urlsafe_b64decode(padded).decode()))
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals belong to pytest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class FakePolygonRest:
+    def __init__(self, api_key: str = "test-key", *, page_size: int = MAX_LIMIT) -> None:
+        self.api_key = api_key
+        self.page_size = page_size
+        self.requests: list[RecordedRequest] = []
+        #: Most requests the fake was answering at one moment (a client's concurrency).
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self.always: Fault | None = None
+        self._faults: deque[Fault] = deque()
+        self._aggs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+        self._stopping = asyncio.Event()
+        self._port: int | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.app = Starlette(
+            routes=[
+                Route(
+                    "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from_}/{to}",
+                    self._aggs_endpoint,
+                )
+            ]
+        )
+
+    # --- test API ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._port is not None, "the fake is not running"
+        return f"http://127.0.0.1:{self._port}"
+
+    def add_aggs(
+        self, ticker: str, multiplier: int, timespan: str, aggs: Iterable[Mapping[str, Any]]
+    ) -> None:
+        rows = self._aggs.setdefault((ticker, multiplier, timespan), [])
+        rows.extend(dict(a) for a in aggs)
+        rows.sort(key=lambda a: a["t"])
+
+    def inject(self, *faults: Fault) -> None:
+        """Apply these to the next requests, one each, before ``always``."""
+        self._faults.extend(faults)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakePolygonRest:
+        stack = contextlib.AsyncExitStack()
+        self._port = await stack.enter_async_context(self._serve())
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._stack is not None
+        await self._stack.aclose()
+
+    @asynccontextmanager
+    async def _serve(self) -> AsyncIterator[int]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            self.app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=1
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while not server.started:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("fake Polygon REST server stopped during start-up")
+                    await asyncio.sleep(0.01)
+            yield sock.getsockname()[1]
+        finally:
+            self._stopping.set()  # ends slow responses now rather than at their delay
+            server.should_exit = True
+            async with asyncio.timeout(TIMEOUT):
+                await task
+            sock.close()
+
+    # --- the endpoint --------------------------------------------------------------------
+
+    async def _aggs_endpoint(self, request: Request) -> Response:
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(self, request: Request) -> Response:
+        query = dict(request.query_params)
+        auth = request.headers.get("authorization")
+        self.requests.append(RecordedRequest(request.url.path, query, auth))
+
+        fault = self._faults.popleft() if self._faults else self.always
+        if fault is not None:
+            if fault.delay_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
+            if fault.status != 200 or fault.body is not None:
+                return Response(
+                    fault.body or b"",
+                    fault.status,
+                    headers=dict(fault.headers),
+                    media_type="application/json",
+                )
+
+        key = query.get("apiKey")
+        if auth is not None and auth.startswith("Bearer "):
+            key = auth.removeprefix("Bearer ")
+        if not key:
+            return self._json(401, _error_body("ERROR", "API Key was not provided"))
+        if key != self.api_key:
+            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+
+        p = request.path_params
+        if "cursor" in query:
+            query = {**_decode_cursor(query["cursor"]), **query}
+        try:
+            multiplier = int(p["multiplier"])
+            timespan = p["timespan"]
+            if multiplier < 1 or timespan not in TIMESPANS:
+                raise ValueError
+            start = _parse_bound(p["from_"], end=False)
+            stop = _parse_bound(p["to"], end=True)
+            limit = min(int(query.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
+            if limit < 1:
+                raise ValueError
+        except ValueError:
+            return self._json(400, _error_body("ERROR", "Could not parse the request parameters"))
+        adjusted = query.get("adjusted", "true")
+        sort = query.get("sort", "asc")
+
+        rows = [
+            a
+            for a in self._aggs.get((p["ticker"], multiplier, timespan), [])
+            if start <= a["t"] <= stop
+        ]
+        if sort == "desc":
+            rows.reverse()
+        page_len = min(limit, self.page_size)
+        page = rows[:page_len]
+        body: dict[str, Any] = {
+            "ticker": p["ticker"],
+            "queryCount": len(page),
+            "resultsCount": len(page),
+            "adjusted": adjusted != "false",
+        }
+        if page:
+            body["results"] = page
+        body.update({"status": "OK", "request_id": uuid.uuid4().hex, "count": len(page)})
+        if len(rows) > page_len:
+            nxt = rows[page_len]["t"]
+            # The remaining window, like Polygon's next_url: it moves the near bound.
+            lo, hi = (str(nxt), p["to"]) if sort != "desc" else (p["from_"], str(nxt))
+            cursor = _encode_cursor({"adjusted": adjusted, "limit": str(limit), "sort": sort})
+            body["next_url"] = (
+                f"{self.base_url}/v2/aggs/ticker/{p['ticker']}/range/{multiplier}/{timespan}"
+                f"/{lo}/{hi}?cursor={cursor}"
+            )
+        return self._json(200, json.dumps(body).encode())
+
+    @staticmethod
+    def _json(status: int, body: bytes) -> Response:
+        return Response(body, status, media_type="application/json")
