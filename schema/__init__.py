@@ -14,14 +14,19 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
+from schema.bars import BarsQuery, BarsSubscription
 from schema.errors import ErrorReporting, log_expected_errors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.market import MarketQuery, MarketSubscription
 from schema.parse_cache import ParseCache
 from schema.scalars import SCALARS
 
-Query = merge_types("Query", (MarketQuery, FeedQuery))
-Subscription = merge_types("Subscription", (MarketSubscription, FeedSubscription))
+Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery))
+Mutation = merge_types("Mutation", (AlertsMutation,))
+Subscription = merge_types(
+    "Subscription", (MarketSubscription, FeedSubscription, BarsSubscription, AlertsSubscription)
+)
 
 
 class TickgraphSchema(strawberry.Schema):
@@ -67,10 +72,11 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     ]
     return TickgraphSchema(
         query=Query,
+        mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=extensions,  # type: ignore[arg-type]
     )
 
 
-__all__ = ["Query", "Subscription", "build_schema"]
+__all__ = ["Mutation", "Query", "Subscription", "build_schema"]

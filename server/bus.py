@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
-
-from streams.events import Received
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Received], None]
+#: A handler receives whatever was published on its topic: ``Received`` market events
+#: on ``Q.*``/``T.*``, bar and indicator updates on ``B.*``/``I.*``, fired alerts on
+#: ``alerts.*``.
+Handler = Callable[[Any], None]
 
 
 class Bus(Protocol):
-    def publish(self, topic: str, message: Received) -> None: ...
+    def publish(self, topic: str, message: Any) -> None: ...
 
     def subscribe(self, topic: str, handler: Handler) -> None: ...
 
@@ -40,7 +41,7 @@ class InProcessBus:
         self.published = 0
         self.handler_errors = 0
 
-    def publish(self, topic: str, message: Received) -> None:
+    def publish(self, topic: str, message: Any) -> None:
         self.published += 1
         handlers = self._handlers.get(topic)
         if not handlers:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from server.bus import Bus, Handler, topic
-from streams.events import Received
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _Topic:
     def __init__(self) -> None:
         self.sinks: tuple[Handler, ...] = ()
 
-        def deliver(message: Received) -> None:
+        def deliver(message: Any) -> None:
             for sink in self.sinks:
                 try:
                     sink(message)

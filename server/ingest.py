@@ -26,8 +26,12 @@ class Ingest:
         bus: Bus,
         status: FeedStatusTracker,
         on_notice: Callable[[Status], None] | None = None,
+        on_applied: Callable[[Received], None] | None = None,
     ) -> None:
         self._state = state
+        #: Bars, indicators and alerts: called with each event after it was applied
+        #: and published.
+        self.on_applied = on_applied
         self._bus = bus
         self._status = status
         self.on_notice = on_notice
@@ -54,6 +58,7 @@ class Ingest:
                 self.on_notice(notice)
         apply = self._state.apply
         publish = self._bus.publish
+        after = self.on_applied
         applied = 0
         for ev in decoded.events:
             item = Received(ev, received_ns)
@@ -61,6 +66,8 @@ class Ingest:
                 self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
                 continue
             publish(f"{CHANNEL_OF[type(ev)]}.{ev.sym}", item)
+            if after is not None:
+                after(item)
             applied += 1
         if applied:
             self._status.count_events(applied, received_ns)

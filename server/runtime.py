@@ -9,11 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from server.alert_delivery import AlertDelivery
+from server.alert_service import DEFAULT_MAX_ALERTS_PER_USER, AlertService, output_index
+from server.alerts import AlertEngine
+from server.analytics import Analytics
+from server.bar_store import BarWriter
 from server.bus import InProcessBus
 from server.database import Database
 from server.fanout import MarketHub
+from server.history import (
+    ChainedHistory,
+    HistoryProvider,
+    PolygonHistory,
+    SimulatedHistory,
+    StoredHistory,
+)
 from server.ingest import Ingest
 from server.market_state import MarketState
 from server.services import Services
@@ -36,6 +48,9 @@ class Runtime:
     feed: PolygonFeed
     feed_task: asyncio.Task[None]
     simulator: PolygonProtocolServer | None = None
+    bar_writer: BarWriter | None = None
+    delivery: AlertDelivery | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -81,7 +96,17 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        ingest = Ingest(state, bus, tracker)
+        bar_writer = BarWriter(database.pool)
+        delivery = AlertDelivery(database.pool, bus)
+        analytics = Analytics(
+            bus=bus,
+            history=_history(settings, database),
+            writer=bar_writer,
+            engine=AlertEngine(outputs=output_index, max_per_user=DEFAULT_MAX_ALERTS_PER_USER),
+            delivery=delivery,
+        )
+        alerts = AlertService(database.pool, analytics)
+        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
         feed = PolygonFeed(
             api_key=api_key,
@@ -103,7 +128,14 @@ class Runtime:
             (feed.want if wanted else feed.unwant)(topics_for(symbol))
 
         hub.on_interest = on_interest
+        bar_writer.start()
+        delivery.start()
+        armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
+        background = [
+            asyncio.create_task(analytics.run_clock(), name="bar-clock"),
+            asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
+        ]
         services = Services(
             settings=settings,
             state=state,
@@ -111,15 +143,38 @@ class Runtime:
             directory=directory,
             feed_status=tracker,
             database=database,
+            bus=bus,
+            analytics=analytics,
+            alerts=alerts,
         )
-        log.info("tickgraph started", extra={"config": settings.describe()})
-        return cls(services, database, feed, feed_task, simulator)
+        log.info(
+            "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
+        )
+        return cls(services, database, feed, feed_task, simulator, bar_writer, delivery, background)
 
     async def stop(self) -> None:
         await self.feed.stop()
-        self.feed_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.feed_task
+        for task in [self.feed_task, *self.background]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.simulator is not None:
             await self.simulator.close()
+        # What the feed produced last is written before the database goes away.
+        if self.delivery is not None:
+            await self.delivery.close()
+        if self.bar_writer is not None:
+            await self.bar_writer.close()
         await self.database.close()
+
+
+def _history(settings: Settings, database: Database) -> HistoryProvider:
+    """Where indicator warm-up bars come from: our own stored bars first, then Polygon
+    REST (with a real key) or the simulated market's own history."""
+    stored = StoredHistory(database.pool)
+    if settings.market_source is MarketSource.SIMULATED:
+        return ChainedHistory(stored, SimulatedHistory(settings.simulated_seed))
+    if settings.polygon_rest_url and settings.polygon_api_key is not None:
+        remote = PolygonHistory(settings.polygon_api_key, base_url=settings.polygon_rest_url)
+        return ChainedHistory(stored, remote)
+    return stored

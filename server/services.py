@@ -13,6 +13,9 @@ from server.symbol_directory import SymbolDirectory
 from streams.feed_status import FeedStatusTracker
 
 if TYPE_CHECKING:
+    from server.alert_service import AlertService
+    from server.analytics import Analytics
+    from server.bus import Bus
     from server.database import Database
 
 
@@ -25,3 +28,6 @@ class Services:
     feed_status: FeedStatusTracker
     database: Database | None = None
     streams: StreamRegistry = field(default_factory=StreamRegistry)
+    bus: Bus | None = None
+    analytics: Analytics | None = None
+    alerts: AlertService | None = None

@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 DEFAULT_SIMULATED_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "NVDA", "TSLA", "META", "SPY")
 DEFAULT_POLYGON_WS_URL = "wss://socket.polygon.io/stocks"
+DEFAULT_POLYGON_REST_URL = "https://api.polygon.io"
 
 
 class SettingsError(ValueError):
@@ -86,6 +87,8 @@ class Settings:
     market_source: MarketSource = MarketSource.SIMULATED
     polygon_api_key: Secret | None = None
     polygon_endpoint: PolygonEndpoint = PolygonEndpoint("socket.polygon.io", True, "stocks")
+    #: Polygon REST for history (indicator warm-up, gap backfill); ``None``: not used.
+    polygon_rest_url: str | None = None
     simulated_rate: float = 50.0  # events/s per symbol, on average
     simulated_seed: int | None = None
 
@@ -127,6 +130,13 @@ class Settings:
         )
         if source is MarketSource.POLYGON and polygon_key is None:
             polygon_key = Secret("local")
+        # History comes from Polygon REST only with a real key (a local replay has none),
+        # unless a REST URL is given explicitly (e.g. a local fake).
+        rest_default = (
+            DEFAULT_POLYGON_REST_URL
+            if env.get("POLYGON_API_KEY", "").strip() and not _is_loopback(endpoint.feed)
+            else None
+        )
 
         settings = cls(
             host=reader.get("TICKGRAPH_HOST", _host, defaults.host),
@@ -143,6 +153,7 @@ class Settings:
             market_source=source,
             polygon_api_key=polygon_key,
             polygon_endpoint=endpoint,
+            polygon_rest_url=reader.get("POLYGON_REST_URL", _http_url, rest_default),
             simulated_rate=reader.get(
                 "TICKGRAPH_SIM_RATE", _float_range(0.1, 100_000.0), defaults.simulated_rate
             ),
@@ -320,6 +331,18 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], Secret]:
         return Secret(raw)
 
     return parse
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must look like https://api.polygon.io or http://127.0.0.1:PORT")
+    return raw.rstrip("/")
+
+
+def _is_loopback(netloc: str) -> bool:
+    host = netloc.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _polygon_endpoint(raw: str) -> PolygonEndpoint:

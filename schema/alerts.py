@@ -1,0 +1,341 @@
+"""Alerts: create, change, delete, list, history, and live firings."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any, cast
+
+import strawberry
+from strawberry.scalars import JSON
+
+from schema.bars import IndicatorInput, Timeframe
+from schema.context import Info
+from schema.scalars import Timestamp
+from server.alert_delivery import alert_topic
+from server.alert_service import LOCAL_OWNER, AlertService
+from server.alert_store import AlertEventRow, StoredAlert
+from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
+from server.alerts.model import InvalidAlert
+from server.errors import InvalidInput, TickgraphError
+from server.mailbox import DroppingQueue
+from server.services import Services
+from server.subscriptions import next_batch
+
+MAX_HISTORY = 1_000
+#: Firings buffered for a subscriber that reads slowly; past it the stream ends with
+#: SLOW_CONSUMER and the client re-reads alertHistory.
+ALERT_EVENT_QUEUE = 1_000
+
+strawberry.enum(
+    PriceSource,
+    name="PriceSource",
+    description="LAST trade price, BID, ASK, or MID ((bid + ask) / 2).",
+)
+strawberry.enum(Operator, name="AlertOperator")
+strawberry.enum(TriggerMode, name="TriggerMode")
+strawberry.enum(AlertStatus, name="AlertStatus")
+
+
+class SlowConsumer(TickgraphError):
+    code = "SLOW_CONSUMER"
+
+
+@strawberry.input(description="An indicator output on bars of the alert's symbol.")
+class IndicatorRefInput:
+    timeframe: Timeframe
+    indicator: IndicatorInput
+    output: str = strawberry.field(
+        default="value", description='e.g. "signal" of MACD, "upper" of BBANDS; "value" = first.'
+    )
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "indicator": self.indicator.spec().key,
+            "timeframe": self.timeframe.value,
+            "output": self.output,
+        }
+
+
+@strawberry.input(description="Exactly one of price or indicator.")
+class OperandInput:
+    price: PriceSource | None = None
+    indicator: IndicatorRefInput | None = None
+
+    def doc(self, where: str) -> Any:
+        if (self.price is None) == (self.indicator is None):
+            raise InvalidAlert("give exactly one of price or indicator", field=where)
+        return self.price.value if self.price is not None else self.indicator.doc()  # type: ignore[union-attr]
+
+
+@strawberry.input(description="Exactly one of value, price or indicator.")
+class BoundInput:
+    value: float | None = None
+    price: PriceSource | None = None
+    indicator: IndicatorRefInput | None = None
+
+    def doc(self, where: str) -> Any:
+        given = [x for x in (self.value, self.price, self.indicator) if x is not None]
+        if len(given) != 1:
+            raise InvalidAlert("give exactly one of value, price or indicator", field=where)
+        if self.value is not None:
+            return self.value
+        return OperandInput(price=self.price, indicator=self.indicator).doc(where)
+
+
+@strawberry.input
+class ChannelInput:
+    lower: BoundInput
+    upper: BoundInput
+
+
+@strawberry.input(description="movingUp/movingDown by `by` (percent if set) within `bars` bars.")
+class MoveInput:
+    by: float
+    bars: int
+    timeframe: Timeframe
+    percent: bool = False
+
+
+@strawberry.input(
+    description="left op right. The right side is `value`, `right`, `channel` (channel "
+    "operators) or `move` (movingUp/movingDown)."
+)
+class ConditionInput:
+    left: OperandInput
+    op: Operator
+    value: float | None = None
+    right: OperandInput | None = None
+    channel: ChannelInput | None = None
+    move: MoveInput | None = None
+
+    def doc(self, where: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"left": self.left.doc(f"{where}.left"), "op": self.op.value}
+        given = [
+            name
+            for name, v in (
+                ("value", self.value),
+                ("right", self.right),
+                ("channel", self.channel),
+                ("move", self.move),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise InvalidAlert("give exactly one of value, right, channel or move", field=where)
+        if self.value is not None:
+            out["value"] = self.value
+        elif self.right is not None:
+            out["right"] = self.right.doc(f"{where}.right")
+        elif self.channel is not None:
+            out["channel"] = {
+                "lower": self.channel.lower.doc(f"{where}.channel.lower"),
+                "upper": self.channel.upper.doc(f"{where}.channel.upper"),
+            }
+        elif self.move is not None:
+            out["move"] = {
+                "by": self.move.by,
+                "percent": self.move.percent,
+                "bars": self.move.bars,
+                "timeframe": self.move.timeframe.value,
+            }
+        return out
+
+
+@strawberry.input
+class TriggerInput:
+    mode: TriggerMode = TriggerMode.ONCE
+    timeframe: Timeframe | None = strawberry.field(
+        default=None, description="Bar timeframe of ONCE_PER_BAR and ONCE_PER_BAR_CLOSE."
+    )
+    cooldown_ms: int = strawberry.field(default=0, description="EVERY_TIME: minimum gap.")
+
+
+@strawberry.input(description="An alert: all conditions (AND) on one symbol.")
+class AlertInput:
+    symbol: str
+    conditions: list[ConditionInput]
+    trigger: TriggerInput | None = None
+    expires_at: Timestamp | None = None
+    enabled: bool = True
+
+    def doc(self, services: Services) -> dict[str, Any]:
+        trigger = self.trigger or TriggerInput()
+        mode = trigger.mode
+        trig: dict[str, Any] = {"mode": mode.value}
+        if trigger.timeframe is not None:
+            trig["timeframe"] = trigger.timeframe.value
+        if mode is TriggerMode.EVERY_TIME:
+            trig["cooldownMs"] = trigger.cooldown_ms
+        out: dict[str, Any] = {
+            "symbol": services.directory.resolve(self.symbol),
+            "conditions": [c.doc(f"conditions[{i}]") for i, c in enumerate(self.conditions)],
+            "trigger": trig,
+            "enabled": self.enabled,
+        }
+        if self.expires_at is not None:
+            out["expiresMs"] = int(self.expires_at)
+        return out
+
+
+def _ms(dt: datetime | None) -> Timestamp | None:
+    return Timestamp(dt.timestamp() * 1000) if dt is not None else None
+
+
+@strawberry.type
+class Alert:
+    id: strawberry.ID
+    symbol: str
+    status: AlertStatus
+    enabled: bool
+    definition: JSON = strawberry.field(description="The stored definition document.")
+    expires_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    last_fired_at: Timestamp | None
+    fire_count: int
+
+    @classmethod
+    def of(cls, stored: StoredAlert, status: AlertStatus) -> Alert:
+        return cls(
+            id=strawberry.ID(str(stored.id)),
+            symbol=stored.symbol,
+            status=status,
+            enabled=stored.enabled,
+            definition=cast(JSON, stored.definition),
+            expires_at=_ms(stored.expires_at),
+            created_at=_ms(stored.created_at),  # type: ignore[arg-type]
+            updated_at=_ms(stored.updated_at),  # type: ignore[arg-type]
+            last_fired_at=_ms(stored.last_fired_at),
+            fire_count=stored.fire_count,
+        )
+
+
+@strawberry.type(description="One firing of an alert, with the values that made it fire.")
+class AlertEvent:
+    id: strawberry.ID
+    alert_id: strawberry.ID
+    symbol: str
+    fired_at: Timestamp
+    key: str
+    values: JSON
+
+    @classmethod
+    def of(cls, row: AlertEventRow) -> AlertEvent:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            alert_id=strawberry.ID(str(row.alert_id)),
+            symbol=row.symbol,
+            fired_at=_ms(row.fired_at),  # type: ignore[arg-type]
+            key=row.dedup_key,
+            values=cast(JSON, row.payload),
+        )
+
+
+def _service(info: Info) -> AlertService:
+    service = info.context.services.alerts
+    assert service is not None
+    return service
+
+
+def _owner(info: Info) -> str:
+    return LOCAL_OWNER
+
+
+def _id(raw: strawberry.ID) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidInput(f"{str(raw)[:64]!r} is not an alert id") from None
+
+
+@strawberry.type
+class AlertsQuery:
+    @strawberry.field(description="Your alerts, oldest first.")
+    async def alerts(self, info: Info) -> list[Alert]:
+        return [Alert.of(s, st) for s, st in await _service(info).list(_owner(info))]
+
+    @strawberry.field(description="Your alerts' firings, newest first.")
+    async def alert_history(
+        self,
+        info: Info,
+        alert_id: strawberry.ID | None = None,
+        since: Timestamp | None = None,
+        limit: int = 100,
+    ) -> list[AlertEvent]:
+        from server.alert_store import alert_history
+
+        if not 1 <= limit <= MAX_HISTORY:
+            raise InvalidInput(f"limit must be between 1 and {MAX_HISTORY}")
+        services = info.context.services
+        assert services.database is not None
+        rows = await alert_history(
+            services.database.pool,
+            owner=_owner(info),
+            alert_id=_id(alert_id) if alert_id is not None else None,
+            since=datetime.fromtimestamp(since / 1000).astimezone() if since else None,
+            limit=limit,
+        )
+        return [AlertEvent.of(r) for r in rows]
+
+
+@strawberry.type
+class AlertsMutation:
+    @strawberry.mutation(description="Validate, store and arm an alert.")
+    async def create_alert(self, info: Info, input: AlertInput) -> Alert:
+        service = _service(info)
+        stored = await service.create(_owner(info), input.doc(info.context.services))
+        return Alert.of(stored, service.status(stored))
+
+    @strawberry.mutation(description="Replace an alert's definition; it re-arms afresh.")
+    async def update_alert(self, info: Info, id: strawberry.ID, input: AlertInput) -> Alert:
+        service = _service(info)
+        stored = await service.update(_owner(info), _id(id), input.doc(info.context.services))
+        return Alert.of(stored, service.status(stored))
+
+    @strawberry.mutation
+    async def set_alert_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Alert:
+        service = _service(info)
+        stored = await service.set_enabled(_owner(info), _id(id), enabled)
+        return Alert.of(stored, service.status(stored))
+
+    @strawberry.mutation(description="True if it existed (and was yours).")
+    async def delete_alert(self, info: Info, id: strawberry.ID) -> bool:
+        return await _service(info).delete(_owner(info), _id(id))
+
+
+@strawberry.type
+class AlertsSubscription:
+    @strawberry.subscription(
+        description="Your alerts' firings as they happen (each is stored before it is sent). "
+        "A reader too slow to keep up gets SLOW_CONSUMER and should re-read alertHistory."
+    )
+    async def alert_events(self, info: Info) -> AsyncGenerator[AlertEvent, None]:
+        services = info.context.services
+        return _alert_events(services, _owner(info))
+
+
+async def _alert_events(services: Services, owner: str) -> AsyncGenerator[AlertEvent, None]:
+    assert services.bus is not None
+    wake = asyncio.Event()
+    queue: DroppingQueue[AlertEventRow] = DroppingQueue(ALERT_EVENT_QUEUE, wake.set)
+    topic = alert_topic(owner)
+    services.bus.subscribe(topic, queue.put)
+    services.streams.add(queue)
+    try:
+        while True:
+            ((rows, dropped),) = await next_batch(lambda: [queue.drain()] if queue else [], wake)
+            if dropped:
+                # Firings must not be lost silently: end the stream, say why.
+                raise SlowConsumer(
+                    f"{dropped} alert events could not be delivered in time; "
+                    "re-read alertHistory and subscribe again",
+                    dropped=dropped,
+                )
+            for row in rows:
+                yield AlertEvent.of(row)
+    finally:
+        services.bus.unsubscribe(topic, queue.put)
+        services.streams.remove(queue)

@@ -1,0 +1,442 @@
+"""Bars, indicators and alert evaluation, fed by the ingest on every event.
+
+On the hot path (synchronous, never waits):
+
+* every trade goes into the symbol's ``BarBuilder`` (all timeframes) and the alert
+  engine; closed and revised bars are published (``B.<tf>.<symbol>``), 1m/1d bars are
+  handed to the ``BarWriter`` (written off the hot path);
+* the forming bar of each (symbol, timeframe) that someone watches is published, and
+  fed to the indicators computed on it: ``add`` for a new interval, ``update`` for a
+  tick in the same one, so a tick never re-appends; at a close the value is final;
+* a revised closed bar rolls its indicators back to before it and replays the bars
+  since, so a late print corrects indicators instead of corrupting them;
+* every quote goes to the alert engine; firings go to ``AlertDelivery`` (persisted,
+  then published).
+
+Indicators exist only while something needs them (a subscriber, an alert), one per
+(symbol, timeframe, spec) shared by everyone, dropped with the last user. A new one is
+warmed up from history (Polygon REST, stored bars, or simulated history) and then
+from the bars already built in memory, so its first value is the right one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from server.alert_delivery import AlertDelivery, Firing
+from server.alerts import AlertEngine, Fired, IndicatorKey
+from server.bar_store import STORED_TIMEFRAMES, BarWriter
+from server.bars import BarBook, BarEvent, BarEventKind
+from server.bus import Bus
+from server.errors import Unavailable
+from server.history import HistoryProvider
+from server.indicators import Indicator, IndicatorSpec
+from server.timeframes import Bar, Timeframe
+from streams.events import Quote, Received, Trade
+
+log = logging.getLogger(__name__)
+
+#: Bars fed to a new indicator before the live ones, as a multiple of its warm-up:
+#: recursive indicators (EMA, RSI, ADX) converge to their full-history values.
+WARMUP_FACTOR = 5
+MAX_WARMUP_BARS = 2_000
+
+
+# Topics end with the symbol, so the hub can count interest per symbol (and have the
+# feed subscribe upstream to what subscribers of bars and indicators need).
+
+
+def bars_channel(timeframe: Timeframe) -> str:
+    return f"B.{timeframe.value}"
+
+
+def indicator_channel(timeframe: Timeframe, key: str) -> str:
+    return f"I.{timeframe.value}.{key}"
+
+
+def bars_topic(timeframe: Timeframe, symbol: str) -> str:
+    return f"{bars_channel(timeframe)}.{symbol}"
+
+
+def indicator_topic(timeframe: Timeframe, symbol: str, key: str) -> str:
+    return f"{indicator_channel(timeframe, key)}.{symbol}"
+
+
+class IndicatorUpdate(msgspec.Struct, frozen=True, gc=False):
+    """An indicator's value after a bar update; ``final`` once its bar closed."""
+
+    symbol: str
+    timeframe: Timeframe
+    key: str
+    outputs: tuple[str, ...]
+    values: tuple[float, ...] | None
+    bar_start_ms: int
+    final: bool
+    t_ms: int
+
+
+@dataclass(eq=False)
+class IndicatorSlot:
+    symbol: str
+    timeframe: Timeframe
+    spec: IndicatorSpec
+    indicator: Indicator
+    refs: int = 0
+    #: The start of every bar fed, newest last (bounded by the rollback depth).
+    starts: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    ready: asyncio.Future[None] | None = None
+    warming: asyncio.Task[None] | None = None
+    #: True when history could not be had: values are from a cold start.
+    cold: bool = False
+    last: IndicatorUpdate | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def topic(self) -> str:
+        return indicator_topic(self.timeframe, self.symbol, self.spec.key)
+
+
+@dataclass
+class _Watch:
+    """What is attached to one (symbol, timeframe): bar subscribers and indicators."""
+
+    bar_watchers: int = 0
+    slots: list[IndicatorSlot] = field(default_factory=list)
+
+
+class Analytics:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        history: HistoryProvider,
+        writer: BarWriter | None,
+        engine: AlertEngine,
+        delivery: AlertDelivery | None,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._bus = bus
+        self._history = history
+        self._writer = writer
+        self.engine = engine
+        self._delivery = delivery
+        self._wall_ms = wall_ms
+        self.book = BarBook()
+        self._slots: dict[tuple[str, Timeframe, str], IndicatorSlot] = {}
+        self._watch: dict[str, dict[Timeframe, _Watch]] = {}
+        self._alert_slots: dict[IndicatorKey, IndicatorSlot] = {}
+        # The feed's clock: exchange time of the newest event and when it arrived.
+        self._feed_t_ms = 0
+        self._feed_wall_ms = 0
+        self.fired = 0
+
+    # ------------------------------------------------------------ the hot path
+
+    def on_event(self, item: Received) -> None:
+        ev = item.event
+        kind = type(ev)
+        if kind is Trade:
+            self._on_trade(ev)  # type: ignore[arg-type]
+        elif kind is Quote:
+            q: Quote = ev  # type: ignore[assignment]
+            self._note_time(q.t)
+            self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
+
+    def _note_time(self, t_ms: int) -> None:
+        if t_ms > self._feed_t_ms:
+            self._feed_t_ms = t_ms
+            self._feed_wall_ms = self._wall_ms()
+
+    def _on_trade(self, trade: Trade) -> None:
+        self._note_time(trade.t)
+        symbol = trade.sym
+        events = self.book.on_trade(symbol, trade.t, trade.p, trade.s)
+        if events:
+            self._on_bar_events(events, trade.t)
+        self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
+        watched = self._watch.get(symbol)
+        if watched:
+            builder = self.book.builder(symbol)
+            for timeframe, watch in watched.items():
+                bar = builder.forming(timeframe)
+                if bar is not None:
+                    self._on_forming(bar, watch, trade.t)
+
+    def _on_forming(self, bar: Bar, watch: _Watch, t_ms: int) -> None:
+        if watch.bar_watchers:
+            self._bus.publish(
+                bars_topic(bar.timeframe, bar.symbol), BarEvent(BarEventKind.UPDATE, bar)
+            )
+        if watch.slots:
+            self._feed_slots(watch.slots, bar, t_ms, final=False)
+
+    def _feed_slots(
+        self, slots: Iterable[IndicatorSlot], bar: Bar, t_ms: int, *, final: bool
+    ) -> None:
+        values: dict[str, tuple[float, ...] | None] = {}
+        for slot in slots:
+            starts = slot.starts
+            if starts and starts[-1] == bar.start_ms:
+                slot.indicator.update(bar)
+            elif not starts or bar.start_ms > starts[-1]:
+                slot.indicator.add(bar)
+                starts.append(bar.start_ms)
+            else:
+                continue  # an older bar: revisions take the rollback path
+            update = IndicatorUpdate(
+                bar.symbol,
+                bar.timeframe,
+                slot.key,
+                slot.spec.outputs,
+                slot.indicator.value,
+                bar.start_ms,
+                final,
+                t_ms,
+            )
+            slot.last = update
+            values[slot.key] = update.values
+            self._bus.publish(slot.topic, update)
+        if values:
+            self._deliver(
+                self.engine.on_indicators(
+                    bar.symbol, bar.timeframe, values, t_ms, bar.start_ms, final
+                )
+            )
+
+    def _on_bar_events(self, events: list[BarEvent], t_ms: int) -> None:
+        for event in events:
+            bar = event.bar
+            if self._writer is not None and bar.timeframe in STORED_TIMEFRAMES:
+                self._writer.submit(bar)
+            watch = self._watch.get(bar.symbol, {}).get(bar.timeframe)
+            if watch is not None and watch.bar_watchers:
+                self._bus.publish(bars_topic(bar.timeframe, bar.symbol), event)
+            if event.kind is BarEventKind.CLOSE:
+                if watch is not None and watch.slots:
+                    self._feed_slots(watch.slots, bar, t_ms, final=True)
+                self._deliver(
+                    self.engine.on_bar_close(bar.symbol, bar.timeframe, bar.start_ms, t_ms)
+                )
+            elif event.kind is BarEventKind.REVISION and watch is not None:
+                for slot in watch.slots:
+                    self._rollback(slot, bar, t_ms)
+
+    def _rollback(self, slot: IndicatorSlot, revised: Bar, t_ms: int) -> None:
+        """Undo the inputs from the revised bar on and feed the bars again."""
+        starts = slot.starts
+        depth = sum(1 for s in starts if s >= revised.start_ms)
+        if depth > len(starts) - 1 or depth > slot.indicator.max_rollback:
+            return  # older than what we can undo: the bar store still gets the revision
+        for _ in range(depth):
+            slot.indicator.remove()
+            starts.pop()
+        builder = self.book.builder(slot.symbol)
+        replay = [b for b in builder.recent(slot.timeframe) if b.start_ms >= revised.start_ms]
+        forming = builder.forming(slot.timeframe)
+        if forming is not None:
+            replay.append(forming)
+        for bar in replay:
+            slot.indicator.add(bar)
+            starts.append(bar.start_ms)
+        if replay:
+            last = replay[-1]
+            slot.last = IndicatorUpdate(
+                slot.symbol,
+                slot.timeframe,
+                slot.key,
+                slot.spec.outputs,
+                slot.indicator.value,
+                last.start_ms,
+                last.final,
+                t_ms,
+            )
+            self._bus.publish(slot.topic, slot.last)
+
+    def on_clock(self) -> None:
+        """Close bars whose interval ended on the feed's clock (quiet symbols)."""
+        if not self._feed_t_ms:
+            return
+        feed_now = self._feed_t_ms + (self._wall_ms() - self._feed_wall_ms)
+        events = self.book.on_clock(feed_now)
+        if events:
+            self._on_bar_events(events, feed_now)
+
+    def _deliver(self, fired: list[Fired]) -> None:
+        if not fired:
+            return
+        self.fired += len(fired)
+        if self._delivery is None:
+            return
+        for f in fired:
+            self._delivery.submit(firing_of(f))
+
+    # ------------------------------------------------------- who needs what
+
+    def watch_bars(self, symbol: str, timeframe: Timeframe) -> Callable[[], None]:
+        """Publish forming-bar updates of (symbol, timeframe) until the returned call."""
+        watch = self._watch.setdefault(symbol, {}).setdefault(timeframe, _Watch())
+        watch.bar_watchers += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                watch.bar_watchers -= 1
+                self._prune(symbol, timeframe)
+
+        return release
+
+    def _prune(self, symbol: str, timeframe: Timeframe) -> None:
+        by_tf = self._watch.get(symbol)
+        watch = by_tf.get(timeframe) if by_tf else None
+        if watch is not None and not watch.bar_watchers and not watch.slots:
+            del by_tf[timeframe]  # type: ignore[union-attr]
+            if not by_tf:
+                del self._watch[symbol]
+
+    async def acquire(
+        self, symbol: str, timeframe: Timeframe, spec: IndicatorSpec
+    ) -> IndicatorSlot:
+        """The shared indicator for (symbol, timeframe, spec), warmed up. Pair with
+        ``release``."""
+        k = (symbol, timeframe, spec.key)
+        slot = self._slots.get(k)
+        if slot is None:
+            slot = IndicatorSlot(symbol, timeframe, spec, spec.create())
+            slot.ready = asyncio.get_running_loop().create_future()
+            self._slots[k] = slot
+            slot.warming = asyncio.create_task(
+                self._warm(slot), name=f"warm {spec.key} {symbol} {timeframe}"
+            )
+        slot.refs += 1
+        assert slot.ready is not None
+        try:
+            await asyncio.shield(slot.ready)
+        except BaseException:
+            self.release(slot)
+            raise
+        return slot
+
+    def release(self, slot: IndicatorSlot) -> None:
+        slot.refs -= 1
+        if slot.refs > 0:
+            return
+        self._slots.pop((slot.symbol, slot.timeframe, slot.key), None)
+        watch = self._watch.get(slot.symbol, {}).get(slot.timeframe)
+        if watch is not None and slot in watch.slots:
+            watch.slots.remove(slot)
+            self._prune(slot.symbol, slot.timeframe)
+
+    async def _warm(self, slot: IndicatorSlot) -> None:
+        assert slot.ready is not None
+        builder = self.book.builder(slot.symbol)
+        in_memory = builder.recent(slot.timeframe)
+        forming = builder.forming(slot.timeframe)
+        want = min(MAX_WARMUP_BARS, max(slot.spec.warmup * WARMUP_FACTOR, slot.spec.warmup + 50))
+        history: list[Bar] = []
+        if len(in_memory) < want:
+            first = (
+                in_memory[0].start_ms
+                if in_memory
+                else forming.start_ms
+                if forming
+                else self._feed_t_ms or self._wall_ms()
+            )
+            try:
+                history = await self._history.bars(
+                    slot.symbol, slot.timeframe, end_ms=first, count=want - len(in_memory)
+                )
+            except Unavailable as exc:
+                slot.cold = True
+                log.warning(
+                    "no history for %s %s %s: %s", slot.key, slot.symbol, slot.timeframe.value, exc
+                )
+            except Exception:
+                slot.cold = True
+                log.exception("history failed for %s %s", slot.symbol, slot.timeframe.value)
+        # From here on nothing awaits: the bars in memory cannot change under us.
+        in_memory = builder.recent(slot.timeframe)
+        forming = builder.forming(slot.timeframe)
+        first_live = in_memory[0].start_ms if in_memory else forming.start_ms if forming else None
+        bars = [b for b in history if first_live is None or b.start_ms < first_live]
+        bars.extend(in_memory)
+        if forming is not None:
+            bars.append(forming)
+        for bar in bars:
+            slot.indicator.add(bar)
+            slot.starts.append(bar.start_ms)
+        if bars:
+            last = bars[-1]
+            slot.last = IndicatorUpdate(
+                slot.symbol,
+                slot.timeframe,
+                slot.key,
+                slot.spec.outputs,
+                slot.indicator.value,
+                last.start_ms,
+                last.final,
+                self._feed_t_ms,
+            )
+        if slot.refs > 0:
+            self._watch.setdefault(slot.symbol, {}).setdefault(
+                slot.timeframe, _Watch()
+            ).slots.append(slot)
+        if not slot.ready.done():
+            slot.ready.set_result(None)
+
+    async def sync_alert_indicators(self) -> None:
+        """Compute exactly the indicators armed alerts read (after alerts change)."""
+        added, removed = self.engine.take_requirement_changes()
+        for key in removed:
+            slot = self._alert_slots.pop(key, None)
+            if slot is not None:
+                self.release(slot)
+        for key in added:
+            spec = IndicatorSpec.parse(key.key)
+            slot = await self.acquire(key.symbol, key.timeframe, spec)
+            self._alert_slots[key] = slot
+            if slot.last is not None:
+                # Give the engine the current value at once, not at the next tick.
+                self._deliver(
+                    self.engine.on_indicator(
+                        key.symbol,
+                        key.timeframe,
+                        key.key,
+                        slot.last.values,
+                        slot.last.t_ms,
+                        slot.last.bar_start_ms,
+                        slot.last.final,
+                    )
+                )
+
+    async def run_clock(self, interval_s: float = 0.25) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.on_clock()
+            except Exception:
+                log.exception("bar clock failed")
+
+
+def firing_of(fired: Fired) -> Firing:
+    return Firing(
+        alert_id=uuid.UUID(fired.alert_id),
+        owner=fired.owner,
+        symbol=fired.symbol,
+        dedup_key=fired.key,
+        fired_at_ms=fired.t_ms,
+        payload=fired.payload(),
+        done=fired.done,
+    )
