@@ -18,6 +18,7 @@ from server.analytics import (
     bars_channel,
     indicator_channel,
 )
+from server.analytics import Gap as GapRecord
 from server.bars import BarEvent as BarEventRecord
 from server.bars import BarEventKind as BarEventKindRecord
 from server.errors import InvalidInput, LimitExceeded
@@ -53,6 +54,18 @@ class BarEventKind(Enum):
     UPDATE = "update"
     CLOSE = "close"
     REVISION = "revision"
+    GAP = "gap"
+
+
+@strawberry.type(
+    description="The feed was down: bars between from and to may be missing. "
+    "filled: the missing 1m bars were fetched from history and stored."
+)
+class Gap:
+    from_: Timestamp = strawberry.field(name="from")
+    to: Timestamp
+    filled: bool
+    bars: int
 
 
 @strawberry.type(description="One OHLCV bar. final is false while its interval runs.")
@@ -92,11 +105,12 @@ class Bar:
         )
 
 
-@strawberry.type
+@strawberry.type(description="A bar update, close or revision (bar set), or a GAP (gap set).")
 class BarEvent:
     kind: BarEventKind
-    bar: Bar
+    bar: Bar | None
     snapshot: bool
+    gap: Gap | None = None
 
 
 @strawberry.input(description="An indicator and its parameters; omitted ones take defaults.")
@@ -282,11 +296,15 @@ async def _bar_events(
     analytics = _analytics(services)
     wake = asyncio.Event()
     # Newest event per bar: a close replaces the bar's pending updates, never lost.
-    box: ConflatingMailbox[int, tuple[BarEventRecord, bool]] = ConflatingMailbox(wake.set)
+    # Gaps are keyed by their negative start so they never replace a bar.
+    box: ConflatingMailbox[int, tuple[BarEventRecord | GapRecord, bool]] = ConflatingMailbox(
+        wake.set
+    )
     release = analytics.watch_bars(symbol, timeframe)
     attachment = services.hub.attach(
         bars_channel(timeframe), [symbol], lambda e: box.put(e.bar.start_ms, (e, False))
     )
+    gaps = services.hub.attach("G", [symbol], lambda g: box.put(-g.from_ms, (g, False)))
     services.streams.add(box)
     try:
         forming = analytics.book.builder(symbol).forming(timeframe)
@@ -296,10 +314,20 @@ async def _bar_events(
             )
         while True:
             for event, snapshot in await next_batch(box.drain, wake):
+                if isinstance(event, GapRecord):
+                    gap = Gap(
+                        from_=Timestamp(float(event.from_ms)),
+                        to=Timestamp(float(event.to_ms)),
+                        filled=event.filled,
+                        bars=event.bars,
+                    )
+                    yield BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=gap)
+                    continue
                 yield BarEvent(
                     kind=BarEventKind(event.kind.value), bar=Bar.of(event.bar), snapshot=snapshot
                 )
     finally:
+        gaps.close()
         attachment.close()
         release()
         services.streams.remove(box)

@@ -172,7 +172,9 @@ class AlertService:
             if str(alert_id) in self.engine:
                 self.engine.update(alert)
             else:
-                self.engine.add(alert)
+                # Done or expired before a restart, so not armed: arm the new revision.
+                # restore() skips the per-user check, which the database already made.
+                self.engine.restore(alert)
             await self._analytics.sync_alert_indicators()
             return stored
 

@@ -34,13 +34,13 @@ import msgspec
 from server.alert_delivery import AlertDelivery, Firing
 from server.alerts import AlertEngine, Fired, IndicatorKey
 from server.bar_store import STORED_TIMEFRAMES, BarWriter
-from server.bars import BarBook, BarEvent, BarEventKind
+from server.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
 from server.bus import Bus
 from server.errors import Unavailable
 from server.history import HistoryProvider
 from server.indicators import Indicator, IndicatorSpec
 from server.timeframes import Bar, Timeframe
-from streams.events import Quote, Received, Trade
+from streams.events import Aggregate, MinuteAggregate, Quote, Received, Trade
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,21 @@ def bars_topic(timeframe: Timeframe, symbol: str) -> str:
 
 def indicator_topic(timeframe: Timeframe, symbol: str, key: str) -> str:
     return f"{indicator_channel(timeframe, key)}.{symbol}"
+
+
+def gaps_topic(symbol: str) -> str:
+    return f"G.{symbol}"
+
+
+class Gap(msgspec.Struct, frozen=True, gc=False):
+    """The feed was down between ``from_ms`` and ``to_ms`` (exchange time). ``filled``:
+    the missing 1m bars were fetched from history and stored."""
+
+    symbol: str
+    from_ms: int
+    to_ms: int
+    filled: bool
+    bars: int
 
 
 class IndicatorUpdate(msgspec.Struct, frozen=True, gc=False):
@@ -140,6 +155,12 @@ class Analytics:
         self._feed_t_ms = 0
         self._feed_wall_ms = 0
         self.fired = 0
+        self.aggregates_checked = 0
+        self.aggregate_mismatches = 0
+        #: Set by a reconnect: the exchange time up to which we had data.
+        self._gap_from_ms: int | None = None
+        self.gaps: list[Gap] = []
+        self._backfills: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ the hot path
 
@@ -152,8 +173,43 @@ class Analytics:
             q: Quote = ev  # type: ignore[assignment]
             self._note_time(q.t)
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
+        else:
+            self._check_aggregate(ev)  # type: ignore[arg-type]
+
+    def _check_aggregate(self, agg: Aggregate) -> None:
+        """Polygon's own A/AM bars (when subscribed) against ours for the same window."""
+        timeframe = Timeframe.M1 if type(agg) is MinuteAggregate else Timeframe.S1
+        builder = self.book.get(agg.sym)
+        if builder is None:
+            return
+        ours = next((b for b in builder.recent(timeframe) if b.start_ms == agg.s), None)
+        if ours is None:
+            return
+        self.aggregates_checked += 1
+        differences = compare_with_aggregate(ours, agg)
+        if differences:
+            self.aggregate_mismatches += 1
+            if self.aggregate_mismatches == 1:
+                log.warning(
+                    "our %s bar differs from Polygon's %s: %s; further differences "
+                    "are only counted",
+                    timeframe.value,
+                    agg.sym,
+                    "; ".join(differences),
+                )
+
+    def new_session(self) -> None:
+        """The upstream reconnected: whatever happened since our last event is missing."""
+        if self._feed_t_ms:
+            self._gap_from_ms = self._feed_t_ms
 
     def _note_time(self, t_ms: int) -> None:
+        if self._gap_from_ms is not None:
+            gap_from, self._gap_from_ms = self._gap_from_ms, None
+            if t_ms > gap_from:
+                task = asyncio.get_running_loop().create_task(self._backfill(gap_from, t_ms))
+                self._backfills.add(task)
+                task.add_done_callback(self._backfills.discard)
         if t_ms > self._feed_t_ms:
             self._feed_t_ms = t_ms
             self._feed_wall_ms = self._wall_ms()
@@ -395,6 +451,23 @@ class Analytics:
             ).slots.append(slot)
         if not slot.ready.done():
             slot.ready.set_result(None)
+
+    async def _backfill(self, from_ms: int, to_ms: int) -> None:
+        """Fetch the 1m bars the outage cost us (for stored history and later warm-ups)
+        and tell bar subscribers about the gap, filled or not."""
+        for symbol in self.book.symbols():
+            bars: list[Bar] = []
+            try:
+                bars = await self._history.range(symbol, Timeframe.M1, from_ms, to_ms)
+            except Exception as exc:
+                log.warning("gap %s..%s for %s not backfilled: %s", from_ms, to_ms, symbol, exc)
+            if self._writer is not None:
+                for bar in bars:
+                    self._writer.submit(bar)
+            gap = Gap(symbol, from_ms, to_ms, bool(bars), len(bars))
+            self.gaps.append(gap)
+            del self.gaps[:-100]
+            self._bus.publish(gaps_topic(symbol), gap)
 
     async def sync_alert_indicators(self) -> None:
         """Compute exactly the indicators armed alerts read (after alerts change)."""

@@ -538,6 +538,10 @@ class BarBook:
     def get(self, symbol: str) -> BarBuilder | None:
         return self._builders.get(symbol)
 
+    def symbols(self) -> list[str]:
+        """Every symbol that has had a trade."""
+        return list(self._builders)
+
     def on_trade(self, symbol: str, t_ms: int, price: float, size: int) -> list[BarEvent]:
         return self.builder(symbol).on_trade(t_ms, price, size)
 

@@ -108,6 +108,13 @@ class Runtime:
         alerts = AlertService(database.pool, analytics)
         ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
+
+        def on_session() -> None:
+            # A new upstream connection: sequence numbers restart, and the time since
+            # our last event is a gap to backfill.
+            ingest.new_session()
+            analytics.new_session()
+
         feed = PolygonFeed(
             api_key=api_key,
             feed=feed_host,
@@ -116,7 +123,7 @@ class Runtime:
             status=tracker,
             backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
             topics=universe_topics,
-            on_session=ingest.new_session,
+            on_session=on_session,
         )
         ingest.on_notice = feed.handle_status
         universe = frozenset(settings.symbols)

@@ -11,7 +11,7 @@ import httpx
 
 from server.settings import Settings
 from streams.events import Trade
-from streams.polygon_server import start_replay_server
+from streams.polygon_server import Faults, start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
 from tests.support.data import AMZN_REPLAY, require
@@ -224,3 +224,24 @@ async def test_indicator_alert_arms_its_indicator_and_delete_releases_it(
                 )
             assert deleted["deleteAlert"] is True and again["deleteAlert"] is False
             assert not any(k[2] == "RSI(14)" for k in analytics._slots)
+
+
+async def test_an_outage_is_reported_as_a_gap_on_the_bars_stream(
+    make_settings: SettingsFactory,
+) -> None:
+    faults = Faults(drop_after_frames=300, drop_every_connection=False)
+    async with await start_replay_server(AMZN_REPLAY, speed=200.0, faults=faults) as upstream:
+        async with running_server(make_settings(upstream, symbols=("AMZN",))) as srv:
+            async with graphql_ws(srv.ws) as client:
+                op = await client.subscribe(
+                    """subscription { bars(symbol: "AMZN", timeframe: M1) {
+                       kind gap { from to filled bars } } }"""
+                )
+                while True:
+                    event = (await client.next_data(op))["bars"]
+                    if event["kind"] == "GAP":
+                        break
+    gap = event["gap"]
+    assert gap["from"] < gap["to"]
+    # A local replay has no history service to refill from: said, not hidden.
+    assert gap["filled"] is False and gap["bars"] == 0
