@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 
-from server.settings import Settings
+from server.settings import Secret, Settings
+from server.timeframes import Timeframe
 from streams.events import Trade
 from streams.polygon_server import Faults, start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
-from tests.support.data import AMZN_REPLAY, require
+from tests.support.data import AMZN_REPLAY, SHARED_DATA, require
+from tests.support.fake_polygon_rest import FakePolygonRest, daily_aggs_from_csv
 from tests.support.graphql_ws import graphql_ws
 from tests.support.server import running_server
 
@@ -245,3 +247,48 @@ async def test_an_outage_is_reported_as_a_gap_on_the_bars_stream(
     assert gap["from"] < gap["to"]
     # A local replay has no history service to refill from: said, not hidden.
     assert gap["filled"] is False and gap["bars"] == 0
+
+
+async def test_indicator_warms_up_from_polygon_rest(make_settings: SettingsFactory) -> None:
+    """With a REST URL, a new indicator is seeded from Polygon's daily aggregates (real
+    RESTClient against the fake), so its first value equals TA-Lib over that history."""
+    import numpy as np
+    import talib
+
+    history = daily_aggs_from_csv(require(SHARED_DATA / "bars-daily-ORCL.csv"))
+    async with FakePolygonRest(api_key="rest-key") as rest:
+        rest.add_aggs("AMZN", 1, "day", history)
+        async with await start_replay_server(AMZN_REPLAY, speed=10.0) as upstream:
+            settings = make_settings(
+                upstream,
+                symbols=("AMZN",),
+                polygon_api_key=Secret("rest-key"),
+                polygon_rest_url=rest.base_url,
+            )
+            async with (
+                running_server(settings) as srv,
+                httpx.AsyncClient(base_url=srv.http) as http,
+            ):
+                await eventually(
+                    lambda: (
+                        (st := srv.runtime.services.state.get("AMZN")) is not None
+                        and st.last_trade is not None
+                    ),
+                    "a live trade",
+                )
+                value = await gql(
+                    http,
+                    '{ indicator(symbol: "AMZN", timeframe: D1, spec: {kind: SMA, period: 5})'
+                    " { ready coldStart barStart outputs { value } } }",
+                )
+                forming = srv.runtime.services.analytics.book.builder("AMZN").forming(  # type: ignore[union-attr]
+                    Timeframe.D1
+                )
+    ind = value["indicator"]
+    assert ind["ready"] and not ind["coldStart"]
+    assert forming is not None and ind["barStart"] == forming.start_ms
+    # The last four historical closes (before 2012-06-21) plus today's forming close.
+    before = [h["c"] for h in history if h["t"] < forming.start_ms]
+    closes = [*before[-4:], forming.close]
+    expected = talib.SMA(np.array(closes, dtype=float), timeperiod=5)[-1]
+    assert abs(ind["outputs"][0]["value"] - expected) < 1e-9 * expected
