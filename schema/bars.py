@@ -339,7 +339,9 @@ async def _indicator_values(
     analytics = _analytics(services)
     slots: list[IndicatorSlot] = []
     wake = asyncio.Event()
-    box: ConflatingMailbox[str, IndicatorUpdate] = ConflatingMailbox(wake.set)
+    # Newest value per (indicator, bar): a bar's final value replaces its provisional
+    # ones but is never replaced by the next bar's.
+    box: ConflatingMailbox[tuple[str, int], IndicatorUpdate] = ConflatingMailbox(wake.set)
     attachments = []
     try:
         for spec in specs:
@@ -350,7 +352,7 @@ async def _indicator_values(
                 services.hub.attach(
                     indicator_channel(timeframe, slot.key),
                     [symbol],
-                    lambda u: box.put(u.key, u),
+                    lambda u: box.put((u.key, u.bar_start_ms), u),
                 )
             )
         services.streams.add(box)

