@@ -7,23 +7,25 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from schema.access_gate import AccessGate
 from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
+from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
 from schema.errors import ErrorReporting, log_expected_errors
 from schema.feed import FeedQuery, FeedSubscription
+from schema.hardening import hardening_extensions
 from schema.market import MarketQuery, MarketSubscription
 from schema.parse_cache import ParseCache
 from schema.scalars import SCALARS
 
-Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery))
-Mutation = merge_types("Mutation", (AlertsMutation,))
+Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, AuthQuery))
+Mutation = merge_types("Mutation", (AlertsMutation, AuthMutation))
 Subscription = merge_types(
     "Subscription", (MarketSubscription, FeedSubscription, BarsSubscription, AlertsSubscription)
 )
@@ -65,10 +67,13 @@ class TickgraphSchema(strawberry.Schema):
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories: strawberry builds fresh extension instances per operation; the
     # parse/validation caches are module-level and shared across them.
+    # Hardening first (it sets the parser's limits and owns the validation cache, with
+    # the cost check after it), then the parse cache, error reporting, admission.
     extensions: list[object] = [
+        *hardening_extensions(production=production),
         ParseCache,
-        lambda: ValidationCache(maxsize=1024),
         lambda: ErrorReporting(production=production),
+        AccessGate,
     ]
     return TickgraphSchema(
         query=Query,

@@ -11,15 +11,17 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from schema.access_gate import admit_subscription
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
 from schema.scalars import Timestamp
 from server.alert_delivery import alert_topic
-from server.alert_service import LOCAL_OWNER, AlertService
+from server.alert_service import AlertService
 from server.alert_store import AlertEventRow, StoredAlert
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
 from server.errors import InvalidInput, TickgraphError
+from server.limits.usage import Lease
 from server.mailbox import DroppingQueue
 from server.services import Services
 from server.subscriptions import next_batch
@@ -241,7 +243,8 @@ def _service(info: Info) -> AlertService:
 
 
 def _owner(info: Info) -> str:
-    return LOCAL_OWNER
+    """Alerts are private: every read and write is scoped to the caller."""
+    return info.context.caller.owner()
 
 
 def _id(raw: strawberry.ID) -> uuid.UUID:
@@ -286,7 +289,10 @@ class AlertsMutation:
     @strawberry.mutation(description="Validate, store and arm an alert.")
     async def create_alert(self, info: Info, input: AlertInput) -> Alert:
         service = _service(info)
-        stored = await service.create(_owner(info), input.doc(info.context.services))
+        caller = info.context.caller
+        stored = await service.create(
+            _owner(info), input.doc(info.context.services), max_alerts=caller.limits.alerts
+        )
         return Alert.of(stored, service.status(stored))
 
     @strawberry.mutation(description="Replace an alert's definition; it re-arms afresh.")
@@ -314,10 +320,14 @@ class AlertsSubscription:
     )
     async def alert_events(self, info: Info) -> AsyncGenerator[AlertEvent, None]:
         services = info.context.services
-        return _alert_events(services, _owner(info))
+        owner = _owner(info)
+        lease = await admit_subscription(info, [], public=False)
+        return _alert_events(services, owner, lease)
 
 
-async def _alert_events(services: Services, owner: str) -> AsyncGenerator[AlertEvent, None]:
+async def _alert_events(
+    services: Services, owner: str, lease: Lease | None
+) -> AsyncGenerator[AlertEvent, None]:
     assert services.bus is not None
     wake = asyncio.Event()
     queue: DroppingQueue[AlertEventRow] = DroppingQueue(ALERT_EVENT_QUEUE, wake.set)
@@ -339,3 +349,5 @@ async def _alert_events(services: Services, owner: str) -> AsyncGenerator[AlertE
     finally:
         services.bus.unsubscribe(topic, queue.put)
         services.streams.remove(queue)
+        if lease is not None:
+            lease.release()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import strawberry
 
+from schema.access_gate import admit_subscription, leased
 from schema.context import Info
 from schema.scalars import Long, Timestamp
 from server.analytics import (
@@ -272,7 +273,8 @@ class BarsSubscription:
     ) -> AsyncGenerator[BarEvent, None]:
         services = info.context.services
         sym = services.directory.resolve(symbol)
-        return _bar_events(services, sym, timeframe)
+        lease = await admit_subscription(info, [sym], public=True)
+        return leased(_bar_events(services, sym, timeframe), lease)
 
     @strawberry.subscription(
         description="Indicator values on every bar update (provisional) and close (final); "
@@ -287,7 +289,9 @@ class BarsSubscription:
     ) -> AsyncGenerator[IndicatorValue, None]:
         services = info.context.services
         sym = services.directory.resolve(symbol)
-        return _indicator_values(services, sym, timeframe, _specs(specs))
+        chosen = _specs(specs)
+        lease = await admit_subscription(info, [sym], public=True)
+        return leased(_indicator_values(services, sym, timeframe, chosen), lease)
 
 
 async def _bar_events(

@@ -7,16 +7,23 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from server.access import Caller
 from server.services import Services
 
 
 @dataclass
 class Context:
     services: Services
+    caller: Caller
     request: Any = None
     response: Any = None
     #: The ``connection_init`` payload of a WebSocket connection (strawberry sets it).
     connection_params: dict[str, Any] | None = field(default=None)
+
+    @property
+    def query_cost_budget(self) -> int:
+        """The caller's per-operation cost budget (read by the cost analysis)."""
+        return self.caller.query_cost_budget
 
 
 Info = StrawberryInfo[Context, None]

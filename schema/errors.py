@@ -25,7 +25,8 @@ log = logging.getLogger("tickgraph.errors")
 
 def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, TickgraphError)
+    # GraphQL's own errors (bad variables, coercion) are the client's, not ours.
+    return original is not None and not isinstance(original, TickgraphError | GraphQLError)
 
 
 class ErrorReporting(MaskErrors):

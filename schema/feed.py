@@ -9,6 +9,7 @@ from enum import Enum
 
 import strawberry
 
+from schema.access_gate import admit_subscription, leased
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
 from server.subscriptions import feed_status_stream
@@ -78,7 +79,8 @@ class FeedQuery:
 class FeedSubscription:
     @strawberry.subscription(description="The current status first, then every change of state.")
     async def feed_status(self, info: Info) -> AsyncGenerator[FeedStatus, None]:
-        return _statuses(info.context.services.feed_status)
+        lease = await admit_subscription(info, [], public=True)
+        return leased(_statuses(info.context.services.feed_status), lease)
 
 
 async def _statuses(tracker: FeedStatusTracker) -> AsyncGenerator[FeedStatus, None]:

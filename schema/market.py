@@ -9,6 +9,7 @@ from datetime import date
 
 import strawberry
 
+from schema.access_gate import admit_subscription, leased
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
 from server.errors import InvalidInput
@@ -258,7 +259,8 @@ class MarketSubscription:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
         throttle_s = _throttle_seconds(throttle_ms)
-        return _quotes(services, syms, throttle_s)
+        lease = await admit_subscription(info, syms, public=True)
+        return leased(_quotes(services, syms, throttle_s), lease)
 
     @strawberry.subscription(
         description=(
@@ -270,7 +272,8 @@ class MarketSubscription:
     async def trades(self, info: Info, symbols: list[str]) -> AsyncGenerator[Trade, None]:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
-        return _trades(services, syms)
+        lease = await admit_subscription(info, syms, public=True)
+        return leased(_trades(services, syms), lease)
 
 
 async def _quotes(

@@ -124,10 +124,21 @@ class AlertService:
             max_per_user=self.max_per_user,
         )
 
-    async def create(self, owner: str, definition: dict[str, Any]) -> alert_store.StoredAlert:
+    async def create(
+        self, owner: str, definition: dict[str, Any], *, max_alerts: int | None = None
+    ) -> alert_store.StoredAlert:
+        """``max_alerts``: the owner's limit (their tier's), else the service default."""
+        limit = self.max_per_user if max_alerts is None else max_alerts
         async with self._lock:
             alert_id = uuid.uuid4()
-            alert = self._validate(alert_id, owner, {**definition, "revision": 0}, restoring=False)
+            alert = validate(
+                canonical_definition({**definition, "revision": 0}),
+                alert_id=str(alert_id),
+                owner=owner,
+                now_ms=self._wall_ms(),
+                existing=self.engine.open_count(owner),
+                max_per_user=limit,
+            )
             stored = await alert_store.insert_alert(
                 self._pool,
                 alert_id=alert_id,
@@ -136,7 +147,7 @@ class AlertService:
                 definition=alert.definition(),
                 enabled=alert.enabled,
                 expires_at=_dt(alert.expires_ms),
-                max_per_owner=self.max_per_user,
+                max_per_owner=limit,
             )
             self.engine.add(alert)
             await self._analytics.sync_alert_indicators()

@@ -108,7 +108,7 @@ async def _run_uvicorn(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
-        ws_max_size=1024 * 1024,
+        ws_max_size=settings.ws_max_message_bytes,
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -11,10 +11,16 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from server.access import AccessControl
 from server.alert_delivery import AlertDelivery
-from server.alert_service import DEFAULT_MAX_ALERTS_PER_USER, AlertService, output_index
+from server.alert_service import AlertService, output_index
 from server.alerts import AlertEngine
 from server.analytics import Analytics
+from server.auth.passwords import PasswordHashing
+from server.auth.tokens import load_keyring
+from server.auth.users import AuthSettings, UserService
 from server.bar_store import BarWriter
 from server.bus import InProcessBus
 from server.database import Database
@@ -27,6 +33,8 @@ from server.history import (
     StoredHistory,
 )
 from server.ingest import Ingest
+from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
+from server.limits.login_throttle import LoginThrottle
 from server.market_state import MarketState
 from server.services import Services
 from server.settings import MarketSource, Settings
@@ -102,10 +110,19 @@ class Runtime:
             bus=bus,
             history=_history(settings, database),
             writer=bar_writer,
-            engine=AlertEngine(outputs=output_index, max_per_user=DEFAULT_MAX_ALERTS_PER_USER),
+            # Per-user limits depend on the tier: the service and the database check them.
+            engine=AlertEngine(outputs=output_index),
             delivery=delivery,
         )
         alerts = AlertService(database.pool, analytics)
+        users = UserService(
+            database.pool,
+            PasswordHashing(),
+            load_keyring(settings.jwt_private_keys, settings.data_dir),
+            AuthSettings.from_settings(settings),
+        )
+        limiter = _limiter(settings)
+        access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
         ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
@@ -153,6 +170,9 @@ class Runtime:
             bus=bus,
             analytics=analytics,
             alerts=alerts,
+            users=users,
+            access=access,
+            login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
         )
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
@@ -173,6 +193,31 @@ class Runtime:
         if self.bar_writer is not None:
             await self.bar_writer.close()
         await self.database.close()
+
+
+def _redis(settings: Settings) -> Redis:
+    assert settings.redis_url is not None
+    # A bounded pool: a burst must queue for connections, not open hundreds of them.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url.reveal(), max_connections=32, timeout=1.0
+    )
+    return Redis(connection_pool=pool)
+
+
+def _limiter(settings: Settings) -> Limiter:
+    """Shared limits in Redis when several processes serve, else in this process. If
+    Redis stops answering, request limits fall back to this process's view."""
+    if settings.redis_url is None:
+        return InProcessLimiter()
+    return RedisLimiter(_redis(settings), fail_mode=FailMode.LOCAL)
+
+
+def _login_limiter(settings: Settings, shared: Limiter) -> Limiter:
+    """Login throttling fails closed: an outage must not open a password-guessing
+    window."""
+    if settings.redis_url is None:
+        return shared
+    return RedisLimiter(_redis(settings), fail_mode=FailMode.CLOSED)
 
 
 def _history(settings: Settings, database: Database) -> HistoryProvider:

@@ -13,10 +13,13 @@ from server.symbol_directory import SymbolDirectory
 from streams.feed_status import FeedStatusTracker
 
 if TYPE_CHECKING:
+    from server.access import AccessControl
     from server.alert_service import AlertService
     from server.analytics import Analytics
+    from server.auth.users import UserService
     from server.bus import Bus
     from server.database import Database
+    from server.limits.login_throttle import LoginThrottle
 
 
 @dataclass
@@ -31,3 +34,6 @@ class Services:
     bus: Bus | None = None
     analytics: Analytics | None = None
     alerts: AlertService | None = None
+    users: UserService | None = None
+    access: AccessControl | None = None
+    login_throttle: LoginThrottle | None = None

@@ -104,6 +104,17 @@ class Settings:
     ws_trade_queue: int = 1000
     graphiql: bool = True
 
+    # Users, tokens and the hardened surface.
+    allow_anonymous: bool = True
+    jwt_private_keys: Secret | None = None
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 86_400
+    admin_emails: tuple[str, ...] = ()
+    ws_allowed_origins: tuple[str, ...] = ()
+    ws_max_subscriptions: int = 100
+    ws_max_message_bytes: int = 65_536
+    max_request_bytes: int = 1_048_576
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str], overrides: Mapping[str, str] | None = None
@@ -185,6 +196,35 @@ class Settings:
             ),
             graphiql=reader.get(
                 "TICKGRAPH_GRAPHIQL", _bool, environment is Environment.DEVELOPMENT
+            ),
+            allow_anonymous=reader.get(
+                "TICKGRAPH_ALLOW_ANONYMOUS", _bool, environment is Environment.DEVELOPMENT
+            ),
+            jwt_private_keys=reader.secret("TICKGRAPH_JWT_PRIVATE_KEYS"),
+            access_token_ttl_s=reader.get(
+                "TICKGRAPH_ACCESS_TOKEN_TTL", _int_range(10, 86_400), defaults.access_token_ttl_s
+            ),
+            refresh_token_ttl_s=reader.get(
+                "TICKGRAPH_REFRESH_TOKEN_TTL",
+                _int_range(60, 365 * 86_400),
+                defaults.refresh_token_ttl_s,
+            ),
+            admin_emails=reader.get("TICKGRAPH_ADMIN_EMAILS", _emails, ()),
+            ws_allowed_origins=reader.get("TICKGRAPH_WS_ALLOWED_ORIGINS", _origins, ()),
+            ws_max_subscriptions=reader.get(
+                "TICKGRAPH_WS_MAX_SUBSCRIPTIONS",
+                _int_range(1, 10_000),
+                defaults.ws_max_subscriptions,
+            ),
+            ws_max_message_bytes=reader.get(
+                "TICKGRAPH_WS_MAX_MESSAGE_BYTES",
+                _int_range(1024, 16 * 1024 * 1024),
+                defaults.ws_max_message_bytes,
+            ),
+            max_request_bytes=reader.get(
+                "TICKGRAPH_MAX_REQUEST_BYTES",
+                _int_range(1024, 64 * 1024 * 1024),
+                defaults.max_request_bytes,
             ),
         )
         if settings.feed_backoff_max_s < settings.feed_backoff_initial_s:
@@ -331,6 +371,29 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], Secret]:
         return Secret(raw)
 
     return parse
+
+
+def _emails(raw: str) -> tuple[str, ...]:
+    out = tuple(e.strip().lower() for e in raw.split(",") if e.strip())
+    for email in out:
+        if "@" not in email:
+            raise ValueError(f"{email!r} is not an email address")
+    return out
+
+
+def normalize_origin(origin: str) -> str:
+    """An origin as browsers send it: lower case, no default port, no trailing slash."""
+    parts = urlsplit(origin.strip().rstrip("/"))
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.path:
+        raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    scheme = parts.scheme.lower()
+    default = 443 if scheme == "https" else 80
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{scheme}://{parts.hostname.lower()}{port}"
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(normalize_origin(o) for o in raw.split(",") if o.strip())
 
 
 def _http_url(raw: str) -> str:

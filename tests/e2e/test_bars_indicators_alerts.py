@@ -15,6 +15,7 @@ from streams.events import Trade
 from streams.polygon_server import Faults, start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
+from tests.support.accounts import bearer, sign_up
 from tests.support.data import AMZN_REPLAY, SHARED_DATA, require
 from tests.support.fake_polygon_rest import FakePolygonRest, daily_aggs_from_csv
 from tests.support.graphql_ws import graphql_ws
@@ -85,6 +86,7 @@ async def test_bad_input_gets_clear_codes(make_settings: SettingsFactory) -> Non
     async with await start_replay_server(AMZN_REPLAY, speed=10.0) as upstream:
         async with running_server(make_settings(upstream, symbols=("AMZN",))) as srv:
             async with httpx.AsyncClient(base_url=srv.http) as http:
+                http.headers.update(bearer((await sign_up(http))["accessToken"]))
                 bad_period = await gql_error(
                     http,
                     IND % "{kind: SMA, period: 0}",
@@ -138,30 +140,42 @@ async def test_alert_fires_once_is_persisted_and_survives_restart(
                 "an AMZN trade",
             )
             last = state.get("AMZN").last_trade.event.p  # type: ignore[union-attr]
-            async with httpx.AsyncClient(base_url=srv.http) as http, graphql_ws(srv.ws) as client:
-                events_op = await client.subscribe(ALERT_EVENTS)
-                fires = await gql(
-                    http,
-                    CREATE,
-                    input={
-                        "symbol": "AMZN",
-                        "conditions": [
-                            {"left": {"price": "LAST"}, "op": "GREATER_THAN", "value": last - 100}
-                        ],
-                    },
-                )
-                never = await gql(
-                    http,
-                    CREATE,
-                    input={
-                        "symbol": "AMZN",
-                        "conditions": [
-                            {"left": {"price": "LAST"}, "op": "GREATER_THAN", "value": last * 10}
-                        ],
-                        "trigger": {"mode": "EVERY_TIME", "cooldownMs": 1000},
-                    },
-                )
-                event = (await client.next_data(events_op))["alertEvents"]
+            async with httpx.AsyncClient(base_url=srv.http) as http:
+                account = await sign_up(http)
+                http.headers.update(bearer(account["accessToken"]))
+                token = {"token": account["accessToken"]}
+                async with graphql_ws(srv.ws, payload=token) as client:
+                    events_op = await client.subscribe(ALERT_EVENTS)
+                    fires = await gql(
+                        http,
+                        CREATE,
+                        input={
+                            "symbol": "AMZN",
+                            "conditions": [
+                                {
+                                    "left": {"price": "LAST"},
+                                    "op": "GREATER_THAN",
+                                    "value": last - 100,
+                                }
+                            ],
+                        },
+                    )
+                    never = await gql(
+                        http,
+                        CREATE,
+                        input={
+                            "symbol": "AMZN",
+                            "conditions": [
+                                {
+                                    "left": {"price": "LAST"},
+                                    "op": "GREATER_THAN",
+                                    "value": last * 10,
+                                }
+                            ],
+                            "trigger": {"mode": "EVERY_TIME", "cooldownMs": 1000},
+                        },
+                    )
+                    event = (await client.next_data(events_op))["alertEvents"]
                 listed = await gql(http, "{ alerts { id status fireCount } }")
                 history = await gql(http, "{ alertHistory { alertId key } }")
             fired_id = fires["createAlert"]["id"]
@@ -169,6 +183,8 @@ async def test_alert_fires_once_is_persisted_and_survives_restart(
         # is re-armed, and nothing fires twice.
         async with running_server(dataclasses.replace(settings)) as srv2:
             async with httpx.AsyncClient(base_url=srv2.http) as http:
+                # Same data dir: the signing key survives the restart, so does the token.
+                http.headers.update(bearer(account["accessToken"]))
                 await eventually(
                     lambda: srv2.runtime.services.feed_status.snapshot().events > 100,
                     "events after restart",
@@ -196,6 +212,7 @@ async def test_indicator_alert_arms_its_indicator_and_delete_releases_it(
             analytics = srv.runtime.services.analytics
             assert analytics is not None
             async with httpx.AsyncClient(base_url=srv.http) as http:
+                http.headers.update(bearer((await sign_up(http))["accessToken"]))
                 created = await gql(
                     http,
                     CREATE,

@@ -62,6 +62,7 @@ async def running_server(
     config = uvicorn.Config(
         app,
         ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
         lifespan="on",
         log_config=None,
         access_log=False,
