@@ -58,12 +58,6 @@ class Caller:
             raise Forbidden("an API key cannot manage the account; sign in with a password")
         return principal
 
-    def admin(self) -> Principal:
-        principal = self.user()
-        if not principal.is_admin:
-            raise Forbidden("administrators only")
-        return principal
-
 
 def credential_from(
     authorization: str | None, params: Mapping[str, Any] | None = None

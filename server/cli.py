@@ -61,6 +61,42 @@ def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(handler=_migrate)
 
 
+def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "admin",
+        help="grant (or --revoke) the administrator role to an existing account",
+        description="There is deliberately no API for this: an operator with access to "
+        "the database's configuration runs it.",
+    )
+    p.add_argument("email")
+    p.add_argument("--revoke", action="store_true", help="withdraw the role")
+    p.add_argument("--data-dir", help="local state, embedded database [TICKGRAPH_DATA_DIR]")
+    p.set_defaults(handler=_admin)
+
+
+def _admin(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+
+    async def run() -> int:
+        from server.auth.users import normalize_email, set_admin
+        from server.database import Database
+
+        async with await Database.open(settings) as db:
+            _, normalized = normalize_email(args.email)
+            user_id = await db.pool.fetchval(
+                "SELECT id FROM users WHERE email_normalized = $1", normalized
+            )
+            if user_id is None:
+                print(f"tickgraph: no account {normalized}", file=sys.stderr)
+                return 1
+            await set_admin(db.pool, user_id, not args.revoke)
+        role = "no longer an administrator" if args.revoke else "now an administrator"
+        print(f"{normalized} is {role}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _add_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     p.set_defaults(handler=_schema)
@@ -173,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_command(sub)
     add_record_command(sub)
     _add_migrate(sub)
+    _add_admin(sub)
     _add_schema(sub)
     return parser
 

@@ -109,7 +109,6 @@ class Settings:
     jwt_private_keys: Secret | None = None
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 86_400
-    admin_emails: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
     ws_max_subscriptions: int = 100
     ws_max_message_bytes: int = 65_536
@@ -209,7 +208,6 @@ class Settings:
                 _int_range(60, 365 * 86_400),
                 defaults.refresh_token_ttl_s,
             ),
-            admin_emails=reader.get("TICKGRAPH_ADMIN_EMAILS", _emails, ()),
             ws_allowed_origins=reader.get("TICKGRAPH_WS_ALLOWED_ORIGINS", _origins, ()),
             ws_max_subscriptions=reader.get(
                 "TICKGRAPH_WS_MAX_SUBSCRIPTIONS",
@@ -371,14 +369,6 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], Secret]:
         return Secret(raw)
 
     return parse
-
-
-def _emails(raw: str) -> tuple[str, ...]:
-    out = tuple(e.strip().lower() for e in raw.split(",") if e.strip())
-    for email in out:
-        if "@" not in email:
-            raise ValueError(f"{email!r} is not an email address")
-    return out
 
 
 def normalize_origin(origin: str) -> str:

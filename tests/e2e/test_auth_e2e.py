@@ -203,3 +203,36 @@ async def test_tier_limits_requests_and_subscriptions(server) -> None:  # type: 
         # Someone else is not affected.
         other = await sign_up(http)
         assert "errors" not in await gql(http, "{ symbols { symbol } }", other["accessToken"])
+
+
+async def test_only_an_operator_makes_an_administrator(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tickgraph admin EMAIL` (a real process on the same database) grants the role;
+    then the administrator can change tiers, and nobody else can."""
+    import os
+    import sys
+
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        boss, user = await sign_up(http), await sign_up(http)
+        change = "mutation($u: ID!) { setUserTier(userId: $u, tier: PRO) { tier } }"
+        refused = await gql(http, change, user["accessToken"], u=user["id"])
+        env = {
+            **os.environ,
+            "DATABASE_URL": server.settings.database_url.reveal(),
+            "TICKGRAPH_DATA_DIR": str(tmp_path),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            "admin",
+            boss["email"],
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(TIMEOUT * 3):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        granted = await gql(http, change, boss["accessToken"], u=user["id"])
+    assert code(refused) == "FORBIDDEN"
+    assert granted["data"]["setUserTier"]["tier"] == "PRO", granted
