@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from schema.access_gate import admit_subscription
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
-from schema.scalars import Timestamp
+from schema.scalars import Timestamp, uuid_argument
 from server.alert_delivery import alert_topic
 from server.alert_service import AlertService
 from server.alert_store import AlertEventRow, StoredAlert
@@ -248,10 +248,7 @@ def _owner(info: Info) -> str:
 
 
 def _id(raw: strawberry.ID) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise InvalidInput(f"{str(raw)[:64]!r} is not an alert id") from None
+    return uuid_argument(raw, "an alert id")
 
 
 @strawberry.type

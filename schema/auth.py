@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 import strawberry
 
 from schema.context import Info
-from schema.scalars import Timestamp
+from schema.scalars import Timestamp, uuid_argument
 from server.access import Caller
 from server.auth.api_keys import ApiKey as ApiKeyRecord
 from server.auth.users import TokenPair, UserService
 from server.auth.users import User as UserRecord
-from server.errors import InvalidInput
 from server.limits.tiers import Tier as TierRecord
 from server.limits.tiers import TierLimits, limits_for
 
@@ -146,13 +144,6 @@ def _ip(info: Info) -> str | None:
     return info.context.caller.ip
 
 
-def _uuid(raw: strawberry.ID, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise InvalidInput(f"{str(raw)[:64]!r} is not {what}") from None
-
-
 @strawberry.type
 class AuthQuery:
     @strawberry.field(description="You, your tier's limits and what you use now.")
@@ -234,7 +225,7 @@ class AuthMutation:
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
         principal = _caller(info).account_manager()
         return await _users(info).revoke_api_key(
-            principal.user_id, _uuid(id, "an API key id"), _ip(info)
+            principal.user_id, uuid_argument(id, "an API key id"), _ip(info)
         )
 
     @strawberry.mutation(description="Administrators: change a user's tier.")
@@ -243,6 +234,6 @@ class AuthMutation:
         # grant or a withdrawal); here only that this is a signed-in account.
         admin = _caller(info).account_manager()
         user = await _users(info).set_tier(
-            admin.user_id, _uuid(user_id, "a user id"), tier.value, _ip(info)
+            admin.user_id, uuid_argument(user_id, "a user id"), tier.value, _ip(info)
         )
         return User.of(user)

@@ -4,10 +4,13 @@ sequence numbers and epoch milliseconds."""
 from __future__ import annotations
 
 import math
+import uuid
 from typing import NewType
 
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
+
+from server.errors import InvalidInput
 
 Long = NewType("Long", int)
 Timestamp = NewType("Timestamp", float)
@@ -49,6 +52,14 @@ SCALARS: dict[object, ScalarDefinition] = {
         parse_value=_parse_timestamp,
     ),
 }
+
+
+def uuid_argument(raw: object, what: str) -> uuid.UUID:
+    """An ``ID`` argument that must be a UUID, with a clear error naming what it is."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidInput(f"{str(raw)[:64]!r} is not {what}") from None
 
 
 def ms_from_ns(ns: int) -> Timestamp:
