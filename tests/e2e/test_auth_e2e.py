@@ -233,6 +233,7 @@ async def test_only_an_operator_makes_an_administrator(server, tmp_path) -> None
         async with asyncio.timeout(TIMEOUT * 3):
             out, err = await proc.communicate()
         assert proc.returncode == 0, err
+        assert b"is now an administrator" in out
         granted = await gql(http, change, boss["accessToken"], u=user["id"])
     assert code(refused) == "FORBIDDEN"
     assert granted["data"]["setUserTier"]["tier"] == "PRO", granted
