@@ -25,7 +25,7 @@ from server.alert_service import output_index
 from server.alerts import AlertEngine, validate
 from server.analytics import Analytics
 from server.bus import InProcessBus
-from server.history import SimulatedHistory
+from server.history_simulated import SimulatedHistory
 from server.indicators import IndicatorSpec
 from server.ingest import Ingest
 from server.market_state import MarketState

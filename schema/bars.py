@@ -23,7 +23,7 @@ from server.analytics import Gap as GapRecord
 from server.bars import BarEvent as BarEventRecord
 from server.bars import BarEventKind as BarEventKindRecord
 from server.errors import InvalidInput, LimitExceeded
-from server.history import StoredHistory
+from server.history_stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
 from server.mailbox import ConflatingMailbox
 from server.services import Services

@@ -25,13 +25,10 @@ from server.bar_store import BarWriter
 from server.bus import InProcessBus
 from server.database import Database
 from server.fanout import MarketHub
-from server.history import (
-    ChainedHistory,
-    HistoryProvider,
-    PolygonHistory,
-    SimulatedHistory,
-    StoredHistory,
-)
+from server.history import ChainedHistory, HistoryProvider
+from server.history_polygon import PolygonHistory
+from server.history_simulated import SimulatedHistory
+from server.history_stored import StoredHistory
 from server.ingest import Ingest
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle

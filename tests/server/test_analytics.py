@@ -7,7 +7,7 @@ from server.alert_service import output_index
 from server.alerts import AlertEngine
 from server.analytics import Analytics, IndicatorUpdate
 from server.bus import InProcessBus
-from server.history import SimulatedHistory
+from server.history_simulated import SimulatedHistory
 from server.indicators import IndicatorSpec
 from server.timeframes import Timeframe
 from streams.events import MinuteAggregate, Received, Trade

@@ -16,13 +16,10 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from server.history import (
-    ChainedHistory,
-    HistoryUnavailable,
-    PolygonHistory,
-    SimulatedHistory,
-    StoredHistory,
-)
+from server.history import ChainedHistory, HistoryUnavailable
+from server.history_polygon import PolygonHistory
+from server.history_simulated import SimulatedHistory
+from server.history_stored import StoredHistory
 from server.settings import Secret
 from server.timeframes import Bar, Timeframe
 from server.trading_day import day_window
