@@ -18,6 +18,7 @@ from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
 from schema.errors import ErrorReporting, log_expected_errors
+from schema.executor import PerEventMemoExecutor
 from schema.feed import FeedQuery, FeedSubscription
 from schema.hardening import hardening_extensions
 from schema.market import MarketQuery, MarketSubscription
@@ -80,6 +81,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=PerEventMemoExecutor,
         extensions=extensions,  # type: ignore[arg-type]
     )
 
