@@ -28,8 +28,6 @@ from server.indicators import IndicatorSpec
 
 log = logging.getLogger(__name__)
 
-#: Until users and tiers exist, every alert belongs to this owner.
-LOCAL_OWNER = "local"
 DEFAULT_MAX_ALERTS_PER_USER = 500
 
 

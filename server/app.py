@@ -51,7 +51,6 @@ class TickgraphGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         )
         self._runtime_ref = runtime_ref
-        self._expiry_handles: set[asyncio.TimerHandle] = set()
         self.max_subscriptions_per_connection = settings.ws_max_subscriptions
         # Browsers send cookies with cross-site WebSocket handshakes and apply no CORS:
         # only same-origin pages, non-browser clients and listed origins may connect.
@@ -96,12 +95,21 @@ class TickgraphGraphQL(GraphQL[Context, None]):
         expires = caller.principal.token_expires_at if caller.principal else None
         if expires is not None:
             delay = max(0.0, expires.timestamp() - time.time())
-            handle = asyncio.get_running_loop().call_later(
-                delay, lambda: asyncio.ensure_future(_close_expired(ws))
-            )
-            self._expiry_handles.add(handle)
+            # The loop keeps the timer until it fires; closing an already closed
+            # socket is a no-op, so nothing needs cancelling on disconnect.
+            asyncio.get_running_loop().call_later(delay, _schedule_close, ws)
         unset: UnsetType = UNSET
         return unset
+
+
+#: Close tasks while they run (asyncio may collect an unreferenced running task).
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _schedule_close(ws: WebSocket) -> None:
+    task = asyncio.ensure_future(_close_expired(ws))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 async def _close_expired(ws: WebSocket) -> None:
