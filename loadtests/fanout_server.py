@@ -1,10 +1,12 @@
-"""The servers a fan-out load test runs against: an upstream replay and a tickgraph.
+"""The servers a fan-out load test runs against: an upstream replay and the targets.
 
-- ``CloningSource`` replays a recording with every event cloned under extra symbols
-  and counts the quotes it offers (per symbol, inside a measurement window).
-- ``start_upstream`` serves it over the Polygon protocol, in this process.
-- ``start_tickgraph`` runs ``tickgraph serve`` as a subprocess on a free loopback port
-  and waits until its feed is connected.
+- ``CloningSource`` replays a recording (at ``--speed``) with every event cloned under
+  extra symbols and counts the quotes it offers (per symbol, inside a measurement
+  window); ``loadtests.fanout_pacing.PacedQuoteSource`` does the same at a fixed rate.
+- ``start_upstream`` serves either over the Polygon protocol, in this process.
+- ``start_target`` runs a target as a subprocess on a free loopback port, fed by that
+  upstream: ``tickgraph serve`` (ready once ``/readyz`` says its feed is up) or one of
+  the baselines of ``loadtests.fanout_baselines`` (ready once they say they listen).
 
 ``loadtests/fanout.py`` uses these unless told ``--url`` (a server someone else runs).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -22,15 +25,17 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
 from streams.events import MarketEvent, Quote
-from streams.polygon_server import PolygonProtocolServer, RecordingSource
+from streams.polygon_server import FrameSource, PolygonProtocolServer, RecordingSource
 
-LISTENING = re.compile(r"tickgraph listening on http://127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+TARGETS = ("tickgraph", "raw", "strawberry")
 #: Variables of the caller's environment that would change what the server under test does.
 _SCRUBBED_PREFIXES = ("TICKGRAPH_", "POLYGON_", "DATABASE_URL", "REDIS_URL", "ALPACA_")
 
@@ -74,6 +79,21 @@ class CloningSource:
                     self.quotes_offered[ev.sym] += 1
         return out
 
+    #: A replay at ``speed`` never drops its backlog.
+    lag_resets = 0
+
+    def open_window(self, start: float, end: float) -> None:
+        """Count offered quotes per symbol between these epoch times (from zero)."""
+        self.quotes_offered = Counter()
+        self.window = (start, end)
+
+    def configure(self, *, rate: float | None = None, symbols: Sequence[str] | None = None) -> None:
+        """Clone under other symbols from now on; a replay at ``speed`` has no rate."""
+        if rate is not None:
+            raise ValueError("a replay at --speed has no rate: use --rate")
+        if symbols is not None:
+            self.symbols = tuple(symbols)
+
     def pause(self) -> None:
         self.inner.pause()
 
@@ -81,15 +101,41 @@ class CloningSource:
         """A recording has what it has."""
 
 
-async def start_upstream(source: CloningSource) -> PolygonProtocolServer:
-    """The replay, listening on a free loopback port (``.url`` is ``POLYGON_WS_URL``)."""
-    return await PolygonProtocolServer(source, host="127.0.0.1", port=0).start()
+class OfferedSource(FrameSource, Protocol):
+    """A frame source that counts what it offers (``CloningSource``, ``PacedQuoteSource``)."""
+
+    quotes_offered: Counter[str]
+    events_offered_total: int
+
+    @property
+    def lag_resets(self) -> int:
+        """Times the source dropped a backlog rather than burst it (see fanout_pacing)."""
+        ...
+
+    def open_window(self, start: float, end: float) -> None: ...
+
+    def configure(
+        self, *, rate: float | None = None, symbols: Sequence[str] | None = None
+    ) -> None: ...
+
+
+async def start_upstream(source: FrameSource) -> PolygonProtocolServer:
+    """The replay, listening on a free loopback port (``.url`` is ``POLYGON_WS_URL``).
+
+    A target that reads slowly is never disconnected (the real feed would): the harness
+    wants to measure it, so the replay waits for it instead, and what it offered is
+    counted at the source."""
+    server = PolygonProtocolServer(source, host="127.0.0.1", port=0, slow_consumer_timeout_s=None)
+    return await server.start()
 
 
 @dataclass
-class TickgraphProcess:
+class TargetProcess:
+    kind: str
     process: asyncio.subprocess.Process
     port: int
+    #: The last lines it wrote to stderr, kept up to date while it runs.
+    stderr_tail: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -133,18 +179,9 @@ async def _drain(stream: asyncio.StreamReader | None, sink: list[str], keep: int
         del sink[:-keep]
 
 
-@contextlib.asynccontextmanager
-async def start_tickgraph(
-    upstream_url: str,
-    symbols: Sequence[str],
-    data_dir: Path,
-    *,
-    database_url: str | None = None,
-    start_timeout_s: float = 90.0,
-) -> AsyncIterator[TickgraphProcess]:
-    """``tickgraph serve --port 0`` fed by ``upstream_url``, anonymous access on; stopped
-    with SIGTERM (then SIGKILL) on exit. The embedded database lives in ``data_dir``
-    unless ``database_url`` is given."""
+def _tickgraph_command(
+    upstream_url: str, symbols: Sequence[str], data_dir: Path, database_url: str | None
+) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
     env.update(
         POLYGON_WS_URL=upstream_url,
@@ -155,28 +192,59 @@ async def start_tickgraph(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    return [sys.executable, "-m", "server.cli", "serve", "--port", "0"], env
+
+
+def _baseline_command(
+    kind: str, upstream_url: str, symbols: Sequence[str], loop: str
+) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    argv = [sys.executable, "-m", "loadtests.fanout_baselines", kind]
+    argv += ["--upstream", upstream_url, "--symbols", ",".join(symbols), "--port", "0"]
+    return [*argv, "--loop", loop], env
+
+
+@contextlib.asynccontextmanager
+async def start_target(
+    kind: str,
+    upstream_url: str,
+    symbols: Sequence[str],
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    baseline_loop: str = "asyncio",
+    start_timeout_s: float = 90.0,
+) -> AsyncIterator[TargetProcess]:
+    """``kind`` (one of ``TARGETS``) on a free loopback port, fed by ``upstream_url`` with
+    ``symbols``; stopped with SIGTERM (then SIGKILL) on exit.
+
+    tickgraph runs with anonymous access on and its embedded database in ``data_dir``
+    unless ``database_url`` is given; it is ready once ``/readyz`` answers 200. A
+    baseline is ready once it prints its port (it listens only after its upstream
+    subscription is acknowledged)."""
+    if kind == "tickgraph":
+        argv, env = _tickgraph_command(upstream_url, symbols, data_dir, database_url)
+    elif kind in TARGETS:
+        argv, env = _baseline_command(kind, upstream_url, symbols, baseline_loop)
+    else:
+        raise ValueError(f"unknown target {kind!r}; one of {', '.join(TARGETS)}")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--port",
-        "0",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     errors: list[str] = []
     stderr_task = asyncio.create_task(_drain(proc.stderr, errors))
     stdout_task: asyncio.Task[None] | None = None
     try:
-        port = await asyncio.wait_for(_read_port(proc), start_timeout_s)
-        stdout_task = asyncio.create_task(_drain(proc.stdout, []))
-        running = TickgraphProcess(proc, port)
-        await wait_ready(running.http_url, start_timeout_s)
+        try:
+            port = await asyncio.wait_for(_read_port(proc, kind), start_timeout_s)
+            stdout_task = asyncio.create_task(_drain(proc.stdout, []))
+            running = TargetProcess(kind, proc, port)
+            if kind == "tickgraph":
+                await wait_ready(running.http_url, start_timeout_s)
+        except (TimeoutError, RuntimeError) as exc:
+            raise RuntimeError(f"{kind} did not start: {exc}; stderr: {errors[-10:]}") from exc
+        running.stderr_tail = errors
         yield running
-    except (TimeoutError, RuntimeError) as exc:
-        raise RuntimeError(f"tickgraph did not start: {exc}; stderr: {errors[-10:]}") from exc
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -192,14 +260,49 @@ async def start_tickgraph(
                     await task
 
 
-async def _read_port(proc: asyncio.subprocess.Process) -> int:
+def start_tickgraph(
+    upstream_url: str,
+    symbols: Sequence[str],
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    start_timeout_s: float = 90.0,
+) -> contextlib.AbstractAsyncContextManager[TargetProcess]:
+    """``tickgraph serve --port 0`` fed by ``upstream_url`` (see ``start_target``)."""
+    return start_target(
+        "tickgraph",
+        upstream_url,
+        symbols,
+        data_dir,
+        database_url=database_url,
+        start_timeout_s=start_timeout_s,
+    )
+
+
+async def _read_port(proc: asyncio.subprocess.Process, kind: str) -> int:
     assert proc.stdout is not None
     while line := await proc.stdout.readline():
         match = LISTENING.search(line.decode(errors="replace"))
         if match:
             return int(match.group(1))
     await proc.wait()
-    raise RuntimeError(f"tickgraph exited with {proc.returncode} before listening")
+    raise RuntimeError(f"{kind} exited with {proc.returncode} before listening")
+
+
+def _get_json(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except (OSError, ValueError):
+        return None
+
+
+async def target_stats(target: TargetProcess) -> dict[str, Any] | None:
+    """A baseline's ``/stats`` counters (tickgraph has none: ``None``)."""
+    if target.kind == "tickgraph":
+        return None
+    return await asyncio.to_thread(_get_json, f"{target.http_url}/stats")
 
 
 # --- /proc sampling ------------------------------------------------------------------
@@ -238,6 +341,38 @@ def sample_process(pid: int) -> ProcSample | None:
         hwm_bytes=values.get("VmHWM", 0) * 1024,
         threads=values.get("Threads", 0),
     )
+
+
+_ESTABLISHED = "01"
+
+
+def kernel_backlog(port: int, tcp_table: Path = Path("/proc/net/tcp")) -> int | None:
+    """Bytes of the replay on ``port`` that sit in the kernel, not yet read by its readers:
+    what the replay's sockets have not had acknowledged (``tx_queue``, unsent included)
+    plus what its readers' sockets hold unread (``rx_queue``). On loopback both ends are
+    in this machine's table. ``None`` where there is no such table."""
+    try:
+        lines = tcp_table.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    suffix = f":{port:04X}"
+    total = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[3] != _ESTABLISHED:
+            continue
+        tx, _, rx = fields[4].partition(":")
+        if fields[1].endswith(suffix):  # the replay's end
+            total += int(tx, 16)
+        elif fields[2].endswith(suffix):  # a reader's end
+            total += int(rx, 16)
+    return total
+
+
+def upstream_backlog(server: PolygonProtocolServer) -> int:
+    """Everything the replay has taken from its source and its readers have not read yet:
+    its own buffers, the transports' and the kernel's."""
+    return server.buffered_bytes() + (kernel_backlog(server.port) or 0)
 
 
 def describe_upstream(server: PolygonProtocolServer) -> dict[str, int]:

@@ -1,0 +1,221 @@
+"""What a fan-out run measures: phases (one set of subscribers) made of steps (one
+measurement window each), the issue's scenarios as a suite, and the client plans.
+
+A *phase* connects its subscribers once and measures one window per *step*; a step may
+change the offered rate first (the saturation scenario climbs its rates on the same
+connections). A phase with ``slow_clients`` measures its first step with the fast
+clients alone, then connects the slow ones and measures the remaining steps.
+
+The suite (``python -m loadtests.fanout --suite``), at ``--scale 1``:
+
+- broadcast: 1,000 subscribers of one symbol's quotes, 100 quotes/s;
+- sparse: 1,000 subscribers, each of 5 symbols out of 20, 400 quotes/s in total
+  (20/s per symbol; 250 subscribers per symbol: 100k deliveries/s offered);
+- saturation: 1,000 subscribers, each of 1 of 2 symbols, rates climbing x3 a step;
+- coalescing (tickgraph only): 1,000 ``quoteBatches`` subscribers (window 100 ms), each
+  of 1 of 4 symbols, 2,000 quotes/s in total;
+- slow_clients: 900 subscribers, each of 1 of 2 symbols, 100 quotes/s; measured alone,
+  then with 100 more that subscribe and never read.
+
+``--scale`` multiplies the subscriber counts (rates stay: per-subscriber load is the
+same, the fan-out smaller), ``--duration`` sets the window length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loadtests.fanout_clients import ConnectionPlan, ProcessPlan
+from loadtests.fanout_server import TARGETS, clone_symbols
+
+#: tickgraph's anonymous quota: distinct symbols streamed at once per caller (= per IP).
+ANONYMOUS_SYMBOLS_PER_IP = 10
+#: ... and subscriptions at once.
+ANONYMOUS_SUBSCRIPTIONS_PER_IP = 5
+BASE_SYMBOL = "AMZN"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One measurement window."""
+
+    label: str
+    duration_s: float
+    #: Quotes/s offered in total before this window (None: leave the source alone).
+    rate: float | None = None
+    warmup_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One set of subscribers, measured over one or more steps."""
+
+    name: str
+    symbols: tuple[str, ...]
+    clients: int  # fast ones
+    symbols_per_client: int
+    steps: tuple[Step, ...]
+    batch_window_ms: int | None = None
+    #: Subscribers that never read, connected after the first step.
+    slow_clients: int = 0
+    targets: tuple[str, ...] = TARGETS
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"{self.name}: at least one step")
+        if self.slow_clients and len(self.steps) < 2:
+            raise ValueError(f"{self.name}: slow clients need a step without and one with")
+
+
+def suite(scale: float = 1.0, duration_s: float = 5.0) -> list[Phase]:
+    """The issue's scenarios, in the order they run on each target."""
+
+    def n(count: int) -> int:
+        return max(1, round(count * scale))
+
+    def step(label: str, rate: float, factor: float = 1.0) -> Step:
+        return Step(label, round(duration_s * factor, 3), rate=rate)
+
+    slow = n(100) if scale >= 0.05 else 1
+    return [
+        Phase(
+            "broadcast",
+            (BASE_SYMBOL,),
+            n(1000),
+            1,
+            (step("100/s", 100.0),),
+            description="every subscriber on one symbol",
+        ),
+        Phase(
+            "sparse",
+            clone_symbols(BASE_SYMBOL, 20),
+            n(1000),
+            5,
+            (step("400/s", 400.0),),
+            description="each subscriber on 5 of 20 symbols",
+        ),
+        Phase(
+            "saturation",
+            clone_symbols(BASE_SYMBOL, 2),
+            n(1000),
+            1,
+            tuple(step(f"{r:g}/s", r, 0.6) for r in (20.0, 60.0, 180.0, 540.0)),
+            description="climbing rates; best = most deliveries/s with p99 <= 50 ms",
+        ),
+        Phase(
+            "coalescing",
+            clone_symbols(BASE_SYMBOL, 4),
+            n(1000),
+            1,
+            (step("2000/s", 2000.0),),
+            batch_window_ms=100,
+            targets=("tickgraph",),
+            description="quoteBatches(windowMs: 100); each quote in a batch counts",
+        ),
+        Phase(
+            "slow_clients",
+            clone_symbols(BASE_SYMBOL, 2),
+            n(900),
+            1,
+            (step("without slow", 100.0), step("with slow", 100.0)),
+            slow_clients=slow,
+            description="10% of subscribers never read",
+        ),
+    ]
+
+
+# --- client plans ------------------------------------------------------------------------
+
+
+def source_ip(connection: int, per_ip: int, base: int = 0) -> str:
+    """127.10.0.1, 127.10.0.2, ...: ``per_ip`` consecutive connections share one;
+    ``base`` skips that many addresses (a fresh range per phase)."""
+    n = base + connection // per_ip
+    return f"127.{10 + n // 62_500}.{(n // 250) % 250}.{n % 250 + 1}"
+
+
+def clients_per_ip(requested: int, symbols_per_client: int, symbol_count: int) -> int:
+    """At most ``requested`` (whose default is tickgraph's anonymous quota of
+    subscriptions per caller, i.e. per IP), and few enough that the clients of one
+    address stream at most its quota of distinct symbols: consecutive clients subscribe
+    to consecutive symbols, so k of them cover ``min(symbol_count, symbols_per_client +
+    k - 1)``."""
+    if symbol_count <= ANONYMOUS_SYMBOLS_PER_IP:
+        return max(1, requested)
+    return max(1, min(requested, ANONYMOUS_SYMBOLS_PER_IP - symbols_per_client + 1))
+
+
+def assign_symbols(index: int, symbols: Sequence[str], per_client: int) -> tuple[str, ...]:
+    """Client ``index``'s symbols: ``per_client`` consecutive ones, in rotation."""
+    k = min(per_client, len(symbols))
+    return tuple(symbols[(index + j) % len(symbols)] for j in range(k))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLayout:
+    """Where a phase's subscribers connect from, and how many addresses they use."""
+
+    per_ip: int
+    spread: bool = True
+    ip_base: int = 0
+
+    def ip(self, connection: int) -> str | None:
+        return source_ip(connection, self.per_ip, self.ip_base) if self.spread else None
+
+    def addresses(self, connections: int) -> int:
+        return math.ceil(connections / self.per_ip)
+
+
+def plan_connections(
+    phase: Phase, layout: ClientLayout, *, slow: bool = False, feed_clock: bool = False
+) -> list[ConnectionPlan]:
+    """The fast (or, with ``slow``, the slow) subscribers of ``phase``. Slow ones come
+    after the fast ones in symbol rotation and address range. ``feed_clock``: the feed
+    stamps quotes with the time it sends them, so subscribers select ``exchangeTime``."""
+    count = phase.slow_clients if slow else phase.clients
+    offset = phase.clients if slow else 0
+    return [
+        ConnectionPlan(
+            symbols=assign_symbols(offset + i, phase.symbols, phase.symbols_per_client),
+            local_ip=layout.ip(offset + i),
+            slow=slow,
+            batch_window_ms=phase.batch_window_ms,
+            feed_clock=feed_clock,
+        )
+        for i in range(count)
+    ]
+
+
+def split_processes(
+    connections: Sequence[ConnectionPlan],
+    procs: int,
+    url: str,
+    *,
+    first_index: int = 0,
+    connect_concurrency: int = 50,
+    deflate: bool = False,
+) -> list[ProcessPlan]:
+    """Deal the connections round-robin over at most ``procs`` processes."""
+    procs = max(1, min(procs, len(connections)))
+    return [
+        ProcessPlan(
+            index=first_index + k,
+            url=url,
+            connections=tuple(connections[k::procs]),
+            connect_concurrency=connect_concurrency,
+            deflate=deflate,
+        )
+        for k in range(procs)
+    ]
+
+
+def subscribers_per_symbol(plans: Sequence[ProcessPlan]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for plan in plans:
+        for conn in plan.connections:
+            counts.update(conn.symbols)
+    return counts
