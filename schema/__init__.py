@@ -33,6 +33,14 @@ Subscription = merge_types(
 
 
 class TickgraphSchema(strawberry.Schema):
+    #: Set by build_schema: what per-event errors of multiplexed subscriptions show.
+    event_errors: ErrorReporting = ErrorReporting(production=True)
+
+    def format_event_errors(self, errors: list[GraphQLError]) -> list[Any]:
+        """Errors of one subscription event, as every member of its group sees them
+        (``server.multiplex`` executes events outside strawberry's pipeline)."""
+        return [error.formatted for error in self.event_errors.process(errors)]
+
     async def execute(  # noqa: PLR0917 - strawberry's signature
         self,
         query: str | None,
@@ -76,7 +84,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         lambda: ErrorReporting(production=production),
         AccessGate,
     ]
-    return TickgraphSchema(
+    schema = TickgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -84,6 +92,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         execution_context_class=PerEventMemoExecutor,
         extensions=extensions,  # type: ignore[arg-type]
     )
+    schema.event_errors = ErrorReporting(production=production)
+    return schema
 
 
 __all__ = ["Mutation", "Query", "Subscription", "build_schema"]

@@ -1,12 +1,11 @@
 """Admission of every query and mutation: the caller's request rate, and whether an
 anonymous caller may run it. Subscriptions are admitted by their resolvers (strawberry
-runs subscriptions outside this hook), through ``admit_subscription``."""
+runs subscriptions outside this hook), through ``admit_subscription``; ``releaser``
+gives back what a subscription took when it ends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
@@ -88,15 +87,16 @@ async def admit_subscription(info: Info, symbols: Sequence[str], *, public: bool
     return access.subscribe(caller, list(symbols))
 
 
-T = TypeVar("T")
+def releaser(lease: Lease | None, *also: Callable[[], None]) -> Callable[[], None]:
+    """What gives a subscriber's holds back when its subscription ends: the quota lease,
+    then anything else it acquired (indicator slots...)."""
 
+    def release() -> None:
+        try:
+            if lease is not None:
+                lease.release()
+        finally:
+            for undo in also:
+                undo()
 
-async def leased(stream: AsyncGenerator[T, None], lease: Lease | None) -> AsyncGenerator[T, None]:
-    """``stream``, giving the subscription back to the caller's quota when it ends."""
-    try:
-        async with aclosing(stream):
-            async for item in stream:
-                yield item
-    finally:
-        if lease is not None:
-            lease.release()
+    return release

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterable, Callable
 from datetime import datetime
 from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
-from schema.access_gate import admit_subscription
+from schema.access_gate import admit_subscription, releaser
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
 from schema.scalars import Timestamp, uuid_argument
@@ -21,10 +20,8 @@ from server.alert_store import AlertEventRow, StoredAlert
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
 from server.errors import InvalidInput, TickgraphError
-from server.limits.usage import Lease
-from server.mailbox import DroppingQueue
+from server.multiplex import Feed
 from server.services import Services
-from server.subscriptions import next_batch
 
 MAX_HISTORY = 1_000
 #: Firings buffered for a subscriber that reads slowly; past it the stream ends with
@@ -315,36 +312,33 @@ class AlertsSubscription:
         description="Your alerts' firings as they happen (each is stored before it is sent). "
         "A reader too slow to keep up gets SLOW_CONSUMER and should re-read alertHistory."
     )
-    async def alert_events(self, info: Info) -> AsyncGenerator[AlertEvent, None]:
+    async def alert_events(self, info: Info) -> AsyncIterable[AlertEvent]:
         services = info.context.services
+        assert services.bus is not None
+        bus = services.bus
         owner = _owner(info)
         lease = await admit_subscription(info, [], public=False)
-        return _alert_events(services, owner, lease)
+        topic = alert_topic(owner)
+
+        def attach(sink: Callable[[AlertEventRow], None]) -> Callable[[], None]:
+            bus.subscribe(topic, sink)
+            return lambda: bus.unsubscribe(topic, sink)
+
+        return Feed(
+            attach=attach,
+            render=lambda row, _snapshot, _dropped: AlertEvent.of(row),
+            queue_size=ALERT_EVENT_QUEUE,
+            # Firings must not be lost silently: end the stream, say why.
+            overflow_error=_slow_consumer,
+            # Private: only the owner's own subscriptions share a group.
+            scope=("alerts", owner),
+            release=releaser(lease),
+        )
 
 
-async def _alert_events(
-    services: Services, owner: str, lease: Lease | None
-) -> AsyncGenerator[AlertEvent, None]:
-    assert services.bus is not None
-    wake = asyncio.Event()
-    queue: DroppingQueue[AlertEventRow] = DroppingQueue(ALERT_EVENT_QUEUE, wake.set)
-    topic = alert_topic(owner)
-    services.bus.subscribe(topic, queue.put)
-    services.streams.add(queue)
-    try:
-        while True:
-            ((rows, dropped),) = await next_batch(lambda: [queue.drain()] if queue else [], wake)
-            if dropped:
-                # Firings must not be lost silently: end the stream, say why.
-                raise SlowConsumer(
-                    f"{dropped} alert events could not be delivered in time; "
-                    "re-read alertHistory and subscribe again",
-                    dropped=dropped,
-                )
-            for row in rows:
-                yield AlertEvent.of(row)
-    finally:
-        services.bus.unsubscribe(topic, queue.put)
-        services.streams.remove(queue)
-        if lease is not None:
-            lease.release()
+def _slow_consumer(dropped: int) -> SlowConsumer:
+    return SlowConsumer(
+        f"{dropped} alert events could not be delivered in time; "
+        "re-read alertHistory and subscribe again",
+        dropped=dropped,
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterable, Callable
 from enum import Enum
 from typing import Annotated
 
 import strawberry
 
-from schema.access_gate import admit_subscription, leased
+from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp
 from server.analytics import (
@@ -25,9 +24,8 @@ from server.bars import BarEventKind as BarEventKindRecord
 from server.errors import InvalidInput, LimitExceeded
 from server.history_stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
-from server.mailbox import ConflatingMailbox
+from server.multiplex import Feed
 from server.services import Services
-from server.subscriptions import next_batch
 from server.timeframes import Bar as BarRecord
 from server.timeframes import Timeframe
 
@@ -270,11 +268,37 @@ class BarsSubscription:
         info: Info,
         symbol: str,
         timeframe: Timeframe,
-    ) -> AsyncGenerator[BarEvent, None]:
+    ) -> AsyncIterable[BarEvent]:
         services = info.context.services
         sym = services.directory.resolve(symbol)
         lease = await admit_subscription(info, [sym], public=True)
-        return leased(_bar_events(services, sym, timeframe), lease)
+        analytics = _analytics(services)
+        hub = services.hub
+
+        def attach(sink: Callable[[BarEventRecord | GapRecord], None]) -> Callable[[], None]:
+            stop_watching = analytics.watch_bars(sym, timeframe)
+            bars = hub.attach(bars_channel(timeframe), [sym], sink)
+            gaps = hub.attach("G", [sym], sink)
+
+            def detach() -> None:
+                gaps.close()
+                bars.close()
+                stop_watching()
+
+            return detach
+
+        def forming() -> list[BarEventRecord]:
+            bar = analytics.book.builder(sym).forming(timeframe)
+            return [BarEventRecord(BarEventKindRecord.UPDATE, bar)] if bar is not None else []
+
+        return Feed(
+            attach=attach,
+            render=_bar_event,
+            snapshot=forming,
+            key=_bar_event_key,
+            symbols=(sym,),
+            release=releaser(lease),
+        )
 
     @strawberry.subscription(
         description="Indicator values on every bar update (provisional) and close (final); "
@@ -286,91 +310,71 @@ class BarsSubscription:
         symbol: str,
         timeframe: Timeframe,
         specs: list[IndicatorInput],
-    ) -> AsyncGenerator[IndicatorValue, None]:
+    ) -> AsyncIterable[IndicatorValue]:
         services = info.context.services
         sym = services.directory.resolve(symbol)
         chosen = _specs(specs)
         lease = await admit_subscription(info, [sym], public=True)
-        return leased(_indicator_values(services, sym, timeframe, chosen), lease)
+        analytics = _analytics(services)
+        slots: list[IndicatorSlot] = []
+
+        def release_slots() -> None:
+            for slot in slots:
+                analytics.release(slot)
+
+        try:
+            for spec in chosen:
+                slots.append(await analytics.acquire(sym, timeframe, spec))
+        except BaseException:
+            releaser(lease, release_slots)()
+            raise
+        by_key = {slot.key: slot for slot in slots}
+        hub = services.hub
+
+        def attach(sink: Callable[[IndicatorItem], None]) -> Callable[[], None]:
+            def on_update(update: IndicatorUpdate) -> None:
+                sink((by_key[update.key], update))
+
+            attachments = [
+                hub.attach(indicator_channel(timeframe, key), [sym], on_update) for key in by_key
+            ]
+
+            def detach() -> None:
+                for attachment in attachments:
+                    attachment.close()
+
+            return detach
+
+        return Feed(
+            attach=attach,
+            render=lambda item, _snapshot, _dropped: IndicatorValue.of(*item),
+            snapshot=lambda: [(slot, slot.last) for slot in slots],
+            # A bar's final value replaces its provisional ones, never the next bar's.
+            key=lambda item: (item[0].key, item[1].bar_start_ms if item[1] else None),
+            symbols=(sym,),
+            release=releaser(lease, release_slots),
+        )
 
 
-async def _bar_events(
-    services: Services, symbol: str, timeframe: Timeframe
-) -> AsyncGenerator[BarEvent, None]:
-    analytics = _analytics(services)
-    wake = asyncio.Event()
+IndicatorItem = tuple[IndicatorSlot, "IndicatorUpdate | None"]
+
+
+def _bar_event(item: BarEventRecord | GapRecord, snapshot: bool, _dropped: int) -> BarEvent:
+    if isinstance(item, GapRecord):
+        gap = Gap(
+            from_=Timestamp(float(item.from_ms)),
+            to=Timestamp(float(item.to_ms)),
+            filled=item.filled,
+            bars=item.bars,
+        )
+        return BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=gap)
+    return BarEvent(kind=BarEventKind(item.kind.value), bar=Bar.of(item.bar), snapshot=snapshot)
+
+
+def _bar_event_key(item: BarEventRecord | GapRecord) -> int:
     # Newest event per bar: a close replaces the bar's pending updates, never lost.
     # Gaps are keyed by their negative start so they never replace a bar.
-    box: ConflatingMailbox[int, tuple[BarEventRecord | GapRecord, bool]] = ConflatingMailbox(
-        wake.set
-    )
-    release = analytics.watch_bars(symbol, timeframe)
-    attachment = services.hub.attach(
-        bars_channel(timeframe), [symbol], lambda e: box.put(e.bar.start_ms, (e, False))
-    )
-    gaps = services.hub.attach("G", [symbol], lambda g: box.put(-g.from_ms, (g, False)))
-    services.streams.add(box)
-    try:
-        forming = analytics.book.builder(symbol).forming(timeframe)
-        if forming is not None:
-            box.put_if_absent(
-                forming.start_ms, (BarEventRecord(BarEventKindRecord.UPDATE, forming), True)
-            )
-        while True:
-            for event, snapshot in await next_batch(box.drain, wake):
-                if isinstance(event, GapRecord):
-                    gap = Gap(
-                        from_=Timestamp(float(event.from_ms)),
-                        to=Timestamp(float(event.to_ms)),
-                        filled=event.filled,
-                        bars=event.bars,
-                    )
-                    yield BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=gap)
-                    continue
-                yield BarEvent(
-                    kind=BarEventKind(event.kind.value), bar=Bar.of(event.bar), snapshot=snapshot
-                )
-    finally:
-        gaps.close()
-        attachment.close()
-        release()
-        services.streams.remove(box)
-
-
-async def _indicator_values(
-    services: Services, symbol: str, timeframe: Timeframe, specs: list[IndicatorSpec]
-) -> AsyncGenerator[IndicatorValue, None]:
-    analytics = _analytics(services)
-    slots: list[IndicatorSlot] = []
-    wake = asyncio.Event()
-    # Newest value per (indicator, bar): a bar's final value replaces its provisional
-    # ones but is never replaced by the next bar's.
-    box: ConflatingMailbox[tuple[str, int], IndicatorUpdate] = ConflatingMailbox(wake.set)
-    attachments = []
-    try:
-        for spec in specs:
-            slots.append(await analytics.acquire(symbol, timeframe, spec))
-        by_key = {s.key: s for s in slots}
-        for slot in slots:
-            attachments.append(
-                services.hub.attach(
-                    indicator_channel(timeframe, slot.key),
-                    [symbol],
-                    lambda u: box.put((u.key, u.bar_start_ms), u),
-                )
-            )
-        services.streams.add(box)
-        for slot in slots:
-            yield IndicatorValue.of(slot, slot.last)
-        while True:
-            for update in await next_batch(box.drain, wake):
-                yield IndicatorValue.of(by_key[update.key], update)
-    finally:
-        for attachment in attachments:
-            attachment.close()
-        for slot in slots:
-            analytics.release(slot)
-        services.streams.remove(box)
+    return -item.from_ms if isinstance(item, GapRecord) else item.bar.start_ms
 
 
 __all__ = ["BarsQuery", "BarsSubscription", "IndicatorInput", "Timeframe"]

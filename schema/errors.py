@@ -35,6 +35,10 @@ class ErrorReporting(MaskErrors):
         self.production = production
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return self.process(errors)
+
+    def process(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """Each unexpected error logged with a reference, and masked in production."""
         return [self._report(e) if is_unexpected(e) else e for e in errors]
 
     def _report(self, error: GraphQLError) -> GraphQLError:

@@ -3,18 +3,16 @@ whether the prices they see are live."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncIterable
 from enum import Enum
 
 import strawberry
 
-from schema.access_gate import admit_subscription, leased
+from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
-from server.subscriptions import feed_status_stream
+from server.multiplex import Feed
 from streams.feed_status import FeedStatus as FeedStatusState
-from streams.feed_status import FeedStatusTracker
 
 
 @strawberry.enum(description="What the upstream connection is doing.")
@@ -78,13 +76,14 @@ class FeedQuery:
 @strawberry.type
 class FeedSubscription:
     @strawberry.subscription(description="The current status first, then every change of state.")
-    async def feed_status(self, info: Info) -> AsyncGenerator[FeedStatus, None]:
+    async def feed_status(self, info: Info) -> AsyncIterable[FeedStatus]:
         lease = await admit_subscription(info, [], public=True)
-        return leased(_statuses(info.context.services.feed_status), lease)
-
-
-async def _statuses(tracker: FeedStatusTracker) -> AsyncGenerator[FeedStatus, None]:
-    stream = feed_status_stream(tracker)
-    async with aclosing(stream):
-        async for snap in stream:
-            yield FeedStatus.of(snap)
+        tracker = info.context.services.feed_status
+        return Feed(
+            attach=tracker.listen,
+            render=lambda snap, _snapshot, _dropped: FeedStatus.of(snap),
+            snapshot=lambda: [tracker.snapshot()],
+            # Only the newest status matters to a reader that fell behind.
+            key=lambda _snap: 0,
+            release=releaser(lease),
+        )

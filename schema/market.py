@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncIterable, Callable
 from datetime import date
 
 import strawberry
 
-from schema.access_gate import admit_subscription, leased
+from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
 from server.errors import InvalidInput
 from server.market_state import DayStats as DayStatsState
 from server.market_state import SymbolState
+from server.multiplex import Feed
 from server.services import Services
-from server.subscriptions import Delivery, quote_stream, trade_stream
 from streams.events import Quote as QuoteEvent
 from streams.events import Received
 from streams.events import Trade as TradeEvent
 
 MAX_SYMBOLS_PER_REQUEST = 100
 MAX_THROTTLE_MS = 60_000
+MIN_WINDOW_MS = 5
+MAX_WINDOW_MS = 10_000
+DEFAULT_WINDOW_MS = 20
+#: Batches kept for a reader that falls behind (oldest dropped first).
+BATCH_QUEUE = 100
 
 
 @strawberry.type(description="Top of book as the feed gives it. Sizes are in shares.")
@@ -225,7 +229,7 @@ class MarketQuery:
     @strawberry.field(description="The symbols this server knows.")
     def symbols(self, info: Info) -> list[SymbolInfo]:
         services = info.context.services
-        interest = services.hub.interest()
+        interest = services.mux.subscribers()
         return [
             SymbolInfo(
                 symbol=s.symbol,
@@ -244,6 +248,23 @@ def _throttle_seconds(throttle_ms: int) -> float:
     return throttle_ms / 1000
 
 
+def _window_seconds(window_ms: int) -> float:
+    if not MIN_WINDOW_MS <= window_ms <= MAX_WINDOW_MS:
+        raise InvalidInput(f"windowMs must be between {MIN_WINDOW_MS} and {MAX_WINDOW_MS}")
+    return window_ms / 1000
+
+
+@strawberry.type(description="The quotes of one coalescing window, oldest first.")
+class QuoteBatch:
+    quotes: list[Quote]
+    dropped_before: int = strawberry.field(
+        description=(
+            "Batches this subscriber missed just before this one because it read too "
+            "slowly (the oldest are dropped first)."
+        )
+    )
+
+
 @strawberry.type
 class MarketSubscription:
     @strawberry.subscription(
@@ -255,12 +276,48 @@ class MarketSubscription:
     )
     async def quotes(
         self, info: Info, symbols: list[str], throttle_ms: int = 0
-    ) -> AsyncGenerator[Quote, None]:
+    ) -> AsyncIterable[Quote]:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
         throttle_s = _throttle_seconds(throttle_ms)
         lease = await admit_subscription(info, syms, public=True)
-        return leased(_quotes(services, syms, throttle_s), lease)
+        return Feed(
+            attach=_attach(services, "Q", syms),
+            render=lambda item, snapshot, _dropped: Quote.of(item, snapshot),
+            snapshot=_last_quotes(services, syms),
+            key=_symbol,
+            throttle_s=throttle_s,
+            symbols=tuple(syms),
+            release=releaser(lease),
+        )
+
+    @strawberry.subscription(
+        description=(
+            "Every quote of the given symbols, coalesced: one message per windowMs "
+            "holding the window's quotes in order (none conflated), the current quotes "
+            "first (snapshot: true). For clients that want every tick at high rates: "
+            "fewer, larger messages cost far less than one message per quote."
+        )
+    )
+    async def quote_batches(
+        self, info: Info, symbols: list[str], window_ms: int = DEFAULT_WINDOW_MS
+    ) -> AsyncIterable[QuoteBatch]:
+        services = info.context.services
+        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
+        window_s = _window_seconds(window_ms)
+        lease = await admit_subscription(info, syms, public=True)
+        current = _last_quotes(services, syms)
+        return Feed(
+            attach=_attach(services, "Q", syms),
+            render=lambda items, snapshot, dropped: QuoteBatch(
+                quotes=[Quote.of(item, snapshot) for item in items], dropped_before=dropped
+            ),
+            snapshot=lambda: [quotes] if (quotes := current()) else [],
+            window_s=window_s,
+            queue_size=BATCH_QUEUE,
+            symbols=tuple(syms),
+            release=releaser(lease),
+        )
 
     @strawberry.subscription(
         description=(
@@ -269,29 +326,46 @@ class MarketSubscription:
             "how many in droppedBefore."
         )
     )
-    async def trades(self, info: Info, symbols: list[str]) -> AsyncGenerator[Trade, None]:
+    async def trades(self, info: Info, symbols: list[str]) -> AsyncIterable[Trade]:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
         lease = await admit_subscription(info, syms, public=True)
-        return leased(_trades(services, syms), lease)
+        state = services.state
+        return Feed(
+            attach=_attach(services, "T", syms),
+            render=Trade.of,
+            snapshot=lambda: [
+                st.last_trade
+                for sym in syms
+                if (st := state.get(sym)) is not None and st.last_trade is not None
+            ],
+            queue_size=services.settings.ws_trade_queue,
+            symbols=tuple(syms),
+            release=releaser(lease),
+        )
 
 
-async def _quotes(
-    services: Services, syms: list[str], throttle_s: float
-) -> AsyncGenerator[Quote, None]:
-    stream = quote_stream(services.hub, services.state, syms, throttle_s, services.streams)
-    # aclosing: the inner stream must detach (release interest) the moment we stop,
-    # not whenever the garbage collector finalises it.
-    async with aclosing(stream):
-        async for d in stream:
-            yield Quote.of(d.item, d.snapshot)
+def _symbol(item: Received) -> str:
+    return item.event.sym
 
 
-async def _trades(services: Services, syms: list[str]) -> AsyncGenerator[Trade, None]:
-    d: Delivery
-    stream = trade_stream(
-        services.hub, services.state, syms, services.settings.ws_trade_queue, services.streams
-    )
-    async with aclosing(stream):
-        async for d in stream:
-            yield Trade.of(d.item, d.snapshot, d.dropped_before)
+def _attach(
+    services: Services, channel: str, syms: list[str]
+) -> Callable[[Callable[[Received], None]], Callable[[], None]]:
+    def attach(sink: Callable[[Received], None]) -> Callable[[], None]:
+        return services.hub.attach(channel, syms, sink).close
+
+    return attach
+
+
+def _last_quotes(services: Services, syms: list[str]) -> Callable[[], list[Received]]:
+    state = services.state
+
+    def current() -> list[Received]:
+        return [
+            st.last_quote
+            for sym in syms
+            if (st := state.get(sym)) is not None and st.last_quote is not None
+        ]
+
+    return current

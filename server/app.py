@@ -32,7 +32,8 @@ from server.errors import TickgraphError
 from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
 from server.settings import Environment, Settings, normalize_origin
-from server.ws_guard import GuardedTransportWSHandler, RequestBodyLimit
+from server.ws_guard import RequestBodyLimit
+from server.ws_handler import MultiplexingTransportWSHandler
 from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ _GRAPHIQL_HTML = (Path(__file__).parent / "static" / "graphiql.html").read_text(
 
 
 class TickgraphGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = GuardedTransportWSHandler[Context, None]
+    graphql_transport_ws_handler_class = MultiplexingTransportWSHandler[Context, None]
 
     def __init__(self, settings: Settings, runtime_ref: dict[str, Runtime]) -> None:
         super().__init__(

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from server.settings import MarketSource, Settings, SettingsError
 
@@ -107,7 +107,20 @@ def _serve(args: argparse.Namespace) -> int:
     from server.logging_setup import configure
 
     configure(settings.log_level, json=settings.log_json)
-    return asyncio.run(_run_uvicorn(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        return runner.run(_run_uvicorn(settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop (libuv, in C: cheaper socket writes and timers, measured in
+    loadtests/RESULTS.md) unless asyncio's is asked for or uvloop is not installed."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run_uvicorn(settings: Settings) -> int:
@@ -138,18 +151,9 @@ async def _run_uvicorn(settings: Settings) -> int:
             self.should_exit = True
 
     from server.app import create_app
+    from server.serving import uvicorn_config
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.ws_max_message_bytes,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    config = uvicorn_config(create_app(settings), settings)
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no start event

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from server.fanout import MarketHub
 from server.market_state import MarketState
+from server.multiplex import Multiplexer
 from server.settings import Settings
 from server.stream_registry import StreamRegistry
 from server.symbol_directory import SymbolDirectory
@@ -37,3 +38,8 @@ class Services:
     users: UserService | None = None
     access: AccessControl | None = None
     login_throttle: LoginThrottle | None = None
+    #: Subscription groups of this process (see server.multiplex).
+    mux: Multiplexer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mux = Multiplexer(self.streams)

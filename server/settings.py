@@ -80,6 +80,8 @@ class Settings:
     symbols: tuple[str, ...] = DEFAULT_SIMULATED_SYMBOLS
     log_level: str = "INFO"
     log_json: bool = False
+    #: "auto" (uvloop when installed), "uvloop" or "asyncio".
+    event_loop: str = "auto"
 
     database_url: Secret | None = None
     redis_url: Secret | None = None
@@ -112,6 +114,7 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     ws_max_subscriptions: int = 100
     ws_max_message_bytes: int = 65_536
+    ws_compression: bool = False
     max_request_bytes: int = 1_048_576
 
     @classmethod
@@ -156,6 +159,7 @@ class Settings:
             symbols=reader.get("TICKGRAPH_SYMBOLS", _symbols, defaults.symbols),
             log_level=reader.get("TICKGRAPH_LOG_LEVEL", _log_level, defaults.log_level),
             log_json=reader.get("TICKGRAPH_LOG_JSON", _bool, environment is Environment.PRODUCTION),
+            event_loop=reader.get("TICKGRAPH_EVENT_LOOP", _event_loop, "auto"),
             database_url=reader.get(
                 "DATABASE_URL", _url(("postgres", "postgresql")), None, echo=False
             ),
@@ -219,6 +223,7 @@ class Settings:
                 _int_range(1024, 16 * 1024 * 1024),
                 defaults.ws_max_message_bytes,
             ),
+            ws_compression=reader.get("TICKGRAPH_WS_COMPRESSION", _bool, False),
             max_request_bytes=reader.get(
                 "TICKGRAPH_MAX_REQUEST_BYTES",
                 _int_range(1024, 64 * 1024 * 1024),
@@ -380,6 +385,18 @@ def normalize_origin(origin: str) -> str:
     default = 443 if scheme == "https" else 80
     port = f":{parts.port}" if parts.port and parts.port != default else ""
     return f"{scheme}://{parts.hostname.lower()}{port}"
+
+
+def _event_loop(raw: str) -> str:
+    choice = raw.strip().lower()
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise ValueError("must be auto, uvloop or asyncio")
+    if choice == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise ValueError("uvloop is not installed") from None
+    return choice
 
 
 def _origins(raw: str) -> tuple[str, ...]:

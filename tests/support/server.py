@@ -1,4 +1,5 @@
-"""Run a real tickgraph (uvicorn, websockets-sansio) on a free loopback port, in process."""
+"""Run a real tickgraph on a free loopback port, in process, with uvicorn configured as
+`tickgraph serve` configures it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uvicorn
 
 from server.app import create_app
 from server.runtime import Runtime
+from server.serving import uvicorn_config
 from server.settings import Settings
 from tests.support.timing import TIMEOUT
 
@@ -59,15 +61,7 @@ async def running_server(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        ws="websockets-sansio",
-        ws_max_size=settings.ws_max_message_bytes,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
+    config = uvicorn_config(app, settings, timeout_graceful_shutdown=2)
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -1,0 +1,312 @@
+"""One WebSocket connection's pending messages: where backpressure stops.
+
+Everything the server sends on a graphql-transport-ws connection goes through its
+``Outbox``: protocol messages (``connection_ack``, ``pong``, ``error``, ``complete``)
+and the ``next`` messages of every subscription. A subscription's data waits in
+its ``Lane``:
+
+* a conflating lane keeps only the newest payload per key (per symbol for quotes),
+  so a reader that falls behind gets fresh data and never a backlog;
+* a queued lane keeps every payload up to a bound; past it, it either drops the
+  oldest (the next message it sends is re-rendered to say how many were lost) or
+  ends the subscription (``on_overflow``), for streams where a silent loss is wrong.
+
+Nothing here waits for the client. Putting data marks the outbox dirty with the
+``Flusher``, which writes every dirty outbox once at the end of the event loop's
+current turn: all the messages a burst of upstream events produced for one
+connection leave in one ``write``. While the transport is paused (the client is not
+reading and the kernel buffer is full) the outbox keeps its lanes, bounded as above,
+and flushes again when the writer says it is writable.
+
+Payloads are bytes already encoded by the subscription's group; a ``next`` message
+is the lane's prefix (``{"id":...,"type":"next","payload":``), the payload and ``}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+#: Protocol messages that may wait for a non-reading client before the handler stops
+#: reading that client's messages (it then waits for the client to catch up).
+CONTROL_BACKLOG = 32
+
+
+class FrameWriter(Protocol):
+    """Writes whole graphql-transport-ws messages as WebSocket text frames."""
+
+    def writable(self) -> bool:
+        """True when a write now would not queue behind the kernel's buffer."""
+        ...
+
+    def write(self, messages: list[bytes]) -> None:
+        """Send the messages, in order; never waits."""
+        ...
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, the next time the connection becomes writable or closes."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class Flusher:
+    """Writes dirty outboxes once per event-loop turn, and at most once per
+    ``min_interval_s`` under load.
+
+    Each write is a system call; a burst of upstream frames read in quick succession
+    would otherwise cost one per frame per connection. When the previous flush was
+    less than ``min_interval_s`` ago the next one waits until the interval is over
+    (the whole burst then leaves in one write per connection); when the server is
+    quiet, data leaves on the same loop turn it arrived."""
+
+    __slots__ = ("_dirty", "_last", "_scheduled", "min_interval_s")
+
+    def __init__(self, min_interval_s: float = 0.001) -> None:
+        self._dirty: dict[Outbox, None] = {}
+        self._scheduled = False
+        self._last = 0.0
+        self.min_interval_s = min_interval_s
+
+    def mark(self, outbox: Outbox) -> None:
+        self._dirty[outbox] = None
+        if not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            due = self._last + self.min_interval_s
+            if loop.time() >= due:
+                loop.call_soon(self._flush)
+            else:
+                loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        self._last = asyncio.get_running_loop().time()
+        dirty, self._dirty = self._dirty, {}
+        for outbox in dirty:
+            try:
+                outbox.flush()
+            except Exception:
+                # One connection's failure must not stall the others' data.
+                log.exception("flushing a connection failed")
+                outbox.close()
+
+
+class Lane:
+    """The pending ``next`` payloads of one subscription on one connection."""
+
+    __slots__ = (
+        "_conflating",
+        "_drops_pending",
+        "_outbox",
+        "_queue",
+        "closed",
+        "conflated",
+        "dropped",
+        "on_overflow",
+        "operation_id",
+        "prefix",
+        "queued",
+        "rerender",
+    )
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        operation_id: str,
+        *,
+        conflate: bool,
+        queue_size: int,
+        rerender: Callable[[Any, int], bytes] | None,
+        on_overflow: Callable[[int], None] | None,
+    ) -> None:
+        self._outbox = outbox
+        self.operation_id = operation_id
+        self.prefix = b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":'
+        self._conflating: dict[Hashable, bytes] | None = {} if conflate else None
+        self._queue: deque[tuple[Any, bytes]] | None = (
+            None if conflate else deque(maxlen=max(1, queue_size))
+        )
+        #: Re-encodes a queued item to say how many were dropped just before it.
+        self.rerender = rerender
+        #: Called (with the count) instead of dropping, for streams that must not lose data.
+        self.on_overflow = on_overflow
+        self._drops_pending = 0
+        self.queued = False  # waiting in the outbox's order
+        self.closed = False
+        #: Over the lane's life: payloads replaced before sending, and dropped.
+        self.conflated = 0
+        self.dropped = 0
+
+    def put(self, key: Hashable, payload: bytes, item: Any = None) -> None:
+        if self.closed:
+            return
+        if self._conflating is not None:
+            box = self._conflating
+            if key in box:
+                self.conflated += 1
+            box[key] = payload
+        else:
+            assert self._queue is not None
+            queue = self._queue
+            if len(queue) == queue.maxlen:
+                if self.on_overflow is not None:
+                    self.closed = True
+                    self.on_overflow(len(queue) + 1)
+                    return
+                self.dropped += 1
+                self._drops_pending += 1
+            queue.append((item, payload))
+        if not self.queued:
+            self.queued = True
+            self._outbox._enqueue(self)
+
+    def drain_into(self, out: list[bytes]) -> None:
+        self.queued = False
+        prefix = self.prefix
+        if self._conflating is not None:
+            payloads = list(self._conflating.values())
+            self._conflating.clear()
+            out.extend(prefix + p + b"}" for p in payloads)
+            return
+        assert self._queue is not None
+        queue = self._queue
+        if self._drops_pending and queue and self.rerender is not None:
+            item, _ = queue.popleft()
+            out.append(prefix + self.rerender(item, self._drops_pending) + b"}")
+        self._drops_pending = 0
+        out.extend(prefix + p + b"}" for _, p in queue)
+        queue.clear()
+
+    def close(self) -> None:
+        """Stop: whatever is pending is discarded (the subscriber has gone)."""
+        self.closed = True
+        self._outbox._forget(self)
+        if self._conflating is not None:
+            self._conflating.clear()
+        elif self._queue is not None:
+            self._queue.clear()
+
+    def __len__(self) -> int:
+        if self._conflating is not None:
+            return len(self._conflating)
+        return len(self._queue) if self._queue is not None else 0
+
+
+class Outbox:
+    """Pending messages of one connection, in the order they became pending."""
+
+    __slots__ = ("_drained", "_flusher", "_lanes", "_order", "_waiting", "writer")
+
+    def __init__(self, writer: FrameWriter, flusher: Flusher) -> None:
+        self.writer = writer
+        self._flusher = flusher
+        # Control messages (bytes) and lanes with data, oldest first; a lane is in it once.
+        self._order: deque[bytes | Lane] = deque()
+        self._waiting = False  # registered with the writer for writability
+        self._drained: asyncio.Event | None = None
+        self._lanes: dict[str, Lane] = {}
+
+    def lane(
+        self,
+        operation_id: str,
+        *,
+        conflate: bool,
+        queue_size: int = 0,
+        rerender: Callable[[Any, int], bytes] | None = None,
+        on_overflow: Callable[[int], None] | None = None,
+    ) -> Lane:
+        lane = self._lanes[operation_id] = Lane(
+            self,
+            operation_id,
+            conflate=conflate,
+            queue_size=queue_size,
+            rerender=rerender,
+            on_overflow=on_overflow,
+        )
+        return lane
+
+    def drop(self, operation_id: str) -> None:
+        """Discard an operation's pending data and accept no more (it was completed)."""
+        lane = self._lanes.get(operation_id)
+        if lane is not None:
+            lane.close()
+
+    def _forget(self, lane: Lane) -> None:
+        if self._lanes.get(lane.operation_id) is lane:
+            del self._lanes[lane.operation_id]
+
+    def send(self, message: bytes) -> None:
+        """Queue a whole protocol message (never conflated or dropped)."""
+        self._order.append(message)
+        self._flusher.mark(self)
+
+    async def send_and_wait(self, message: bytes) -> None:
+        """``send``, then wait while too many protocol messages wait for this client.
+
+        The handler reads the client's next message only after this returns, so a
+        client that sends pings without reading the pongs stops being read instead
+        of growing our memory."""
+        self.send(message)
+        while self.backlog() > CONTROL_BACKLOG and not self.writer.closed:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
+
+    def backlog(self) -> int:
+        return sum(1 for entry in self._order if isinstance(entry, bytes))
+
+    def _enqueue(self, lane: Lane) -> None:
+        self._order.append(lane)
+        self._flusher.mark(self)
+
+    def flush(self) -> None:
+        writer = self.writer
+        if not self._order:
+            return
+        if not writer.writable():
+            if writer.closed:
+                self._order.clear()
+                self._wake()
+                return
+            if not self._waiting:
+                self._waiting = True
+                writer.when_writable(self._on_writable)
+            return
+        messages: list[bytes] = []
+        order = self._order
+        while order:
+            entry = order.popleft()
+            if isinstance(entry, bytes):
+                messages.append(entry)
+            elif not entry.closed:
+                entry.drain_into(messages)
+        if messages:
+            writer.write(messages)
+        self._wake()
+
+    def _on_writable(self) -> None:
+        self._waiting = False
+        if self._order:
+            self._flusher.mark(self)
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+
+    def close(self) -> None:
+        for lane in list(self._lanes.values()):
+            lane.close()
+        self._order.clear()
+        self._wake()
