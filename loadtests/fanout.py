@@ -64,7 +64,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.fanout_measure import PhasePlans, Server, log, run_phase
+from loadtests.fanout_measure import IDLE_RATE, PhasePlans, Server, log, run_phase
 from loadtests.fanout_pacing import PacedQuoteSource
 from loadtests.fanout_scenarios import (
     BASE_SYMBOL,
@@ -307,7 +307,11 @@ async def run_target(
                     if target.process.returncode is not None:
                         out[phase.name] = {"error": f"{kind} exited ({target.process.returncode})"}
                         continue
-                    source.configure(symbols=phase.symbols, rate=phase.steps[0].rate)
+                    first_rate = phase.steps[0].rate
+                    source.configure(
+                        symbols=phase.symbols,
+                        rate=min(first_rate, IDLE_RATE) if first_rate is not None else None,
+                    )
                     feed_clock = isinstance(source, PacedQuoteSource) and source.stamp
                     plans, ip_base = _plans(
                         phase, args, target.ws_url, ip_base, feed_clock=feed_clock

@@ -27,6 +27,13 @@ from streams.polygon_server import PolygonProtocolServer
 
 #: How long after a window closes subscribers keep reading in-flight quotes.
 GRACE_S = 1.0
+#: The offered rate (quotes/s, in total) while subscribers connect and between steps:
+#: enough for a first quote soon, little enough for any target to keep up.
+IDLE_RATE = 20.0
+#: Settled: what the replay sent and the server has not read yet is below this...
+SETTLED_BYTES = 8 * 1024
+#: ... or this long has passed (a server that cannot catch up does not stop the run).
+SETTLE_MAX_S = 5.0
 #: Counters a baseline's /stats reports that are worth a per-window difference.
 _COUNTERS = ("sent", "published", "dropped", "congestion_events")
 
@@ -186,6 +193,25 @@ class WindowRecord:
     lag_resets: int | None = None
     upstream_backlog_start: int | None = None
     upstream_backlog_end: int | None = None
+
+
+async def settle(server: Server) -> float | None:
+    """Offer ``IDLE_RATE`` and wait until the server has read its upstream backlog (at
+    most ``SETTLE_MAX_S``): every step starts from an empty feed, not from the backlog
+    an overloaded previous step or the connections left. Returns the seconds it took
+    (``None`` when there is no replay to watch)."""
+    source = server.source
+    if source is None or server.upstream is None:
+        return None
+    if source.paced:
+        source.configure(rate=IDLE_RATE)
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_MAX_S:
+        backlog = server.upstream_backlog()
+        if backlog is None or backlog < SETTLED_BYTES:
+            break
+        await asyncio.sleep(0.1)
+    return round(time.monotonic() - started, 2)
 
 
 async def measure_window(
@@ -382,7 +408,9 @@ async def run_phase(
                 "connections": connections_report(list(run.results.values())),
             }
         log(f"{phase.name}: {subscribed} subscribed")
+        settled: list[float | None] = []
         for index, step in enumerate(phase.steps):
+            settled.append(await settle(server))
             if index == 1 and plans.slow:
                 slow_run = Run(plans.slow)
                 slow_run.start()
@@ -395,6 +423,7 @@ async def run_phase(
                     "rss_after_connect_mb": mb(after),
                 }
             records.append(await measure_window(run, server, index, step, progress_s=progress_s))
+        extra["settle_s"] = settled
         await run.finish()
         if slow_run is not None:
             await slow_run.finish()

@@ -168,6 +168,7 @@ class PacedQuoteSource:
 
     hold_when_paused = True
     unpaced = False
+    paced = True
 
     def __init__(
         self,

@@ -79,7 +79,8 @@ class CloningSource:
                     self.quotes_offered[ev.sym] += 1
         return out
 
-    #: A replay at ``speed`` never drops its backlog.
+    #: A replay at ``speed`` has no rate to set, and never drops its backlog.
+    paced = False
     lag_resets = 0
 
     def open_window(self, start: float, end: float) -> None:
@@ -106,6 +107,8 @@ class OfferedSource(FrameSource, Protocol):
 
     quotes_offered: Counter[str]
     events_offered_total: int
+    #: Whether ``configure(rate=...)`` works.
+    paced: bool
 
     @property
     def lag_resets(self) -> int:

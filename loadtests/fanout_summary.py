@@ -15,7 +15,7 @@ ratio is ``None`` when either side has no figure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: The latency bound of the saturation point.
@@ -73,7 +73,7 @@ def ratios(figures: Mapping[str, Mapping[str, Any] | None]) -> dict[str, float |
 
 
 def best_under(
-    windows: list[Mapping[str, Any]], limit_ms: float = P99_LIMIT_MS
+    windows: Sequence[Mapping[str, Any]], limit_ms: float = P99_LIMIT_MS
 ) -> dict[str, Any] | None:
     """The window with the most deliveries/s among those whose p99 is within ``limit_ms``."""
     fit = [w for w in windows if (p := p99(w)) is not None and p <= limit_ms]
