@@ -28,8 +28,10 @@ With ``--url`` it only runs the subscribers, against any server speaking
 graphql-transport-ws with a ``quotes(symbols: [String!]!) { symbol receivedAt snapshot }``
 subscription (``--server-pid`` then names the process whose CPU and memory to sample).
 
-Subscribers run in ``--procs`` processes (asyncio + a minimal WebSocket client +
-orjson), each subscribed once to ``--symbols-per-client`` symbols in rotation.
+Every target runs on ``--server-loop`` (uvloop by default, as tickgraph's own default).
+Subscribers run in ``--procs`` processes (uvloop + a minimal WebSocket client + orjson:
+``loadtests.fanout_wire``), each subscribed once to ``--symbols-per-client`` symbols in
+rotation.
 Connections bind source addresses spread over 127.0.0.0/8, ``--clients-per-ip`` per
 address (fewer if needed to keep each address within 10 distinct symbols), because
 tickgraph's anonymous quotas (5 subscriptions, 10 symbols) are per IP.
@@ -64,7 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.fanout_measure import IDLE_RATE, PhasePlans, Server, log, run_phase
+from loadtests.fanout_measure import PhasePlans, Server, log, prime, run_phase
 from loadtests.fanout_pacing import PacedQuoteSource
 from loadtests.fanout_scenarios import (
     BASE_SYMBOL,
@@ -161,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--suite", action="store_true", help="run the issue's scenarios")
     p.add_argument("--scale", type=_scale, default=1.0, help="--suite: x subscriber counts")
     p.add_argument("--clients", type=_positive_int, default=100, help="connections (default 100)")
-    p.add_argument("--duration", type=_seconds, default=None, help="window, s (10; suite 5)")
+    p.add_argument("--duration", type=_seconds, default=None, help="window, s (10; suite 4)")
     p.add_argument("--warmup", type=float, default=1.0, help="s after all subscribed (default 1)")
     p.add_argument(
         "--procs",
@@ -197,10 +199,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbol-list", help="with --url: comma-separated symbols to subscribe to")
     p.add_argument("--database-url", help="tickgraph: this PostgreSQL, not an embedded one")
     p.add_argument(
-        "--baseline-loop",
-        choices=("asyncio", "uvloop"),
-        default="asyncio",
-        help="event loop of the baselines (default asyncio, as tickgraph's CLI)",
+        "--server-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every target (default uvloop, tickgraph's own default)",
     )
     p.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     p.add_argument("--connect-concurrency", type=_positive_int, default=50, help="per process")
@@ -210,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.clients > MAX_CLIENTS:
         p.error(f"--clients: at most {MAX_CLIENTS}")
     if args.duration is None:
-        args.duration = 5.0 if args.suite else 10.0
+        args.duration = 4.0 if args.suite else 10.0
     args.procs = min(args.procs, MAX_PROCS)
     if args.url is None and not args.recording.is_file():
         p.error(f"--recording: no such file: {args.recording}")
@@ -278,11 +280,32 @@ def _phase_config(phase: Phase, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def sessions(phases: Sequence[Phase]) -> list[list[Phase]]:
+    """Phases grouped by the server process they share: a phase that wants a fresh
+    server (to measure its memory from a clean start) opens a new group."""
+    groups: list[list[Phase]] = []
+    for phase in phases:
+        if phase.fresh_server or not groups:
+            groups.append([])
+        groups[-1].append(phase)
+    return groups
+
+
 async def run_target(
     kind: str, phases: Sequence[Phase], args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
-    """One target, freshly started on a fresh replay, through every phase meant for it."""
-    phases = [p for p in phases if kind in p.targets]
+    """One target through every phase meant for it, freshly started on a fresh replay
+    for each session of phases."""
+    out: dict[str, dict[str, Any]] = {}
+    mine = [p for p in phases if kind in p.targets]
+    for group in sessions(mine):
+        out.update(await _run_session(kind, group, args))
+    return out
+
+
+async def _run_session(
+    kind: str, phases: Sequence[Phase], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
     symbols = tuple(dict.fromkeys(s for p in phases for s in p.symbols))
     source = _make_source(args, phases)
     upstream = await start_upstream(source)
@@ -296,7 +319,7 @@ async def run_target(
                 symbols,
                 Path(data_dir),
                 database_url=args.database_url,
-                baseline_loop=args.baseline_loop,
+                loop=args.server_loop,
             ) as target:
                 log(f"{kind}: pid {target.pid} at {target.ws_url}")
                 server = Server(
@@ -307,11 +330,7 @@ async def run_target(
                     if target.process.returncode is not None:
                         out[phase.name] = {"error": f"{kind} exited ({target.process.returncode})"}
                         continue
-                    first_rate = phase.steps[0].rate
-                    source.configure(
-                        symbols=phase.symbols,
-                        rate=min(first_rate, IDLE_RATE) if first_rate is not None else None,
-                    )
+                    await prime(source, phase.symbols)
                     feed_clock = isinstance(source, PacedQuoteSource) and source.stamp
                     plans, ip_base = _plans(
                         phase, args, target.ws_url, ip_base, feed_clock=feed_clock
@@ -349,7 +368,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         if not args.suite
         else "rate per scenario",
         "deflate": args.deflate,
-        "baseline_loop": args.baseline_loop,
+        "server_loop": args.server_loop,
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
     }

@@ -75,13 +75,18 @@ async def _expect(ws: ClientConnection, wanted: str, timeout_s: float) -> None:
         raise FeedError(f"expected {wanted}, got {statuses}")
 
 
-async def pump_feed(ws: ClientConnection, on_quote: QuoteHandler, stats: FeedStats) -> None:
+async def pump_feed(
+    ws: ClientConnection, on_quote: QuoteHandler, stats: FeedStats, *, yield_every: int = 1
+) -> None:
     """Hand every quote to ``on_quote``, until the upstream closes (then raise).
 
-    Yields to the event loop after every frame. ``recv`` does not when a frame is
-    already buffered, and one socket read can buffer thousands of small frames: a
-    server that fell behind for a moment would then fan them all out in one go and
-    accept, read and answer no client for seconds.
+    Yields to the event loop every ``yield_every`` frames. ``recv`` does not when a
+    frame is already buffered, and one socket read can buffer thousands of small
+    frames: a server whose ``on_quote`` does the fan-out (raw: ``yield_every=1``) would
+    otherwise fan them all out in one go and accept, read and answer no client for
+    seconds. One whose ``on_quote`` only queues (strawberry) reads many frames per turn
+    instead: with one task per subscriber, a turn of the loop is long, and reading one
+    frame per turn would leave the feed behind whatever the subscribers do.
     """
     clock = time.time_ns
     while True:
@@ -94,4 +99,5 @@ async def pump_feed(ws: ClientConnection, on_quote: QuoteHandler, stats: FeedSta
             if type(ev) is Quote:
                 stats.quotes += 1
                 on_quote(ev, received_ms)
-        await asyncio.sleep(0)
+        if stats.frames % yield_every == 0:
+            await asyncio.sleep(0)

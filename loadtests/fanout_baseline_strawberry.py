@@ -29,7 +29,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from streams.events import Quote as QuoteEvent
 
-QUEUE_SIZE = 256
+#: Quotes queued per subscriber: a saturated subscriber's quotes are at most this stale
+#: (in its own delivery rate), and its memory bounded.
+QUEUE_SIZE = 64
 
 
 @strawberry.type(description="Top of book, as tickgraph's Quote (large numbers as Float).")

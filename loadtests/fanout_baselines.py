@@ -12,8 +12,8 @@ Both read quotes of ``--symbols`` from the Polygon-protocol replay at ``--upstre
 serve graphql-transport-ws on ``/graphql`` (any path, for ``raw``) and
 ``GET /stats`` (JSON counters), and print ``... listening on http://127.0.0.1:PORT``
 once the upstream subscription is acknowledged, which is what the harness waits for.
-They run on the loop tickgraph's CLI runs on (``asyncio.run``: the standard loop) unless
-``--loop uvloop``. SIGTERM or SIGINT stops them; losing the upstream exits with 2.
+They run on uvloop, as tickgraph does by default (``--loop asyncio``: the standard
+loop). SIGTERM or SIGINT stops them; losing the upstream exits with 2.
 """
 
 from __future__ import annotations
@@ -39,10 +39,13 @@ from websockets.typing import Subprotocol
 from loadtests.fanout_baseline_feed import FeedError, FeedStats, open_feed, pump_feed
 from loadtests.fanout_baseline_raw import RawFanout
 from loadtests.fanout_baseline_strawberry import QUEUE_SIZE, BaselineGraphQL, Hub
+from loadtests.fanout_clients import loop_factory
 
 KINDS = ("raw", "strawberry")
 PROTOCOL = Subprotocol("graphql-transport-ws")
 EXIT_UPSTREAM_LOST = 2
+#: Upstream frames the strawberry baseline reads per turn of its loop (see pump_feed).
+STRAWBERRY_YIELD_EVERY = 64
 
 
 def _log(text: str) -> None:
@@ -186,7 +189,9 @@ async def run_strawberry(args: argparse.Namespace) -> int:
     if not server.started:
         await upstream.close()
         return 3
-    feed = asyncio.ensure_future(pump_feed(upstream, hub.on_quote, feed_stats))
+    feed = asyncio.ensure_future(
+        pump_feed(upstream, hub.on_quote, feed_stats, yield_every=STRAWBERRY_YIELD_EVERY)
+    )
     _announce("strawberry", server.servers[0].sockets[0].getsockname()[1])
     first = await _until_first(feed, serving)
     if first is feed:
@@ -216,7 +221,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--upstream", required=True, help="Polygon-protocol ws:// URL (…/stocks)")
     p.add_argument("--symbols", type=_symbols, required=True, help="comma-separated")
     p.add_argument("--port", type=int, default=0, help="0: any free port (default)")
-    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    p.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="uvloop (as tickgraph by default; asyncio's loop if uvloop is not installed)",
+    )
     p.add_argument(
         "--queue-size",
         type=int,
@@ -229,13 +239,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = run_raw if args.kind == "raw" else run_strawberry
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if args.loop == "uvloop":
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             return runner.run(run(args))
     except (OSError, ConnectionClosed, FeedError, TimeoutError) as exc:
         _log(f"failed: {type(exc).__name__}: {exc}")

@@ -28,8 +28,14 @@ from streams.polygon_server import PolygonProtocolServer
 #: How long after a window closes subscribers keep reading in-flight quotes.
 GRACE_S = 1.0
 #: The offered rate (quotes/s, in total) while subscribers connect and between steps:
-#: enough for a first quote soon, little enough for any target to keep up.
-IDLE_RATE = 20.0
+#: little enough for any target to keep up with 1,000 subscribers (strawberry's
+#: capacity is a few thousand deliveries/s), so connecting never waits for a backlog.
+IDLE_RATE = 2.0
+#: Before a phase: this many quotes of every symbol, quickly, before any subscriber
+#: connects, so every symbol has a current quote and each subscriber gets its first
+#: message (the snapshot) as it subscribes.
+PRIME_QUOTES = 5
+PRIME_S = 0.5
 #: Settled: what the replay sent and the server has not read yet is below this...
 SETTLED_BYTES = 8 * 1024
 #: ... or this long has passed (a server that cannot catch up does not stop the run).
@@ -38,8 +44,11 @@ SETTLE_MAX_S = 5.0
 _COUNTERS = ("sent", "published", "dropped", "congestion_events")
 
 
+_STARTED = time.monotonic()
+
+
 def log(text: str) -> None:
-    print(f"fanout: {text}", file=sys.stderr, flush=True)
+    print(f"fanout {time.monotonic() - _STARTED:6.1f}s: {text}", file=sys.stderr, flush=True)
 
 
 def cpu_percent(first: ProcSample | None, last: ProcSample | None) -> float | None:
@@ -193,6 +202,17 @@ class WindowRecord:
     lag_resets: int | None = None
     upstream_backlog_start: int | None = None
     upstream_backlog_end: int | None = None
+
+
+async def prime(source: OfferedSource, symbols: Sequence[str]) -> None:
+    """Switch the replay to ``symbols``; when it is paced, send ``PRIME_QUOTES`` of each
+    within ``PRIME_S``, then offer ``IDLE_RATE``."""
+    source.configure(symbols=symbols)
+    if not source.paced:
+        return
+    source.configure(rate=PRIME_QUOTES * len(symbols) / PRIME_S)
+    await asyncio.sleep(PRIME_S)
+    source.configure(rate=IDLE_RATE)
 
 
 async def settle(server: Server) -> float | None:
@@ -385,17 +405,56 @@ class PhasePlans:
     slow: list[ProcessPlan] = field(default_factory=list)
 
 
+async def _slow_clients(
+    phase: Phase, plans: PhasePlans, server: Server, *, progress_s: float
+) -> tuple[Run, dict[str, Any]]:
+    """Connect the subscribers that never read, then fill their buffers: offer
+    ``phase.fill_rate`` for ``phase.fill_s`` (before any fast subscriber connects), so
+    that the server has a full socket and whatever it queues for each of them from the
+    first measured window on."""
+    run = Run(plans.slow)
+    run.start()
+    before = server.sample()
+    log(f"{phase.name}: {run.connections} slow subscribers")
+    subscribed = await run.wait_ready(progress_s)
+    connected = server.sample()
+    source = server.source
+    if phase.fill_rate is not None and source is not None and source.paced:
+        source.configure(rate=phase.fill_rate)
+        log(f"{phase.name}: filling their buffers at {phase.fill_rate:g}/s for {phase.fill_s:g}s")
+        await asyncio.sleep(phase.fill_s)
+    filled = server.sample()
+    return run, {
+        "subscribed": subscribed,
+        "rss_before_mb": mb(before),
+        "rss_after_connect_mb": mb(connected),
+        "rss_after_fill_mb": mb(filled),
+        "fill_rate": phase.fill_rate,
+        "fill_s": phase.fill_s,
+    }
+
+
 async def run_phase(
     phase: Phase, plans: PhasePlans, server: Server, *, progress_s: float
 ) -> dict[str, Any]:
-    """Connect the phase's subscribers, measure its steps, report."""
-    idle = server.sample()
+    """Connect the phase's subscribers, measure its steps, report.
+
+    With slow subscribers, they connect (and their buffers fill) first, stay for the
+    first step and leave before the second: the fast subscribers are measured with them,
+    then without them."""
     run = Run(plans.fast)
     slow_run: Run | None = None
     records: list[WindowRecord] = []
     extra: dict[str, Any] = {}
-    run.start()
+    idle = connected = None
     try:
+        if plans.slow:
+            slow_run, extra["slow_clients"] = await _slow_clients(
+                phase, plans, server, progress_s=progress_s
+            )
+            await settle(server)
+        idle = server.sample()
+        run.start()
         log(f"{phase.name}: {run.connections} subscribers in {len(run.procs)} processes")
         started = time.monotonic()
         subscribed = await run.wait_ready(progress_s)
@@ -410,26 +469,18 @@ async def run_phase(
         log(f"{phase.name}: {subscribed} subscribed")
         settled: list[float | None] = []
         for index, step in enumerate(phase.steps):
+            if index == 1 and slow_run is not None:
+                await slow_run.finish()
+                extra["slow_clients"]["connections"] = connections_report(
+                    list(slow_run.results.values())
+                )
+                await asyncio.to_thread(slow_run.close)
+                slow_run = None
+                extra["slow_clients"]["rss_after_they_left_mb"] = mb(server.sample())
             settled.append(await settle(server))
-            if index == 1 and plans.slow:
-                slow_run = Run(plans.slow)
-                slow_run.start()
-                before = server.sample()
-                slow_subscribed = await slow_run.wait_ready(progress_s)
-                after = server.sample()
-                extra["slow_clients"] = {
-                    "subscribed": slow_subscribed,
-                    "rss_before_mb": mb(before),
-                    "rss_after_connect_mb": mb(after),
-                }
             records.append(await measure_window(run, server, index, step, progress_s=progress_s))
         extra["settle_s"] = settled
         await run.finish()
-        if slow_run is not None:
-            await slow_run.finish()
-            extra["slow_clients"]["connections"] = connections_report(
-                list(slow_run.results.values())
-            )
     finally:
         await asyncio.to_thread(run.close)
         if slow_run is not None:

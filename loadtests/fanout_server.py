@@ -215,7 +215,7 @@ async def start_target(
     data_dir: Path,
     *,
     database_url: str | None = None,
-    baseline_loop: str = "asyncio",
+    loop: str = "uvloop",
     start_timeout_s: float = 90.0,
 ) -> AsyncIterator[TargetProcess]:
     """``kind`` (one of ``TARGETS``) on a free loopback port, fed by ``upstream_url`` with
@@ -224,11 +224,13 @@ async def start_target(
     tickgraph runs with anonymous access on and its embedded database in ``data_dir``
     unless ``database_url`` is given; it is ready once ``/readyz`` answers 200. A
     baseline is ready once it prints its port (it listens only after its upstream
-    subscription is acknowledged)."""
+    subscription is acknowledged). All run on ``loop`` ("uvloop" or "asyncio"; tickgraph
+    through ``TICKGRAPH_EVENT_LOOP``)."""
     if kind == "tickgraph":
         argv, env = _tickgraph_command(upstream_url, symbols, data_dir, database_url)
+        env["TICKGRAPH_EVENT_LOOP"] = loop
     elif kind in TARGETS:
-        argv, env = _baseline_command(kind, upstream_url, symbols, baseline_loop)
+        argv, env = _baseline_command(kind, upstream_url, symbols, loop)
     else:
         raise ValueError(f"unknown target {kind!r}; one of {', '.join(TARGETS)}")
     proc = await asyncio.create_subprocess_exec(

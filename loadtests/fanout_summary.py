@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: The latency bound of the saturation point.
-P99_LIMIT_MS = 50.0
+from loadtests.fanout_scenarios import P99_LIMIT_MS, SLOW_WITH, SLOW_WITHOUT
+
 REFERENCE = "tickgraph"
 
 
@@ -83,22 +83,28 @@ def best_under(
 
 
 def slow_effect(report: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Fast subscribers' p99 without (first window) and with the slow ones (the last)."""
-    windows = report.get("windows") or []
-    if len(windows) < 2:
+    """Fast subscribers' p99 with the slow ones and without them (by step label), and
+    what the slow ones cost in server memory."""
+    windows = {w.get("step"): w for w in report.get("windows") or []}
+    with_slow, without = windows.get(SLOW_WITH), windows.get(SLOW_WITHOUT)
+    if with_slow is None or without is None:
         return None
-    without, with_slow = windows[0], windows[-1]
     server = with_slow.get("server") or {}
     slow = report.get("slow_clients") or {}
     return {
-        "p99_without_ms": p99(without),
         "p99_with_ms": p99(with_slow),
+        "p99_without_ms": p99(without),
         "p99_ratio_with_vs_without": ratio(p99(with_slow), p99(without)),
-        "deliveries_per_s_without": without.get("deliveries_per_s"),
         "deliveries_per_s_with": with_slow.get("deliveries_per_s"),
+        "deliveries_per_s_without": without.get("deliveries_per_s"),
         "slow_subscribed": slow.get("subscribed"),
-        "rss_connect_slow_mb": _diff(slow.get("rss_after_connect_mb"), slow.get("rss_before_mb")),
-        "rss_growth_with_slow_mb": server.get("rss_growth_in_window_mb"),
+        "rss_slow_connect_and_fill_mb": _diff(
+            slow.get("rss_after_fill_mb"), slow.get("rss_before_mb")
+        ),
+        "rss_growth_in_window_with_slow_mb": server.get("rss_growth_in_window_mb"),
+        "rss_released_when_they_left_mb": _diff(
+            server.get("rss_end_mb"), slow.get("rss_after_they_left_mb")
+        ),
     }
 
 
@@ -182,9 +188,10 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
             for kind, e in (summary.get("effect") or {}).items():
                 if e:
                     lines.append(
-                        f"{'':<13} {kind}: fast p99 {e['p99_without_ms']} -> {e['p99_with_ms']}"
-                        f" ms (x{e['p99_ratio_with_vs_without']}),"
-                        f" rss +{e['rss_growth_with_slow_mb']} MB in window"
+                        f"{'':<13} {kind}: fast p99 {e['p99_with_ms']} ms with slow,"
+                        f" {e['p99_without_ms']} without (x{e['p99_ratio_with_vs_without']});"
+                        f" rss +{e['rss_slow_connect_and_fill_mb']} MB for them,"
+                        f" +{e['rss_growth_in_window_with_slow_mb']} in the window"
                     )
         shown_ratios = ", ".join(
             f"{k}={_fmt(v, 3)}" for k, v in (summary.get("ratios") or {}).items()

@@ -23,7 +23,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 from urllib.parse import urlsplit
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -148,8 +148,8 @@ class WireClient(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         request = (
             f"GET {self.path} HTTP/1.1\r\n"
             f"Host: {self.host}:{self.port}\r\n"
@@ -160,7 +160,7 @@ class WireClient(asyncio.Protocol):
             f"Sec-WebSocket-Protocol: {self.subprotocol}\r\n"
             "\r\n"
         )
-        transport.write(request.encode())
+        self.transport.write(request.encode())
 
     def data_received(self, data: bytes) -> None:
         try:

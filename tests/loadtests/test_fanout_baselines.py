@@ -89,7 +89,7 @@ async def test_raw_baseline_speaks_enough_graphql_transport_ws(
         await asyncio.sleep(0.3)
         stats = _stats(target)
         assert stats["kind"] == "raw" and stats["connections"] == 1
-        assert stats["sent"] >= 6 and stats["feed"]["quotes"] > 0
+        assert stats["sent"] >= 5 and stats["feed"]["quotes"] > 0  # the 5 live ones at least
         sent = stats["sent"]
         await asyncio.sleep(0.3)
         assert _stats(target)["sent"] == sent  # completed: nothing more for it

@@ -13,6 +13,8 @@ import pytest
 from loadtests.fanout_pacing import MAX_FRAME_EVENTS, TICK_S, LoopedQuotes, Pacer, loop_shift
 from loadtests.fanout_scenarios import (
     ANONYMOUS_SYMBOLS_PER_IP,
+    SLOW_WITH,
+    SLOW_WITHOUT,
     ClientLayout,
     Phase,
     Step,
@@ -165,7 +167,9 @@ def test_slow_clients_come_after_the_fast_ones_and_from_other_addresses() -> Non
     fast = plan_connections(phase, layout)
     slow = plan_connections(phase, layout, slow=True, feed_clock=True)
     assert len(fast) == 9 and not any(c.slow for c in fast)
+    assert all(len(c.symbols) == 1 for c in fast)
     assert len(slow) == 1 and slow[0].slow and slow[0].feed_clock
+    assert set(slow[0].symbols) == {"A", "B"}  # every symbol: the most not to read
     assert slow[0].local_ip not in {c.local_ip for c in fast}
     assert layout.addresses(10) == 4
 
@@ -182,10 +186,15 @@ def test_the_suite_scales_subscribers_not_rates() -> None:
     for big, little in zip(full, small, strict=True):
         assert little.clients == round(big.clients / 10)
         assert [s.rate for s in little.steps] == [s.rate for s in big.steps]
-    broadcast = full[0]
+    broadcast, sparse, saturation, coalescing, slow = full
     assert broadcast.clients == 1000 and len(broadcast.symbols) == 1
-    assert full[3].targets == ("tickgraph",) and full[3].batch_window_ms
-    assert full[4].slow_clients == 100 and full[4].clients == 900
+    assert sparse.clients == 1000 and len(sparse.symbols) == 20
+    assert sparse.symbols_per_client == 5 and sparse.steps[0].rate == 400.0
+    rates = [s.rate or 0.0 for s in saturation.steps]
+    assert len(rates) >= 3 and rates == sorted(rates)
+    assert coalescing.targets == ("tickgraph",) and coalescing.batch_window_ms
+    assert slow.slow_clients == 100 and slow.clients == 900
+    assert [s.label for s in slow.steps] == [SLOW_WITH, SLOW_WITHOUT]
 
 
 # --- the wire ----------------------------------------------------------------------------
@@ -307,14 +316,24 @@ def test_the_saturation_point_is_the_most_deliveries_within_the_latency_bound() 
     assert len(summary["steps"]["tickgraph"]) == 3
 
 
-def test_the_slow_client_effect_compares_the_first_and_the_last_window() -> None:
+def test_the_slow_client_effect_compares_the_windows_with_and_without_them() -> None:
+    with_slow = {**_window(8_000, 3, 12), "step": SLOW_WITH}
+    with_slow["server"] = {"rss_growth_in_window_mb": 0.5, "rss_end_mb": 70.0}
+    without = {**_window(9_000, 2, 4), "step": SLOW_WITHOUT}
     report = {
-        "windows": [_window(9_000, 2, 4), _window(8_000, 3, 12)],
-        "slow_clients": {"subscribed": 100, "rss_before_mb": 60.0, "rss_after_connect_mb": 66.5},
+        "windows": [with_slow, without],
+        "slow_clients": {
+            "subscribed": 100,
+            "rss_before_mb": 60.0,
+            "rss_after_fill_mb": 66.5,
+            "rss_after_they_left_mb": 64.0,
+        },
     }
     effect = slow_effect(report)
     assert effect is not None
+    assert effect["p99_with_ms"] == 12 and effect["p99_without_ms"] == 4
     assert effect["p99_ratio_with_vs_without"] == 3.0
-    assert effect["rss_connect_slow_mb"] == 6.5
-    assert effect["rss_growth_with_slow_mb"] == 0.5
+    assert effect["rss_slow_connect_and_fill_mb"] == 6.5
+    assert effect["rss_growth_in_window_with_slow_mb"] == 0.5
+    assert effect["rss_released_when_they_left_mb"] == 6.0
     assert slow_effect({"windows": [_window(1, 1)]}) is None
