@@ -323,7 +323,11 @@ async def _run_session(
             ) as target:
                 log(f"{kind}: pid {target.pid} at {target.ws_url}")
                 server = Server(
-                    target.pid, source, functools.partial(target_stats, target), upstream
+                    target.pid,
+                    source,
+                    functools.partial(target_stats, target),
+                    upstream,
+                    target.port,
                 )
                 ip_base = 0
                 for phase in phases:

@@ -22,7 +22,13 @@ from typing import Any
 
 from loadtests.fanout_clients import LatencyHistogram, ProcessPlan, run_process
 from loadtests.fanout_scenarios import Phase, Step
-from loadtests.fanout_server import OfferedSource, ProcSample, sample_process, upstream_backlog
+from loadtests.fanout_server import (
+    OfferedSource,
+    ProcSample,
+    sample_process,
+    send_queue,
+    upstream_backlog,
+)
 from streams.polygon_server import PolygonProtocolServer
 
 #: How long after a window closes subscribers keep reading in-flight quotes.
@@ -39,7 +45,7 @@ PRIME_S = 0.5
 #: Settled: what the replay sent and the server has not read yet is below this...
 SETTLED_BYTES = 8 * 1024
 #: ... or this long has passed (a server that cannot catch up does not stop the run).
-SETTLE_MAX_S = 5.0
+SETTLE_MAX_S = 3.0
 #: Counters a baseline's /stats reports that are worth a per-window difference.
 _COUNTERS = ("sent", "published", "dropped", "congestion_events")
 
@@ -173,6 +179,12 @@ class Server:
     stats: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
     #: The replay feeding it: how much it holds that the server has not read yet.
     upstream: PolygonProtocolServer | None = None
+    #: Its port, for what the kernel holds on its sockets.
+    port: int | None = None
+
+    def send_queue_mb(self) -> float | None:
+        held = send_queue(self.port) if self.port is not None else None
+        return round(held / 2**20, 1) if held is not None else None
 
     def upstream_backlog(self) -> int | None:
         return upstream_backlog(self.upstream) if self.upstream is not None else None
@@ -249,10 +261,10 @@ async def measure_window(
     run.publish(index, start, end)
     resets_before = source.lag_resets if source is not None else 0
     await asyncio.sleep(max(0.0, start - time.time()))
-    record.counters_start = await server.counters()
-    record.upstream_backlog_start = server.upstream_backlog()
     record.server_start = last_cpu = server.sample()
     record.clients_start = run.client_samples()
+    record.upstream_backlog_start = server.upstream_backlog()
+    record.counters_start = await server.counters()  # after the samples: it may be slow
     last_at, last_deliveries = time.monotonic(), run.total("deliveries")
     log(f"{step.label}: measuring {step.duration_s:g}s")
     while time.time() < end:
@@ -429,6 +441,7 @@ async def _slow_clients(
         "rss_before_mb": mb(before),
         "rss_after_connect_mb": mb(connected),
         "rss_after_fill_mb": mb(filled),
+        "kernel_send_queue_after_fill_mb": server.send_queue_mb(),
         "fill_rate": phase.fill_rate,
         "fill_s": phase.fill_s,
     }
@@ -470,6 +483,9 @@ async def run_phase(
         settled: list[float | None] = []
         for index, step in enumerate(phase.steps):
             if index == 1 and slow_run is not None:
+                extra["slow_clients"]["kernel_send_queue_before_they_left_mb"] = (
+                    server.send_queue_mb()
+                )
                 await slow_run.finish()
                 extra["slow_clients"]["connections"] = connections_report(
                     list(slow_run.results.values())

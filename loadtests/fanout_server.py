@@ -296,7 +296,8 @@ async def _read_port(proc: asyncio.subprocess.Process, kind: str) -> int:
 
 def _get_json(url: str) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
+        # A saturated baseline answers late: it serves /stats on the same loop.
+        with urllib.request.urlopen(url, timeout=5.0) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
     except (OSError, ValueError):
@@ -351,21 +352,37 @@ def sample_process(pid: int) -> ProcSample | None:
 _ESTABLISHED = "01"
 
 
+def _tcp_rows(tcp_table: Path) -> list[list[str]] | None:
+    try:
+        lines = tcp_table.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    return [f for line in lines if len(f := line.split()) >= 5 and f[3] == _ESTABLISHED]
+
+
+def send_queue(port: int, tcp_table: Path = Path("/proc/net/tcp")) -> int | None:
+    """Bytes the kernel holds for the server on ``port`` that its clients have not taken
+    (``tx_queue``, unsent included, of its established sockets). A client that stops
+    reading leaves up to the socket's send buffer here (autotuned up to
+    ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default) before the server notices."""
+    rows = _tcp_rows(tcp_table)
+    if rows is None:
+        return None
+    suffix = f":{port:04X}"
+    return sum(int(f[4].partition(":")[0], 16) for f in rows if f[1].endswith(suffix))
+
+
 def kernel_backlog(port: int, tcp_table: Path = Path("/proc/net/tcp")) -> int | None:
     """Bytes of the replay on ``port`` that sit in the kernel, not yet read by its readers:
     what the replay's sockets have not had acknowledged (``tx_queue``, unsent included)
     plus what its readers' sockets hold unread (``rx_queue``). On loopback both ends are
     in this machine's table. ``None`` where there is no such table."""
-    try:
-        lines = tcp_table.read_text().splitlines()[1:]
-    except OSError:
+    rows = _tcp_rows(tcp_table)
+    if rows is None:
         return None
     suffix = f":{port:04X}"
     total = 0
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 5 or fields[3] != _ESTABLISHED:
-            continue
+    for fields in rows:
         tx, _, rx = fields[4].partition(":")
         if fields[1].endswith(suffix):  # the replay's end
             total += int(tx, 16)

@@ -1,7 +1,6 @@
 """Turning per-target fan-out reports into comparisons: ratios, the saturation point, the
 slow-client effect, and a compact table for people. Pure functions of the report dicts.
 
-
 Throughput is ``deliveries_per_s``: quotes that reached subscribers during the window,
 by the subscribers' clock (a quote inside a batch counts as one). Latency is the p99 of
 those deliveries: ``p99_ms`` from the replay sending the quote (``feed_latency_ms``,
@@ -11,6 +10,11 @@ its feed slower than it is offered) or else from the server reading it
 tickgraph's throughput divided by X's (above 1: tickgraph delivers more);
 ``p99_tickgraph_vs_X`` is tickgraph's p99 over X's (below 1: tickgraph is faster). A
 ratio is ``None`` when either side has no figure.
+
+The table's columns: offered quotes/s; deliveries/s; p99 end to end ("p99 ms") and
+from the server's read ("srv p99"); the server's CPU ("cpu %", of one core) and the
+subscriber processes' together ("cli %": near 100 per process, the clients are the
+limit, not the server); the server's RSS growth during the window.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def p99(window: Mapping[str, Any]) -> float | None:
 def headline(window: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of one window worth comparing."""
     server = window.get("server") or {}
+    clients = [c for c in window.get("client_procs_cpu_percent") or [] if c is not None]
     return {
         "step": window.get("step"),
         "events_offered_per_s": window.get("events_offered_per_s"),
@@ -51,6 +56,7 @@ def headline(window: Mapping[str, Any]) -> dict[str, Any]:
         "p99_read_ms": _p99_of(window.get("latency_ms")),
         "delivered_fraction": window.get("delivered_fraction"),
         "server_cpu_percent": server.get("cpu_percent"),
+        "clients_cpu_percent": round(sum(clients), 1) if clients else None,
         "rss_growth_in_window_mb": server.get("rss_growth_in_window_mb"),
     }
 
@@ -102,6 +108,7 @@ def slow_effect(report: Mapping[str, Any]) -> dict[str, Any] | None:
             slow.get("rss_after_fill_mb"), slow.get("rss_before_mb")
         ),
         "rss_growth_in_window_with_slow_mb": server.get("rss_growth_in_window_mb"),
+        "kernel_send_queue_mb": slow.get("kernel_send_queue_before_they_left_mb"),
         "rss_released_when_they_left_mb": _diff(
             server.get("rss_end_mb"), slow.get("rss_after_they_left_mb")
         ),
@@ -159,7 +166,8 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per scenario, target and step; the ratios under each scenario."""
     head = (
         f"{'scenario':<13} {'target':<11} {'step':<13} {'offered/s':>10} "
-        f"{'deliveries/s':>13} {'p99 ms':>9} {'srv p99':>8} {'cpu %':>6} {'rss +MB':>8}"
+        f"{'deliveries/s':>13} {'p99 ms':>9} {'srv p99':>8} {'cpu %':>6} {'cli %':>6} "
+        f"{'rss +MB':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, scenario in scenarios.items():
@@ -173,7 +181,7 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
                     f"{name:<13} {kind:<11} {str(h['step'])[:13]:<13} "
                     f"{_fmt(h['events_offered_per_s']):>10} {_fmt(h['deliveries_per_s']):>13} "
                     f"{_fmt(h['p99_ms'], 1):>9} {_fmt(h['p99_read_ms'], 1):>8} "
-                    f"{_fmt(h['server_cpu_percent']):>6} "
+                    f"{_fmt(h['server_cpu_percent']):>6} {_fmt(h['clients_cpu_percent']):>6} "
                     f"{_fmt(h['rss_growth_in_window_mb'], 1):>8}"
                 )
         summary = scenario.get("summary") or {}
@@ -191,7 +199,8 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
                         f"{'':<13} {kind}: fast p99 {e['p99_with_ms']} ms with slow,"
                         f" {e['p99_without_ms']} without (x{e['p99_ratio_with_vs_without']});"
                         f" rss +{e['rss_slow_connect_and_fill_mb']} MB for them,"
-                        f" +{e['rss_growth_in_window_with_slow_mb']} in the window"
+                        f" +{e['rss_growth_in_window_with_slow_mb']} in the window;"
+                        f" kernel holds {e['kernel_send_queue_mb']} MB"
                     )
         shown_ratios = ", ".join(
             f"{k}={_fmt(v, 3)}" for k, v in (summary.get("ratios") or {}).items()

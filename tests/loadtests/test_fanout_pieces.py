@@ -23,7 +23,7 @@ from loadtests.fanout_scenarios import (
     plan_connections,
     suite,
 )
-from loadtests.fanout_server import clone_symbols, kernel_backlog
+from loadtests.fanout_server import clone_symbols, kernel_backlog, send_queue
 from loadtests.fanout_summary import best_under, ratio, ratios, scenario_summary, slow_effect
 from loadtests.fanout_wire import FrameReader, accept_key, encode_frame, mask_payload
 from streams.events import Quote
@@ -250,7 +250,7 @@ def test_frame_reader_refuses_masked_server_frames() -> None:
 # --- the kernel's backlog ----------------------------------------------------------------
 
 
-def test_kernel_backlog_counts_the_replays_unsent_and_its_readers_unread(tmp_path: Path) -> None:
+def test_kernel_queues_are_read_from_the_tcp_table(tmp_path: Path) -> None:
     table = tmp_path / "tcp"
     port = 0x9F3A
     header = "  sl  local_address rem_address   st tx_queue rx_queue tr ...\n"
@@ -263,6 +263,8 @@ def test_kernel_backlog_counts_the_replays_unsent_and_its_readers_unread(tmp_pat
     table.write_text(header + "\n".join(rows) + "\n")
     assert kernel_backlog(port, table) == 0x100 + 0x20
     assert kernel_backlog(port, tmp_path / "missing") is None
+    assert send_queue(port, table) == 0x100  # the server's end only
+    assert send_queue(0x1234, table) == 0x9999
 
 
 # --- comparisons -------------------------------------------------------------------------
