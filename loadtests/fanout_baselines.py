@@ -9,9 +9,10 @@
   under uvicorn, one async generator per subscriber: the naive GraphQL path.
 
 Both read quotes of ``--symbols`` from the Polygon-protocol replay at ``--upstream``,
-serve graphql-transport-ws on ``/graphql`` (any path, for ``raw``) and
-``GET /stats`` (JSON counters), and print ``... listening on http://127.0.0.1:PORT``
-once the upstream subscription is acknowledged, which is what the harness waits for.
+serve graphql-transport-ws on ``/graphql`` (any path, for ``raw``), serve their counters
+(JSON) from a thread at the URL of a first ``stats on http://...`` line, and print
+``... listening on http://127.0.0.1:PORT`` once the upstream subscription is
+acknowledged, which is what the harness waits for.
 They run on uvloop, as tickgraph does by default (``--loop asyncio``: the standard
 loop). SIGTERM or SIGINT stops them; losing the upstream exits with 2.
 """
@@ -23,17 +24,16 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
 import uvicorn
-from starlette.types import Receive, Scope, Send
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from loadtests.fanout_baseline_feed import FeedError, FeedStats, open_feed, pump_feed
@@ -55,6 +55,35 @@ def _log(text: str) -> None:
 def _announce(kind: str, port: int) -> None:
     # The harness reads this line to find a port chosen with --port 0.
     print(f"fanout baseline {kind} listening on http://127.0.0.1:{port}", flush=True)
+
+
+def serve_stats(stats: Callable[[], dict[str, Any]]) -> int:
+    """Answer ``GET /stats`` with ``stats()`` as JSON from a thread of its own, on a free
+    port announced as ``stats on http://127.0.0.1:PORT/stats``. Not on the server's
+    loop: a saturated baseline would answer seconds late, just when its counters (what
+    it dropped) matter. The counters are plain ints; reading them from another thread
+    under the GIL is safe, and the thread wakes only when asked."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/stats":
+                self.send_error(HTTPStatus.NOT_FOUND)
+                return
+            body = orjson.dumps(stats())
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, name="stats", daemon=True).start()
+    port: int = server.server_address[1]
+    print(f"stats on http://127.0.0.1:{port}/stats", flush=True)
+    return port
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -91,15 +120,7 @@ async def run_raw(args: argparse.Namespace) -> int:
     feed_stats = FeedStats()
     stop = asyncio.Event()
     _stop_on_signals(stop)
-
-    def stats_route(connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?")[0] != "/stats":
-            return None
-        body = orjson.dumps({"kind": "raw", **fanout.stats(), "feed": vars(feed_stats)})
-        headers = Headers(
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        )
-        return Response(HTTPStatus.OK.value, "OK", headers, body)
+    serve_stats(lambda: {"kind": "raw", **fanout.stats(), "feed": vars(feed_stats)})
 
     upstream = await open_feed(args.upstream, args.symbols)
     async with serve(
@@ -109,7 +130,6 @@ async def run_raw(args: argparse.Namespace) -> int:
         subprotocols=[PROTOCOL],
         compression=None,
         max_size=64 * 1024,
-        process_request=stats_route,
         backlog=2048,
     ) as server:
         feed = asyncio.ensure_future(pump_feed(upstream, fanout.on_quote, feed_stats))
@@ -120,26 +140,6 @@ async def run_raw(args: argparse.Namespace) -> int:
 
 
 # --- strawberry --------------------------------------------------------------------------
-
-
-def _with_stats(app: Callable[[Scope, Receive, Send], Awaitable[None]], stats: Any) -> Any:
-    """``GET /stats`` answered here, everything else by ``app``."""
-
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/stats":
-            body = orjson.dumps(stats())
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app(scope, receive, send)
-
-    return asgi
 
 
 class _Uvicorn(uvicorn.Server):
@@ -167,12 +167,10 @@ async def run_strawberry(args: argparse.Namespace) -> int:
     hub = Hub(args.queue_size)
     feed_stats = FeedStats()
 
-    def stats() -> dict[str, Any]:
-        return {"kind": "strawberry", **hub.stats(), "feed": vars(feed_stats)}
-
+    serve_stats(lambda: {"kind": "strawberry", **hub.stats(), "feed": vars(feed_stats)})
     upstream = await open_feed(args.upstream, args.symbols)
     config = uvicorn.Config(
-        _with_stats(BaselineGraphQL(hub), stats),
+        BaselineGraphQL(hub),
         host="127.0.0.1",
         port=args.port,
         ws="websockets-sansio",

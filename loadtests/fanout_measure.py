@@ -45,7 +45,7 @@ PRIME_S = 0.5
 #: Settled: what the replay sent and the server has not read yet is below this...
 SETTLED_BYTES = 8 * 1024
 #: ... or this long has passed (a server that cannot catch up does not stop the run).
-SETTLE_MAX_S = 3.0
+SETTLE_MAX_S = 2.0
 #: Counters a baseline's /stats reports that are worth a per-window difference.
 _COUNTERS = ("sent", "published", "dropped", "congestion_events")
 
@@ -264,7 +264,8 @@ async def measure_window(
     record.server_start = last_cpu = server.sample()
     record.clients_start = run.client_samples()
     record.upstream_backlog_start = server.upstream_backlog()
-    record.counters_start = await server.counters()  # after the samples: it may be slow
+    # A saturated baseline answers /stats late (same loop): never wait for it here.
+    counters_start = asyncio.ensure_future(server.counters())
     last_at, last_deliveries = time.monotonic(), run.total("deliveries")
     log(f"{step.label}: measuring {step.duration_s:g}s")
     while time.time() < end:
@@ -283,11 +284,13 @@ async def measure_window(
     record.server_end = server.sample()
     record.upstream_backlog_end = server.upstream_backlog()
     record.clients_end = run.client_samples()
-    record.counters_end = await server.counters()
+    counters_end = asyncio.ensure_future(server.counters())
     if source is not None:
         record.offered = dict(source.quotes_offered)
         record.lag_resets = source.lag_resets - resets_before
     await asyncio.sleep(GRACE_S)
+    record.counters_start = await counters_start
+    record.counters_end = await counters_end
     return record
 
 

@@ -35,6 +35,7 @@ from streams.events import MarketEvent, Quote
 from streams.polygon_server import FrameSource, PolygonProtocolServer, RecordingSource
 
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+STATS = re.compile(r"stats on (http://127\.0\.0\.1:\d+/stats)")
 TARGETS = ("tickgraph", "raw", "strawberry")
 #: Variables of the caller's environment that would change what the server under test does.
 _SCRUBBED_PREFIXES = ("TICKGRAPH_", "POLYGON_", "DATABASE_URL", "REDIS_URL", "ALPACA_")
@@ -139,6 +140,8 @@ class TargetProcess:
     port: int
     #: The last lines it wrote to stderr, kept up to date while it runs.
     stderr_tail: list[str] = field(default_factory=list)
+    #: Where a baseline serves its counters.
+    stats_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -241,9 +244,9 @@ async def start_target(
     stdout_task: asyncio.Task[None] | None = None
     try:
         try:
-            port = await asyncio.wait_for(_read_port(proc, kind), start_timeout_s)
+            port, stats_url = await asyncio.wait_for(_read_port(proc, kind), start_timeout_s)
             stdout_task = asyncio.create_task(_drain(proc.stdout, []))
-            running = TargetProcess(kind, proc, port)
+            running = TargetProcess(kind, proc, port, stats_url=stats_url)
             if kind == "tickgraph":
                 await wait_ready(running.http_url, start_timeout_s)
         except (TimeoutError, RuntimeError) as exc:
@@ -284,20 +287,23 @@ def start_tickgraph(
     )
 
 
-async def _read_port(proc: asyncio.subprocess.Process, kind: str) -> int:
+async def _read_port(proc: asyncio.subprocess.Process, kind: str) -> tuple[int, str | None]:
+    """The port from the "listening on" line, and a stats URL said before it, if any."""
     assert proc.stdout is not None
+    stats_url: str | None = None
     while line := await proc.stdout.readline():
-        match = LISTENING.search(line.decode(errors="replace"))
-        if match:
-            return int(match.group(1))
+        text = line.decode(errors="replace")
+        if stats := STATS.search(text):
+            stats_url = stats.group(1)
+        if match := LISTENING.search(text):
+            return int(match.group(1)), stats_url
     await proc.wait()
     raise RuntimeError(f"{kind} exited with {proc.returncode} before listening")
 
 
 def _get_json(url: str) -> dict[str, Any] | None:
     try:
-        # A saturated baseline answers late: it serves /stats on the same loop.
-        with urllib.request.urlopen(url, timeout=5.0) as response:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
     except (OSError, ValueError):
@@ -305,10 +311,10 @@ def _get_json(url: str) -> dict[str, Any] | None:
 
 
 async def target_stats(target: TargetProcess) -> dict[str, Any] | None:
-    """A baseline's ``/stats`` counters (tickgraph has none: ``None``)."""
-    if target.kind == "tickgraph":
+    """A baseline's counters (tickgraph has none: ``None``)."""
+    if target.stats_url is None:
         return None
-    return await asyncio.to_thread(_get_json, f"{target.http_url}/stats")
+    return await asyncio.to_thread(_get_json, target.stats_url)
 
 
 # --- /proc sampling ------------------------------------------------------------------

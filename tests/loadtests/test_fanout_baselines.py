@@ -49,7 +49,8 @@ async def _init(target: TargetProcess) -> ClientConnection:
 
 
 def _stats(target: TargetProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{target.http_url}/stats", timeout=TIMEOUT) as response:
+    assert target.stats_url is not None
+    with urllib.request.urlopen(target.stats_url, timeout=TIMEOUT) as response:
         body: dict[str, Any] = json.loads(response.read())
         return body
 
