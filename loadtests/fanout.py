@@ -66,6 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtests.fanout_clients import ProcessPlan
 from loadtests.fanout_measure import PhasePlans, Server, log, prime, run_phase
 from loadtests.fanout_pacing import PacedQuoteSource
 from loadtests.fanout_scenarios import (
@@ -241,7 +242,7 @@ def _plans(
     per_ip = clients_per_ip(args.clients_per_ip, phase.symbols_per_client, len(phase.symbols))
     layout = ClientLayout(per_ip, spread=not args.no_spread, ip_base=ip_base)
 
-    def split(slow: bool) -> list[Any]:
+    def split(slow: bool) -> list[ProcessPlan]:
         connections = plan_connections(phase, layout, slow=slow, feed_clock=feed_clock)
         if not connections:
             return []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.fanout import sessions
 from loadtests.fanout_pacing import MAX_FRAME_EVENTS, TICK_S, LoopedQuotes, Pacer, loop_shift
 from loadtests.fanout_scenarios import (
     ANONYMOUS_SYMBOLS_PER_IP,
@@ -172,6 +173,11 @@ def test_slow_clients_come_after_the_fast_ones_and_from_other_addresses() -> Non
     assert set(slow[0].symbols) == {"A", "B"}  # every symbol: the most not to read
     assert slow[0].local_ip not in {c.local_ip for c in fast}
     assert layout.addresses(10) == 4
+
+
+def test_a_phase_that_wants_a_fresh_server_starts_a_new_session() -> None:
+    names = [[p.name for p in group] for group in sessions(suite())]
+    assert names == [["broadcast", "sparse", "saturation", "coalescing"], ["slow_clients"]]
 
 
 def test_the_suite_scales_subscribers_not_rates() -> None:
