@@ -363,6 +363,8 @@ def window_report(
         "events_offered_per_s": (
             round(offered_total / duration, 1) if offered_total is not None else None
         ),
+        # Distinct (symbol, receivedAt): quotes of one symbol in one upstream frame share
+        # a receivedAt, so at several quotes per symbol per frame this counts frames.
         "events_delivered_per_s": round(len(distinct) / duration, 1),
         "upstream_backlog_kb": _kb(record.upstream_backlog_end),
         "upstream_backlog_growth_kb": _kb(
