@@ -25,7 +25,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,7 +39,7 @@ from websockets.typing import Subprotocol
 from loadtests.fanout_baseline_feed import FeedError, FeedStats, open_feed, pump_feed
 from loadtests.fanout_baseline_raw import RawFanout
 from loadtests.fanout_baseline_strawberry import QUEUE_SIZE, BaselineGraphQL, Hub
-from loadtests.fanout_clients import loop_factory
+from server.serving import GracefulServer, loop_factory
 
 KINDS = ("raw", "strawberry")
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -142,27 +142,6 @@ async def run_raw(args: argparse.Namespace) -> int:
 # --- strawberry --------------------------------------------------------------------------
 
 
-class _Uvicorn(uvicorn.Server):
-    """SIGTERM/SIGINT stop serving and the process exits 0 (uvicorn would re-raise the
-    signal after shutting down, so the harness would see a death by signal)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    def _on_signal(self) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-
-
 async def run_strawberry(args: argparse.Namespace) -> int:
     hub = Hub(args.queue_size)
     feed_stats = FeedStats()
@@ -180,7 +159,7 @@ async def run_strawberry(args: argparse.Namespace) -> int:
         backlog=2048,
         timeout_graceful_shutdown=2,
     )
-    server = _Uvicorn(config)
+    server = GracefulServer(config)
     serving = asyncio.ensure_future(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - no start event
         await asyncio.sleep(0.02)

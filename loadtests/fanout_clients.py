@@ -52,6 +52,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from loadtests.fanout_wire import HandshakeError, open_wire
+from server.serving import loop_factory
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 QUOTE_FIELDS = "symbol receivedAt snapshot"
@@ -544,27 +545,14 @@ async def _run(
     return stats
 
 
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when asked for and installed (it comes with ``uvicorn[standard]``),
-    else the standard one. Why uvloop for the subscribers: each quote reaches every
-    subscriber on its own socket, so a client process pays one readiness event, one
-    ``recv`` and one callback per message; libuv does that several times cheaper than
-    the standard loop, which leaves more of the machine to the server under test."""
-    if name != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def run_process(
     plan: ProcessPlan, shared_window: SynchronizedArray[float], stop: MpEvent, queue: Queue
 ) -> None:
     """Entry point of one client process (``multiprocessing``, spawn start method)."""
     try:
+        # uvloop for the subscribers too: each quote costs a client one readiness event,
+        # one recv and one callback per socket, several times cheaper in libuv, which
+        # leaves more of the machine to the server under test.
         with asyncio.Runner(loop_factory=loop_factory(plan.loop)) as runner:
             stats = runner.run(_run(plan, shared_window, stop, queue))
     except BaseException as exc:

@@ -7,9 +7,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 
 from server.settings import MarketSource, Settings, SettingsError
 
@@ -107,54 +106,18 @@ def _serve(args: argparse.Namespace) -> int:
     from server.logging_setup import configure
 
     configure(settings.log_level, json=settings.log_json)
+    from server.serving import loop_factory
+
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         return runner.run(_run_uvicorn(settings))
 
 
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop (libuv, in C: cheaper socket writes and timers, measured in
-    loadtests/RESULTS.md) unless asyncio's is asked for or uvloop is not installed."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def _run_uvicorn(settings: Settings) -> int:
-    import uvicorn
-
-    class _Server(uvicorn.Server):
-        """SIGTERM/SIGINT start a graceful shutdown and the process then exits 0.
-
-        uvicorn re-raises the captured signal after shutting down, so the process
-        would die by signal even though it stopped cleanly; supervisors then report
-        a failure. A second signal forces the exit, as in uvicorn.
-        """
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._on_signal)
-            try:
-                yield
-            finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-
-        def _on_signal(self) -> None:
-            if self.should_exit:
-                self.force_exit = True
-            self.should_exit = True
-
     from server.app import create_app
-    from server.serving import uvicorn_config
+    from server.serving import GracefulServer, uvicorn_config
 
     config = uvicorn_config(create_app(settings), settings)
-    server = _Server(config)
+    server = GracefulServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no start event
         await asyncio.sleep(0.02)

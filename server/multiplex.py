@@ -39,6 +39,8 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -291,7 +293,9 @@ class Group:
         payload = self.encode(self.feed.render(item, False, 0))
         key = self.feed.key(item) if self.feed.key is not None else None
         for member in self.members:
-            member.lane.put(key, payload, item)
+            # A member that joined while the item was held back has it in its snapshot.
+            if not member.skip or id(item) not in member.skip:
+                member.lane.put(key, payload, item)
 
     def _throttled(self, item: Any) -> None:
         now = self._loop.time()
@@ -311,17 +315,9 @@ class Group:
         self._timer = None
         held, self._held = self._held, {}
         self._next_at = self._loop.time() + self.feed.throttle_s
-        late = [m for m in self.members if m.skip]
         for item in held.values():
-            if not late:
-                self._publish(item)
-                continue
-            payload = self.encode(self.feed.render(item, False, 0))
-            key = self.feed.key(item) if self.feed.key is not None else None
-            for member in self.members:
-                if id(item) not in member.skip:
-                    member.lane.put(key, payload, item)
-        for member in late:
+            self._publish(item)
+        for member in self.members:
             member.skip = set()
 
     def _emit_batch(self) -> None:
@@ -435,23 +431,14 @@ class Multiplexer:
         }
 
 
-_DOCUMENTS: dict[str, Any] = {}
-
-
+@lru_cache(maxsize=1024)
 def _document(query: str) -> Any:
-    """The parsed document (groups of one document share it)."""
-    document = _DOCUMENTS.get(query)
-    if document is None:
-        if len(_DOCUMENTS) >= 1024:
-            _DOCUMENTS.clear()
-        document = _DOCUMENTS[query] = parse(query)
-    return document
+    """The parsed document (groups of one document text share it)."""
+    return parse(query)
 
 
 def _json_default(value: Any) -> Any:
     # Decimals (money) travel as strings, never as binary floats.
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"cannot encode {type(value).__name__}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -30,3 +34,41 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop (libuv, in C: cheaper socket writes, reads and timers, measured
+    in loadtests/RESULTS.md) unless asyncio's is asked for or uvloop is not installed."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+class GracefulServer(uvicorn.Server):
+    """SIGTERM/SIGINT start a graceful shutdown and the process then exits 0.
+
+    uvicorn re-raises the captured signal after shutting down, so the process would die
+    by signal even though it stopped cleanly; supervisors (and the load harness) then
+    report a failure. A second signal forces the exit, as in uvicorn.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
