@@ -40,7 +40,7 @@ from typing import Any
 
 from server.alerts import Alert, AlertEngine, Fired, validate
 from server.alerts.naive import NaiveEngine
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 DATA = Path("/work/shared/data/polygon-replay-AMZN-2012-06-21.jsonl.gz")
 MIN = 60_000

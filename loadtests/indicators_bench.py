@@ -44,8 +44,8 @@ from typing import Any
 
 from server.indicators import IndicatorSpec
 from server.indicators.volume import clear_session_cache
-from server.timeframes import Bar, Timeframe
-from server.trading_day import NEW_YORK
+from server.market.timeframes import Bar, Timeframe
+from server.market.trading_day import NEW_YORK
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -21,15 +21,15 @@ import time
 import uuid
 from pathlib import Path
 
-from server.alert_service import output_index
 from server.alerts import AlertEngine, validate
 from server.analytics import Analytics
-from server.bus import InProcessBus
-from server.history_simulated import SimulatedHistory
+from server.delivery.bus import InProcessBus
+from server.history.simulated import SimulatedHistory
 from server.indicators import IndicatorSpec
 from server.ingest import Ingest
-from server.market_state import MarketState
-from server.timeframes import Timeframe
+from server.market.state import MarketState
+from server.market.timeframes import Timeframe
+from server.services.alerts import output_index
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import decode_frame
 

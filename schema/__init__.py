@@ -38,7 +38,7 @@ class TickgraphSchema(strawberry.Schema):
 
     def format_event_errors(self, errors: list[GraphQLError]) -> list[Any]:
         """Errors of one subscription event, as every member of its group sees them
-        (``server.multiplex`` executes events outside strawberry's pipeline)."""
+        (``server.delivery.multiplex`` executes events outside strawberry's pipeline)."""
         return [error.formatted for error in self.event_errors.process(errors)]
 
     async def execute(  # noqa: PLR0917 - strawberry's signature

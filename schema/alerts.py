@@ -14,14 +14,14 @@ from schema.access_gate import admit_subscription, releaser
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
 from schema.scalars import Timestamp, uuid_argument
-from server.alert_delivery import alert_topic
-from server.alert_service import AlertService
-from server.alert_store import AlertEventRow, StoredAlert
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
+from server.delivery.firings import alert_topic
+from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, TickgraphError
-from server.multiplex import Feed
-from server.services import Services
+from server.services.alerts import AlertService
+from server.services.container import Services
+from server.storage.alerts import AlertEventRow, StoredAlert
 
 MAX_HISTORY = 1_000
 #: Firings buffered for a subscriber that reads slowly; past it the stream ends with
@@ -262,7 +262,7 @@ class AlertsQuery:
         since: Timestamp | None = None,
         limit: int = 100,
     ) -> list[AlertEvent]:
-        from server.alert_store import alert_history
+        from server.storage.alerts import alert_history
 
         if not 1 <= limit <= MAX_HISTORY:
             raise InvalidInput(f"limit must be between 1 and {MAX_HISTORY}")

@@ -8,7 +8,7 @@ import strawberry
 
 from schema.context import Info
 from schema.scalars import Timestamp, uuid_argument
-from server.access import Caller
+from server.auth.access import Caller
 from server.auth.api_keys import ApiKey as ApiKeyRecord
 from server.auth.users import TokenPair, UserService
 from server.auth.users import User as UserRecord

@@ -19,15 +19,15 @@ from server.analytics import (
     indicator_channel,
 )
 from server.analytics import Gap as GapRecord
-from server.bars import BarEvent as BarEventRecord
-from server.bars import BarEventKind as BarEventKindRecord
+from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
-from server.history_stored import StoredHistory
+from server.history.stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
-from server.multiplex import Feed
-from server.services import Services
-from server.timeframes import Bar as BarRecord
-from server.timeframes import Timeframe
+from server.market.bars import BarEvent as BarEventRecord
+from server.market.bars import BarEventKind as BarEventKindRecord
+from server.market.timeframes import Bar as BarRecord
+from server.market.timeframes import Timeframe
+from server.services.container import Services
 
 MAX_BARS = 5_000
 MAX_SPECS = 20

@@ -7,8 +7,8 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
-from server.access import Caller
-from server.services import Services
+from server.auth.access import Caller
+from server.services.container import Services
 
 
 @dataclass

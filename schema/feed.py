@@ -11,7 +11,7 @@ import strawberry
 from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
-from server.multiplex import Feed
+from server.delivery.multiplex import Feed
 from streams.feed_status import FeedStatus as FeedStatusState
 
 

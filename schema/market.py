@@ -11,11 +11,11 @@ import strawberry
 from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
+from server.delivery.multiplex import Feed
 from server.errors import InvalidInput
-from server.market_state import DayStats as DayStatsState
-from server.market_state import SymbolState
-from server.multiplex import Feed
-from server.services import Services
+from server.market.state import DayStats as DayStatsState
+from server.market.state import SymbolState
+from server.services.container import Services
 from streams.events import Quote as QuoteEvent
 from streams.events import Received
 from streams.events import Trade as TradeEvent

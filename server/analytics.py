@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from server.alert_delivery import AlertDelivery, Firing
 from server.alerts import AlertEngine, Fired, IndicatorKey
-from server.bar_store import STORED_TIMEFRAMES, BarWriter
-from server.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
-from server.bus import Bus
+from server.delivery.bus import Bus
+from server.delivery.firings import AlertDelivery, Firing
 from server.errors import Unavailable
-from server.history import HistoryProvider
+from server.history.provider import HistoryProvider
 from server.indicators import Indicator, IndicatorSpec
-from server.timeframes import Bar, Timeframe
+from server.market.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
+from server.market.timeframes import Bar, Timeframe
+from server.storage.bars import STORED_TIMEFRAMES, BarWriter
 from streams.events import Aggregate, MinuteAggregate, Quote, Received, Trade
 
 log = logging.getLogger(__name__)

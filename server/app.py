@@ -26,14 +26,14 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from schema import build_schema
 from schema.context import Context
-from server.access import Caller
+from server.auth.access import Caller
 from server.auth.errors import Unauthenticated
 from server.errors import TickgraphError
 from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
 from server.settings import Environment, Settings, normalize_origin
-from server.ws_guard import RequestBodyLimit
-from server.ws_handler import MultiplexingTransportWSHandler
+from server.websocket.guard import RequestBodyLimit
+from server.websocket.handler import MultiplexingTransportWSHandler
 from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)

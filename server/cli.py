@@ -78,7 +78,7 @@ def _admin(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         from server.auth.users import normalize_email, set_admin
-        from server.database import Database
+        from server.storage.database import Database
 
         async with await Database.open(settings) as db:
             _, normalized = normalize_email(args.email)
@@ -137,7 +137,7 @@ def _migrate(args: argparse.Namespace) -> int:
     configure(settings.log_level, json=settings.log_json)
 
     async def run() -> None:
-        from server.database import Database
+        from server.storage.database import Database
 
         db = await Database.open(settings)
         await db.close()

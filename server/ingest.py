@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from server.bus import Bus
-from server.market_state import MarketState
+from server.delivery.bus import Bus
+from server.market.state import MarketState
 from streams.events import CHANNEL_OF, Received, Status
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import Reject, RejectReason, decode_frame

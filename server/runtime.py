@@ -13,30 +13,30 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from server.access import AccessControl
-from server.alert_delivery import AlertDelivery
-from server.alert_service import AlertService, output_index
 from server.alerts import AlertEngine
 from server.analytics import Analytics
+from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
 from server.auth.tokens import load_keyring
 from server.auth.users import AuthSettings, UserService
-from server.bar_store import BarWriter
-from server.bus import InProcessBus
-from server.database import Database
-from server.fanout import MarketHub
-from server.history import ChainedHistory, HistoryProvider
-from server.history_polygon import PolygonHistory
-from server.history_simulated import SimulatedHistory
-from server.history_stored import StoredHistory
+from server.delivery.bus import InProcessBus
+from server.delivery.firings import AlertDelivery
+from server.delivery.hub import MarketHub
+from server.history.polygon import PolygonHistory
+from server.history.provider import ChainedHistory, HistoryProvider
+from server.history.simulated import SimulatedHistory
+from server.history.stored import StoredHistory
 from server.ingest import Ingest
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
-from server.market_state import MarketState
-from server.services import Services
+from server.market.directory import SymbolDirectory, SymbolInfo
+from server.market.state import MarketState
+from server.services.alerts import AlertService, output_index
+from server.services.container import Services
 from server.settings import MarketSource, Settings
-from server.symbol_directory import SymbolDirectory, SymbolInfo
-from server.symbol_store import SymbolRow, ensure_symbols, load_symbols
+from server.storage.bars import BarWriter
+from server.storage.database import Database
+from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
 from streams.backoff import Backoff
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed

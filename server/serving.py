@@ -13,9 +13,9 @@ import uvicorn
 from server.settings import Settings
 
 #: uvicorn's sans-I/O WebSocket protocol plus the direct frame writer the outbox uses
-#: (``server.ws_protocol``). uvloop and httptools are used when installed
+#: (``server.websocket.frames``). uvloop and httptools are used when installed
 #: (uvicorn's "auto"), the pure-Python asyncio and h11 otherwise.
-WS_PROTOCOL = "server.ws_protocol:FanoutWebSocketProtocol"
+WS_PROTOCOL = "server.websocket.frames:FanoutWebSocketProtocol"
 
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:

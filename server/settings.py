@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from server.symbols import SYMBOL_PATTERN
+from server.market.symbols import SYMBOL_PATTERN
 
 T = TypeVar("T")
 

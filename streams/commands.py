@@ -39,7 +39,7 @@ DEFAULT_SIM_SYMBOLS: Final = ("AAPL", "MSFT", "AMZN", "GOOG", "NVDA", "SPY")
 CHANNELS: Final = ("T", "Q", "A", "AM")
 DEFAULT_POLYGON_URL: Final = "wss://socket.polygon.io/stocks"
 SIM_RATE: Final = 50.0  # events/s per symbol of the simulated market when recording it
-#: Symbols as Polygon writes them (the same shape as ``server.symbols.SYMBOL_PATTERN``).
+#: Symbols as Polygon writes them (the same shape as ``server.market.symbols.SYMBOL_PATTERN``).
 _SYMBOL: Final = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 

@@ -81,7 +81,7 @@ CLOSE_POLICY: Final = 1008
 UNPACED_YIELD_EVERY: Final = 32
 
 #: What a subscription may name for the simulated market to start quoting it (the same
-#: shape as ``server.symbols.SYMBOL_PATTERN``; streams does not depend on server).
+#: shape as ``server.market.symbols.SYMBOL_PATTERN``; streams does not depend on server).
 _SIM_SYMBOL: Final = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 

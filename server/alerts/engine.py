@@ -96,7 +96,7 @@ from server.alerts.model import (
 )
 from server.alerts.validation import validate_alert
 from server.errors import LimitExceeded
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 #: A resolved operand: a price source or (timeframe, key, output index).
 Src: TypeAlias = PriceSource | tuple[Timeframe, str, int]

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple, TypeAlias
 import msgspec
 
 from server.errors import InvalidInput
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 #: At most this many conditions per alert.
 MAX_CONDITIONS = 8

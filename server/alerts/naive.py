@@ -39,7 +39,7 @@ from server.alerts.model import (
     fire_key,
 )
 from server.alerts.validation import validate_alert
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 _NEVER = -(1 << 62)
 _FOREVER = 1 << 62

@@ -42,8 +42,8 @@ from server.alerts.model import (
     TriggerMode,
 )
 from server.errors import InvalidSymbol, LimitExceeded
-from server.symbols import is_valid_symbol
-from server.timeframes import Timeframe
+from server.market.symbols import is_valid_symbol
+from server.market.timeframes import Timeframe
 
 _PARAM = r"(?:-?\d+(?:\.\d+)?|[a-z][a-z0-9_]*)"
 #: ``NAME(params)``, or a bare ``NAME`` (the indicator module's canonical key of an

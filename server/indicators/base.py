@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import ClassVar
 
-from server.timeframes import OHLCV
+from server.market.timeframes import OHLCV
 
 DEFAULT_MAX_ROLLBACK = 64
 

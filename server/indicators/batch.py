@@ -17,8 +17,8 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from server.indicators.spec import IndicatorKind, IndicatorSpec
-from server.timeframes import OHLCV
-from server.trading_day import NEW_YORK
+from server.market.timeframes import OHLCV
+from server.market.trading_day import NEW_YORK
 
 Array = npt.NDArray[np.float64]
 

@@ -29,7 +29,7 @@ from server.indicators.base import (
     resum_every,
     tail_fsum,
 )
-from server.timeframes import OHLCV
+from server.market.timeframes import OHLCV
 
 
 class RSI(Indicator):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 
 from server.indicators.base import DEFAULT_MAX_ROLLBACK, Indicator
-from server.timeframes import OHLCV
+from server.market.timeframes import OHLCV
 
 _State = tuple[float, float, float, float, float, float, float, float]
 _Forming = tuple[float, float, float, float, float, float]

@@ -32,7 +32,7 @@ from server.indicators.base import (
     tail,
     tail_fsum,
 )
-from server.timeframes import OHLCV
+from server.market.timeframes import OHLCV
 
 
 class BollingerBands(Indicator):

@@ -4,7 +4,7 @@
   ``VWAP = Σ typical*volume / Σ volume`` over the bars of the current session,
   where a bar's typical price is (high + low + close)/3 (TA-Lib TYPPRICE) and the
   session is the New York calendar day (midnight to midnight, via
-  ``server.trading_day.day_window``) holding the bar's ``start_ms``; the sums reset
+  ``server.market.trading_day.day_window``) holding the bar's ``start_ms``; the sums reset
   at the first bar of each day. Pre- and post-market bars belong to their day's
   session. It is a bar-level approximation: it uses the typical price, not the
   bar's own trade VWAP. While the session's volume is zero the VWAP is the current
@@ -19,8 +19,8 @@ from collections import deque
 from datetime import date, datetime, timedelta
 
 from server.indicators.base import DEFAULT_MAX_ROLLBACK, Indicator
-from server.timeframes import OHLCV
-from server.trading_day import NEW_YORK
+from server.market.timeframes import OHLCV
+from server.market.trading_day import NEW_YORK
 
 _DAY_MS = 86_400_000
 _EST_MS = 5 * 3_600_000
@@ -53,7 +53,7 @@ def clear_session_cache() -> None:
 def ny_session(t_ms: int) -> tuple[int, int]:
     """``(start_ms, end_ms)`` of the New York calendar day holding ``t_ms``.
 
-    The same as ``server.trading_day.day_window`` (tested against it), several times
+    The same as ``server.market.trading_day.day_window`` (tested against it), several times
     faster: New York midnight is 04:00 or 05:00 UTC, so the day is the one starting
     at the EST-day number of ``t_ms`` or the next.
     """

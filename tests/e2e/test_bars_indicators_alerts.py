@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from server.market.timeframes import Timeframe
 from server.settings import Secret, Settings
-from server.timeframes import Timeframe
 from streams.events import Trade
 from streams.polygon_server import Faults, start_replay_server
 from streams.recording import load_events

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.symbol_store import SymbolRow, upsert_symbols
+from server.storage.symbols import SymbolRow, upsert_symbols
 from streams.polygon_server import start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
 from tests.support.graphql_ws import PROTOCOL, graphql_ws
@@ -119,7 +119,7 @@ async def test_abrupt_disconnect_releases_interest_and_upstream_subscription(
     async with await start_simulated_server(["AMZN"], seed=2, rate=200.0) as upstream:
         settings = make_settings(upstream, symbols=("AMZN",))
         # GOOG is known (reference data) but not in the streamed universe.
-        from server.database import Database
+        from server.storage.database import Database
 
         async with await Database.open(settings) as db:
             await upsert_symbols(db.pool, [SymbolRow("GOOG", "Alphabet", "XNAS", source="test")])

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from server.database import Database
 from server.settings import Environment, Secret
-from server.symbol_store import SymbolRow, upsert_symbols
+from server.storage.database import Database
+from server.storage.symbols import SymbolRow, upsert_symbols
 from streams.polygon_server import start_replay_server, start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
 from tests.support.data import AMZN_REPLAY, SHARED_DATA, require

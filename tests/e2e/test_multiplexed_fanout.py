@@ -183,8 +183,10 @@ async def test_one_group_executes_each_event_once_for_every_subscriber(
             assert frames.setdefault(quote["sequence"], frame) == frame
         assert strictly_increasing(sequences), sequences
         received.append(len(sequences))
-    # Every subscriber kept up with most of the stream (a lagging one is conflated).
-    assert min(received) >= events // 2, (received, events)
+    # No subscriber fell far behind the others. How many quotes reach anyone depends on
+    # the machine's load: quotes of one upstream frame that arrive within one flush are
+    # conflated to the newest, for every member alike, which is the point of conflation.
+    assert min(received) >= max(received) // 2 > 0, (received, events)
 
 
 async def test_variables_decide_the_group_and_each_operation_gets_its_own_messages(

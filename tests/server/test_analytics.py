@@ -3,13 +3,13 @@ exactly as a recomputation would, and the cross-check against Polygon's aggregat
 
 from __future__ import annotations
 
-from server.alert_service import output_index
 from server.alerts import AlertEngine
 from server.analytics import Analytics, IndicatorUpdate
-from server.bus import InProcessBus
-from server.history_simulated import SimulatedHistory
+from server.delivery.bus import InProcessBus
+from server.history.simulated import SimulatedHistory
 from server.indicators import IndicatorSpec
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
+from server.services.alerts import output_index
 from streams.events import MinuteAggregate, Received, Trade
 
 T0 = 1_340_285_400_000  # 2012-06-21 09:30 New York

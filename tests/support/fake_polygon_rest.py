@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.trading_day import NEW_YORK
+from server.market.trading_day import NEW_YORK
 from tests.support.timing import TIMEOUT
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")

@@ -29,8 +29,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from server.database import Database, redact_dsn
 from server.settings import Secret, Settings
+from server.storage.database import Database, redact_dsn
 from tests.support.timing import TIMEOUT
 
 

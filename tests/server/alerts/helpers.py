@@ -7,7 +7,7 @@ from typing import Any
 
 from server.alerts import Alert, AlertEngine, Fired, validate
 from server.alerts.naive import NaiveEngine
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 # 2012-06-21 09:30:00 New York: a minute (and hour) boundary.
 T0 = 1340285400000

@@ -11,7 +11,7 @@ from server.alerts import AlertEngine, IndicatorKey, InvalidAlert, PriceSource
 from server.alerts.engine import AlertEngine as _Engine
 from server.alerts.index import ThresholdIndex
 from server.errors import LimitExceeded
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 from tests.server.alerts.helpers import MIN, T0, alert, cond, ind
 
 M1 = Timeframe.M1

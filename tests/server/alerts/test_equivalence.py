@@ -16,7 +16,7 @@ import pytest
 
 from server.alerts import AlertEngine, FireState, InvalidAlert, validate
 from server.alerts.naive import NaiveEngine
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 from tests.server.alerts.helpers import MIN, T0
 
 SYMBOLS = ("AAA", "BBB")

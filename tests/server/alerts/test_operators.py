@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from server.alerts import ConditionValues, Fired
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 from tests.server.alerts.helpers import (
     ENGINES,
     MIN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.alerts import AlertEngine, AlertStatus, FireState, InvalidAlert
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 from tests.server.alerts.helpers import (
     ENGINES,
     MIN,

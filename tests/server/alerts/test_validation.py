@@ -21,7 +21,7 @@ from server.alerts import (
 )
 from server.alerts.validation import is_valid_indicator_key
 from server.errors import InvalidInput, InvalidSymbol, LimitExceeded
-from server.timeframes import Timeframe
+from server.market.timeframes import Timeframe
 
 GOOD: dict[str, Any] = {
     "symbol": "BRK.B",

@@ -8,7 +8,7 @@ import pytest
 from server.auth.passwords import PasswordHashing
 from server.auth.tokens import KeyRing
 from server.auth.users import UserService
-from server.database import Database
+from server.storage.database import Database
 from tests.server.auth.helpers import CHEAP, CountingHasher
 
 

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from server.auth.tokens import AUDIENCE, ISSUER
-from server.database import Database
+from server.storage.database import Database
 
 
 class Argon2Params(TypedDict):

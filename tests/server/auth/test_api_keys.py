@@ -10,8 +10,8 @@ import pytest
 from server.auth.api_keys import hash_api_key
 from server.auth.errors import Unauthenticated
 from server.auth.users import AuthSettings, UserService, set_admin
-from server.database import Database
 from server.errors import InvalidInput, LimitExceeded
+from server.storage.database import Database
 from tests.server.auth.helpers import EMAIL, PASSWORD, audit_rows
 
 IP = "198.51.100.4"

@@ -28,9 +28,9 @@ from server.auth.refresh import (
 )
 from server.auth.tokens import KeyRing
 from server.auth.users import AuthSettings, TokenPair, UserService, normalize_email, set_admin
-from server.database import Database
 from server.errors import InvalidInput
 from server.settings import Settings
+from server.storage.database import Database
 from tests.server.auth.helpers import (
     CHEAP,
     EMAIL,

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from server.indicators import Indicator
-from server.timeframes import OHLCV, Bar, Timeframe
-from server.trading_day import NEW_YORK
+from server.market.timeframes import OHLCV, Bar, Timeframe
+from server.market.trading_day import NEW_YORK
 from tests.support.data import SHARED_DATA, require
 
 SYMBOLS = ("NVDA", "ORCL", "YHOO")

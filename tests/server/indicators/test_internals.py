@@ -13,8 +13,8 @@ import pytest
 from server.indicators import WMA, BollingerBands, IndicatorSpec, Stochastic
 from server.indicators.base import MonotonicWindow
 from server.indicators.volume import clear_session_cache, ny_session
-from server.timeframes import Bar, Timeframe
-from server.trading_day import NEW_YORK, day_window
+from server.market.timeframes import Bar, Timeframe
+from server.market.trading_day import NEW_YORK, day_window
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 5, 17])

@@ -11,7 +11,7 @@ import talib
 from talib import abstract
 
 from server.indicators import IndicatorSpec
-from server.timeframes import Bar, Timeframe
+from server.market.timeframes import Bar, Timeframe
 from tests.server.indicators.bars import SYMBOLS, assert_close, daily, feed
 
 A = npt.NDArray[np.float64]

@@ -15,7 +15,7 @@ from server.indicators import (
     RollbackLimitExceeded,
 )
 from server.indicators.base import Indicator
-from server.timeframes import Bar
+from server.market.timeframes import Bar
 from tests.server.indicators.bars import SYMBOLS, daily, hourly, partials
 
 KEYS = (

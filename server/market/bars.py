@@ -1,0 +1,611 @@
+"""Incremental OHLCV bars built from trades, per symbol, for several timeframes at once.
+
+Pure and synchronous. The ingest feeds every trade of a symbol to its ``BarBuilder``
+and a timer calls ``on_clock`` so that quiet symbols' bars close too; both return the
+``BarEvent``s that happened.
+
+When a bucket is final (closed)
+    A bucket of a timeframe becomes final as soon as either
+
+    - a trade of a *later* bucket of that timeframe arrives (immediately: the feed's own
+      clock has moved past the interval, and waiting would delay every bar), or
+    - ``on_clock(now_ms)`` runs with ``now_ms >= bucket end + close_delay_ms``. The grace
+      exists because the clock and the feed disagree: a print stamped 09:30:59.990 may
+      reach us at 09:31:00.050. ``now_ms`` must be on the feed's time axis (wall time for
+      a live feed, the replay clock for a replay).
+
+    Empty buckets become final the same way; they simply have no bar (like Polygon).
+
+Open and close
+    The open is the print with the earliest time, the close the one with the latest;
+    prints of the same millisecond count in arrival order. A reordered or late print
+    therefore lands where its time puts it, in forming and in revised bars alike.
+
+Late trades
+    A trade whose bucket is already final is late. If that bucket starts no earlier than
+    the oldest of the last ``revision_window`` closed bars of the timeframe, the trade is
+    applied: the bar is updated and re-emitted as ``REVISION`` with ``revision`` + 1. A
+    bucket that had no bar (a gap) gets a new bar, also emitted as ``REVISION``, with
+    ``revision`` 1: the "no bar" that was final has been revised. So ``CLOSE`` events
+    carry revision 0 and come in time order, while ``REVISION`` events carry revision
+    >= 1 and may name a bar the consumer has never seen: consumers look bars up by
+    ``start_ms`` and insert when absent. A late trade outside the window is dropped and
+    counted per timeframe (``late_dropped``). The window is per timeframe, so one print
+    can be too late for its 1s bar and still count in the forming 1m bar.
+
+Cost
+    Buckets nest (1s in 1m in 5m in 15m in 1h in New York days, which start on UTC hour
+    boundaries), so a trade touches only the forming bar of the finest timeframe; each
+    coarser timeframe keeps an accumulator of its interval's content *outside* that bar
+    and absorbs the finest bar when it closes. A trade thus costs one bar update however
+    many timeframes are built, and allocates nothing but the returned (usually empty)
+    list. ``Bar`` snapshots are made only for returned events and for ``forming()``;
+    ``UPDATE`` events are opt-in (``emit_updates``), since most consumers want closes
+    and can read ``forming()`` when they need the live bar.
+
+Which prints count (Polygon's per-condition rules, e.g. odd lots not setting high/low)
+is the caller's decision; the builder takes every trade it is given, except that
+non-positive sizes and prices are ignored (counted in ``ignored``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from itertools import islice
+from typing import TypeAlias
+
+import msgspec
+
+from server.market.timeframes import ALL_TIMEFRAMES, Bar, Timeframe
+from server.market.trading_day import day_window
+from streams.events import Aggregate, MinuteAggregate
+
+#: Closed bars per timeframe that a late trade may still revise.
+DEFAULT_REVISION_WINDOW = 10
+#: Closed bars kept in memory per timeframe for ``recent``.
+DEFAULT_HISTORY = 1_000
+#: Grace after a bucket's end before ``on_clock`` closes it (trade-driven closes have none).
+DEFAULT_CLOSE_DELAY_MS = 500
+
+#: "No open interval": ``start <= t < end`` is false for every t.
+_NONE = 0
+_NEVER = 2**62
+_INF = float("inf")
+
+
+class BarEventKind(StrEnum):
+    UPDATE = "update"  # the forming bar changed (only with ``emit_updates``)
+    CLOSE = "close"  # a bar became final
+    REVISION = "revision"  # a late trade changed (or created) a final bar
+
+
+class BarEvent(msgspec.Struct, frozen=True, gc=False):
+    kind: BarEventKind
+    bar: Bar
+
+
+#: A final bar that a late trade may still change, with what a revision needs besides the
+#: bar: the exact notional (for VWAP) and the times of its first and last prints (for the
+#: open and close). A plain tuple: one is built per closed bar.
+_Closed: TypeAlias = tuple[Bar, float, int, int]
+
+
+def _revised(closed: _Closed, t_ms: int, price: float, size: int) -> _Closed:
+    bar, notional, first_t, last_t = closed
+    o, c = bar.open, bar.close
+    if t_ms < first_t:
+        first_t, o = t_ms, price
+    if t_ms >= last_t:
+        last_t, c = t_ms, price
+    volume = bar.volume + size
+    notional += price * size
+    revised = msgspec.structs.replace(
+        bar,
+        open=o,
+        high=max(bar.high, price),
+        low=min(bar.low, price),
+        close=c,
+        volume=volume,
+        vwap=notional / volume,
+        trades=bar.trades + 1,
+        revision=bar.revision + 1,
+    )
+    return revised, notional, first_t, last_t
+
+
+class _Content:
+    """OHLCV of a set of prints, plus the times of the first and last (for open/close)."""
+
+    __slots__ = (
+        "close",
+        "first_t",
+        "high",
+        "last_t",
+        "low",
+        "notional",
+        "open",
+        "trades",
+        "volume",
+    )
+
+    def __init__(self) -> None:
+        self.open = self.high = self.low = self.close = 0.0
+        self.volume = 0
+        self.notional = 0.0
+        self.trades = 0  # 0: empty, the other fields mean nothing
+        self.first_t = self.last_t = 0
+
+    def add(self, t_ms: int, price: float, size: int) -> None:
+        if self.trades == 0:
+            self.open = self.high = self.low = self.close = price
+            self.first_t = self.last_t = t_ms
+            self.volume = size
+            self.notional = price * size
+            self.trades = 1
+            return
+        if price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        if t_ms >= self.last_t:
+            self.last_t = t_ms
+            self.close = price
+        elif t_ms < self.first_t:
+            self.first_t = t_ms
+            self.open = price
+        self.volume += size
+        self.notional += price * size
+        self.trades += 1
+
+    def absorb(self, part: _Content) -> None:
+        """Add the prints of ``part``; on equal times ``part`` counts as arriving later."""
+        if part.trades == 0:
+            return
+        if self.trades == 0:
+            self.open, self.high, self.low, self.close = part.open, part.high, part.low, part.close
+            self.first_t, self.last_t = part.first_t, part.last_t
+            self.volume, self.notional, self.trades = part.volume, part.notional, part.trades
+            return
+        if part.high > self.high:  # noqa: PLR1730 - an if is twice as fast as max()
+            self.high = part.high
+        if part.low < self.low:  # noqa: PLR1730
+            self.low = part.low
+        if part.first_t < self.first_t:
+            self.first_t, self.open = part.first_t, part.open
+        if part.last_t >= self.last_t:
+            self.last_t, self.close = part.last_t, part.close
+        self.volume += part.volume
+        self.notional += part.notional
+        self.trades += part.trades
+
+
+class _Series(_Content):
+    """One timeframe of one symbol: its open interval and its closed bars.
+
+    The inherited content is what the open interval holds *besides* the open interval of
+    the next finer timeframe, which it absorbs when that one closes. For the finest
+    timeframe that is the whole forming bar.
+    """
+
+    __slots__ = (
+        "closed",
+        "end",
+        "history",
+        "late_dropped",
+        "sealed",
+        "size",
+        "start",
+        "symbol",
+        "tf",
+    )
+
+    def __init__(self, symbol: str, tf: Timeframe, revision_window: int, history: int) -> None:
+        super().__init__()
+        self.symbol = symbol
+        self.tf = tf
+        self.size = tf.millis or 0  # 0: New York calendar days
+        self.start = self.end = _NONE
+        #: Buckets ending at or before this are final (the trade-driven part; the clock's
+        #: part is kept once per builder).
+        self.sealed = 0
+        #: The last ``revision_window`` closed bars (gap bars included), oldest first:
+        #: what a late trade may still change.
+        self.closed: deque[_Closed] = deque(maxlen=revision_window)
+        self.history: deque[Bar] = deque(maxlen=history)
+        self.late_dropped = 0
+
+    def bucket(self, t_ms: int) -> tuple[int, int]:
+        size = self.size
+        if size:
+            start = t_ms - t_ms % size
+            return start, start + size
+        window = day_window(t_ms)
+        return window.start_ms, window.end_ms
+
+    def open_interval(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+        self.trades = 0
+        self.sealed = max(self.sealed, start)  # every earlier bucket is over
+
+    def close_interval(self) -> Bar | None:
+        """End the open interval; its final bar, or ``None`` if it held no trade."""
+        start, end = self.start, self.end
+        self.start = self.end = _NONE
+        if self.trades == 0:
+            return None
+        bar = Bar(
+            self.symbol,
+            self.tf,
+            start,
+            end,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.notional / self.volume,
+            self.trades,
+            True,
+            0,
+        )
+        self.closed.append((bar, self.notional, self.first_t, self.last_t))  # maxlen 0: no-op
+        self.history.append(bar)
+        return bar
+
+    def bar_of(self, content: _Content, final: bool) -> Bar:
+        """``content`` as this interval's bar (``content.trades`` must be > 0)."""
+        return Bar(
+            self.symbol,
+            self.tf,
+            self.start,
+            self.end,
+            content.open,
+            content.high,
+            content.low,
+            content.close,
+            content.volume,
+            content.notional / content.volume,
+            content.trades,
+            final,
+            0,
+        )
+
+    def revise(self, t_ms: int, price: float, size: int) -> Bar | None:
+        """Apply a late trade to the final bucket holding ``t_ms``; ``None`` if too late."""
+        closed = self.closed
+        start, end = self.bucket(t_ms)
+        if not closed or start < closed[0][0].start_ms:
+            self.late_dropped += 1
+            return None
+        i = len(closed) - 1
+        while closed[i][0].start_ms > start:  # stops at 0 at the latest
+            i -= 1
+        record: _Closed
+        if closed[i][0].start_ms == start:
+            record = closed[i] = _revised(closed[i], t_ms, price, size)
+        else:
+            p = price
+            gap = Bar(self.symbol, self.tf, start, end, p, p, p, p, size, p, 1, True, 1)
+            record = (gap, price * size, t_ms, t_ms)
+            if len(closed) == closed.maxlen:
+                closed.popleft()  # the gap bar takes the oldest one's place in the window
+                i -= 1
+            closed.insert(i + 1, record)
+        _put_in_order(self.history, record[0])
+        return record[0]
+
+
+def _put_in_order(history: deque[Bar], bar: Bar) -> None:
+    """Replace the bar with the same start, or insert it in time order (revised bars are
+    recent, so the search from the right is short)."""
+    i = len(history) - 1
+    while i >= 0 and history[i].start_ms > bar.start_ms:
+        i -= 1
+    if i >= 0 and history[i].start_ms == bar.start_ms:
+        history[i] = bar
+        return
+    if len(history) == history.maxlen:
+        if i < 0:
+            return  # older than everything a full history keeps
+        history.popleft()
+        i -= 1
+    history.insert(i + 1, bar)
+
+
+def _ordered(timeframes: Iterable[Timeframe]) -> tuple[Timeframe, ...]:
+    wanted = {Timeframe(tf) for tf in timeframes}
+    if not wanted:
+        raise ValueError("a BarBuilder needs at least one timeframe")
+    return tuple(tf for tf in ALL_TIMEFRAMES if tf in wanted)  # finest first
+
+
+class BarBuilder:
+    """Bars of one symbol for a set of timeframes.
+
+    Invariant (what makes the chain of intervals correct): whenever a timeframe has an
+    open interval, every coarser timeframe has an open interval containing it. It holds
+    because a coarser bucket is never final before the finer buckets inside it (trades
+    seal buckets only by starting a later one, which is later for the finer timeframes
+    too; the clock seals all timeframes at one cut-off), so a trade that is current for a
+    timeframe is current for every coarser one. The true content of a timeframe's forming
+    bar is therefore its own content plus that of every finer open interval.
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        timeframes: Iterable[Timeframe] = ALL_TIMEFRAMES,
+        *,
+        revision_window: int = DEFAULT_REVISION_WINDOW,
+        history: int = DEFAULT_HISTORY,
+        close_delay_ms: int = DEFAULT_CLOSE_DELAY_MS,
+        emit_updates: bool = False,
+    ) -> None:
+        if revision_window < 0 or history < 1 or close_delay_ms < 0:
+            raise ValueError(
+                "revision_window and close_delay_ms must be >= 0 and history >= 1 "
+                f"(got {revision_window}, {close_delay_ms}, {history})"
+            )
+        self.symbol = symbol
+        self.timeframes = _ordered(timeframes)
+        self.close_delay_ms = close_delay_ms
+        self.emit_updates = emit_updates
+        #: Trades ignored for a non-positive size or price.
+        self.ignored = 0
+        self._series = tuple(
+            _Series(symbol, tf, revision_window, history) for tf in self.timeframes
+        )
+        self._by_tf = {sr.tf: sr for sr in self._series}
+        self._fine = self._series[0]
+        #: Buckets ending at or before this are final by the clock (on_clock's cut-off).
+        self._clock_cut = 0
+        #: No open interval ends before this: on_clock has nothing to close until then.
+        self._wake_ms = _NEVER
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def on_trade(self, t_ms: int, price: float, size: int) -> list[BarEvent]:
+        """Apply one trade; return the events it caused, in order."""
+        out: list[BarEvent] = []
+        if size <= 0 or not 0.0 < price < _INF:  # the comparison is also false for NaN
+            self.ignored += 1
+            return out
+        fine = self._fine
+        if fine.start <= t_ms < fine.end:
+            # _Content.add inlined for the common case: the finest bar is open, so not
+            # empty. The coarser intervals contain it and absorb it when it closes.
+            if price > fine.high:
+                fine.high = price
+            elif price < fine.low:
+                fine.low = price
+            if t_ms >= fine.last_t:
+                fine.last_t = t_ms
+                fine.close = price
+            elif t_ms < fine.first_t:
+                fine.first_t = t_ms
+                fine.open = price
+            fine.volume += size
+            fine.notional += price * size
+            fine.trades += 1
+        else:
+            self._other_bucket(t_ms, price, size, out)
+        if self.emit_updates:
+            self._append_updates(t_ms, out)
+        return out
+
+    def _other_bucket(self, t_ms: int, price: float, size: int, out: list[BarEvent]) -> None:
+        """Route a trade outside the finest forming bar, timeframe by timeframe from the
+        finest: the first open interval holding it takes it; a final bucket is revised;
+        a later bucket closes the interval and opens the new one."""
+        taken = False
+        series = self._series
+        for i, sr in enumerate(series):
+            if sr.start <= t_ms < sr.end:
+                if not taken:
+                    sr.add(t_ms, price, size)
+                return  # every coarser interval contains this one
+            start, end = sr.bucket(t_ms)
+            if end <= sr.sealed or end <= self._clock_cut:
+                bar = sr.revise(t_ms, price, size)
+                if bar is not None:
+                    out.append(BarEvent(BarEventKind.REVISION, bar))
+                continue
+            # A later bucket: the open interval's bucket and all earlier ones are final.
+            if sr.end != _NONE:
+                self._close(i, out)
+            sr.open_interval(start, end)
+            self._wake_ms = min(self._wake_ms, end)
+            if not taken:
+                sr.add(t_ms, price, size)
+                taken = True
+
+    def _close(self, i: int, out: list[BarEvent]) -> None:
+        """Close the open interval of ``self._series[i]``; the next coarser open interval
+        (which contains it) absorbs its content. Finer intervals must be closed already."""
+        series = self._series
+        sr = series[i]
+        for j in range(i + 1, len(series)):
+            if series[j].end != _NONE:
+                series[j].absorb(sr)
+                break
+        bar = sr.close_interval()
+        if bar is not None:
+            out.append(BarEvent(BarEventKind.CLOSE, bar))
+
+    def on_clock(self, now_ms: int) -> list[BarEvent]:
+        """Close the bars whose bucket ended at least ``close_delay_ms`` before ``now_ms``;
+        buckets up to there are final from now on. Cheap when nothing is due."""
+        cut = now_ms - self.close_delay_ms
+        self._clock_cut = max(self._clock_cut, cut)
+        out: list[BarEvent] = []
+        if cut < self._wake_ms:
+            return out
+        wake = _NEVER
+        for i, sr in enumerate(self._series):  # finest first: it is absorbed, then closed
+            if sr.end == _NONE:
+                continue
+            if sr.end <= cut:
+                self._close(i, out)
+            elif sr.end < wake:
+                wake = sr.end
+        self._wake_ms = wake
+        return out
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _open_contents(self) -> Iterator[tuple[_Series, _Content]]:
+        """Each open interval with everything it holds (its own content plus that of the
+        finer open intervals inside it), finest first, as new objects."""
+        finer: _Content | None = None
+        for sr in self._series:
+            if sr.end == _NONE:
+                continue
+            content = _Content()
+            content.absorb(sr)  # its own content first: older, and absorb() orders ties
+            if finer is not None:
+                content.absorb(finer)
+            finer = content
+            yield sr, content
+
+    def _append_updates(self, t_ms: int, out: list[BarEvent]) -> None:
+        for sr, content in self._open_contents():
+            if sr.start <= t_ms < sr.end and content.trades:
+                out.append(BarEvent(BarEventKind.UPDATE, sr.bar_of(content, False)))
+
+    def forming(self, timeframe: Timeframe) -> Bar | None:
+        """The bar of ``timeframe`` still forming (``final`` false), if any."""
+        wanted = self._get(timeframe)
+        for sr, content in self._open_contents():
+            if sr is wanted:
+                return sr.bar_of(content, False) if content.trades else None
+        return None
+
+    def recent(self, timeframe: Timeframe, limit: int | None = None) -> list[Bar]:
+        """The most recent closed bars (at most ``limit``; all that are kept when
+        ``None``), oldest first, revisions applied."""
+        history = self._get(timeframe).history
+        skip = 0 if limit is None else max(0, len(history) - max(0, limit))
+        return list(islice(history, skip, None))
+
+    @property
+    def late_dropped(self) -> dict[Timeframe, int]:
+        """Late trades dropped (outside the revision window), per timeframe."""
+        return {tf: sr.late_dropped for tf, sr in self._by_tf.items()}
+
+    def _get(self, timeframe: Timeframe) -> _Series:
+        try:
+            return self._by_tf[timeframe]
+        except KeyError:
+            raise ValueError(
+                f"{self.symbol}: no {timeframe} bars are built "
+                f"(timeframes: {', '.join(self.timeframes)})"
+            ) from None
+
+
+class BarBook:
+    """The ``BarBuilder``s of every symbol, created on first use with shared settings."""
+
+    def __init__(
+        self,
+        timeframes: Iterable[Timeframe] = ALL_TIMEFRAMES,
+        *,
+        revision_window: int = DEFAULT_REVISION_WINDOW,
+        history: int = DEFAULT_HISTORY,
+        close_delay_ms: int = DEFAULT_CLOSE_DELAY_MS,
+        emit_updates: bool = False,
+    ) -> None:
+        self.timeframes = _ordered(timeframes)
+        self._options = (revision_window, history, close_delay_ms, emit_updates)
+        self._builders: dict[str, BarBuilder] = {}
+
+    def builder(self, symbol: str) -> BarBuilder:
+        found = self._builders.get(symbol)
+        if found is None:
+            revision_window, history, close_delay_ms, emit_updates = self._options
+            found = self._builders[symbol] = BarBuilder(
+                symbol,
+                self.timeframes,
+                revision_window=revision_window,
+                history=history,
+                close_delay_ms=close_delay_ms,
+                emit_updates=emit_updates,
+            )
+        return found
+
+    def get(self, symbol: str) -> BarBuilder | None:
+        return self._builders.get(symbol)
+
+    def symbols(self) -> list[str]:
+        """Every symbol that has had a trade."""
+        return list(self._builders)
+
+    def on_trade(self, symbol: str, t_ms: int, price: float, size: int) -> list[BarEvent]:
+        return self.builder(symbol).on_trade(t_ms, price, size)
+
+    def on_clock(self, now_ms: int) -> list[BarEvent]:
+        out: list[BarEvent] = []
+        for builder in self._builders.values():
+            events = builder.on_clock(now_ms)
+            if events:
+                out.extend(events)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+# -- cross-checking against Polygon's aggregates --------------------------------------
+
+#: Polygon rounds ``vw`` to four decimals; prices of the same prints compare exactly.
+DEFAULT_PRICE_TOLERANCE = 1e-4
+
+
+def compare_with_aggregate(
+    bar: Bar,
+    agg: Aggregate,
+    *,
+    price_tolerance: float = DEFAULT_PRICE_TOLERANCE,
+    volume_tolerance: int = 0,
+) -> list[str]:
+    """How a self-built 1s (``A``) or 1m (``AM``) bar differs from Polygon's aggregate for
+    the same window; empty when they agree within the tolerances. A ``vw`` of 0 (absent)
+    is not compared. Differences are expected where Polygon's condition rules exclude
+    prints we counted, so this is for monitoring, not an assertion."""
+    expected_tf = Timeframe.M1 if isinstance(agg, MinuteAggregate) else Timeframe.S1
+    diffs: list[str] = []
+    if bar.symbol != agg.sym:
+        diffs.append(f"symbol: bar {bar.symbol} != aggregate {agg.sym}")
+    if bar.timeframe is not expected_tf:
+        diffs.append(f"timeframe: bar {bar.timeframe} != aggregate {expected_tf}")
+    if (bar.start_ms, bar.end_ms) != (agg.s, agg.e):
+        diffs.append(f"window: bar [{bar.start_ms}, {bar.end_ms}) != aggregate [{agg.s}, {agg.e})")
+    for name, ours, theirs in (
+        ("open", bar.open, agg.o),
+        ("high", bar.high, agg.h),
+        ("low", bar.low, agg.l),
+        ("close", bar.close, agg.c),
+        ("vwap", bar.vwap, agg.vw),
+    ):
+        if name == "vwap" and theirs == 0.0:
+            continue
+        if not abs(ours - theirs) <= price_tolerance:  # "not <=": a NaN is a difference
+            diffs.append(f"{name}: bar {ours} != aggregate {theirs} (±{price_tolerance:g})")
+    if abs(bar.volume - agg.v) > volume_tolerance:
+        diffs.append(f"volume: bar {bar.volume} != aggregate {agg.v} (±{volume_tolerance})")
+    return diffs
+
+
+__all__ = [
+    "DEFAULT_CLOSE_DELAY_MS",
+    "DEFAULT_HISTORY",
+    "DEFAULT_PRICE_TOLERANCE",
+    "DEFAULT_REVISION_WINDOW",
+    "BarBook",
+    "BarBuilder",
+    "BarEvent",
+    "BarEventKind",
+    "compare_with_aggregate",
+]

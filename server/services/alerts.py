@@ -1,0 +1,249 @@
+"""Users' alerts: validate, store, arm, and keep the engine and the database in step.
+
+A definition is validated completely (including its indicators) before anything is
+stored; it is stored before it is armed; at start-up every stored alert that is not
+done is re-armed with its persisted firing state, so a restart neither loses an
+alert nor fires one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from server.alerts import Alert, AlertEngine, AlertStatus, FireState, validate
+from server.alerts.model import InvalidAlert
+from server.analytics import Analytics
+from server.errors import TickgraphError
+from server.indicators import IndicatorSpec
+from server.storage import alerts as alert_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ALERTS_PER_USER = 500
+
+
+class AlertNotFound(TickgraphError):
+    code = "NOT_FOUND"
+
+
+@lru_cache(maxsize=1024)
+def output_index(key: str, output: str) -> int | None:
+    """Where ``output`` sits in the value tuple of the indicator ``key``."""
+    try:
+        outputs = IndicatorSpec.parse(key).outputs
+    except TickgraphError:
+        return None
+    if output == "value":
+        return 0
+    return outputs.index(output) if output in outputs else None
+
+
+def canonical_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with every indicator key in canonical form ("rsi" → "RSI(14)")
+    and its output checked, so equal indicators are shared and bad ones are refused."""
+
+    def fix(node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            out = {k: fix(v, f"{where}.{k}") for k, v in node.items()}
+            if isinstance(node.get("indicator"), str):
+                spec = IndicatorSpec.parse(node["indicator"])
+                out["indicator"] = spec.key
+                output = node.get("output", "value")
+                if output_index(spec.key, output) is None:
+                    raise InvalidAlert(
+                        f"{spec.key} has no output {output!r}; it has {', '.join(spec.outputs)}",
+                        field=where,
+                    )
+            return out
+        if isinstance(node, list):
+            return [fix(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    fixed: dict[str, Any] = fix(definition, "definition")
+    return fixed
+
+
+class AlertService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        analytics: Analytics,
+        *,
+        max_per_user: int = DEFAULT_MAX_ALERTS_PER_USER,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._pool = pool
+        self._analytics = analytics
+        self.engine: AlertEngine = analytics.engine
+        self.max_per_user = max_per_user
+        self._wall_ms = wall_ms
+        # Alert changes and indicator (re)subscriptions happen one at a time.
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> int:
+        """Re-arm every stored alert that is not done. Returns how many."""
+        armed = 0
+        for stored in await alert_store.load_armed(self._pool):
+            try:
+                alert = self._validate(stored.id, stored.owner, stored.definition, restoring=True)
+            except TickgraphError as exc:
+                log.error("stored alert %s no longer validates (%s); not armed", stored.id, exc)
+                continue
+            state = FireState.from_persisted(
+                revision=alert.revision,
+                last_key=stored.last_fired_key,
+                last_fired_ms=_ms(stored.last_fired_at),
+                done=stored.done,
+            )
+            self.engine.restore(alert, state)
+            armed += 1
+        await self._analytics.sync_alert_indicators()
+        return armed
+
+    def _validate(
+        self, alert_id: uuid.UUID, owner: str, definition: dict[str, Any], *, restoring: bool
+    ) -> Alert:
+        return validate(
+            canonical_definition(definition),
+            alert_id=str(alert_id),
+            owner=owner,
+            # A stored alert's expiry is handled by the engine, not refused.
+            now_ms=-(1 << 62) if restoring else self._wall_ms(),
+            existing=0 if restoring else self.engine.open_count(owner),
+            max_per_user=self.max_per_user,
+        )
+
+    async def create(
+        self, owner: str, definition: dict[str, Any], *, max_alerts: int | None = None
+    ) -> alert_store.StoredAlert:
+        """``max_alerts``: the owner's limit (their tier's), else the service default."""
+        limit = self.max_per_user if max_alerts is None else max_alerts
+        async with self._lock:
+            alert_id = uuid.uuid4()
+            alert = validate(
+                canonical_definition({**definition, "revision": 0}),
+                alert_id=str(alert_id),
+                owner=owner,
+                now_ms=self._wall_ms(),
+                existing=self.engine.open_count(owner),
+                max_per_user=limit,
+            )
+            stored = await alert_store.insert_alert(
+                self._pool,
+                alert_id=alert_id,
+                owner=owner,
+                symbol=alert.symbol,
+                definition=alert.definition(),
+                enabled=alert.enabled,
+                expires_at=_dt(alert.expires_ms),
+                max_per_owner=limit,
+            )
+            self.engine.add(alert)
+            await self._analytics.sync_alert_indicators()
+            return stored
+
+    async def update(
+        self, owner: str, alert_id: uuid.UUID, definition: dict[str, Any]
+    ) -> alert_store.StoredAlert:
+        async with self._lock:
+            current = await alert_store.get_alert(self._pool, alert_id=alert_id, owner=owner)
+            if current is None:
+                raise AlertNotFound(f"no alert {alert_id}")
+            revision = int(current.definition.get("revision", 0)) + 1
+            alert = validate(
+                canonical_definition({**definition, "revision": revision}),
+                alert_id=str(alert_id),
+                owner=owner,
+                now_ms=self._wall_ms(),
+                existing=max(0, self.engine.open_count(owner) - 1),
+                max_per_user=self.max_per_user,
+            )
+            stored = await alert_store.replace_alert(
+                self._pool,
+                alert_id=alert_id,
+                owner=owner,
+                symbol=alert.symbol,
+                definition=alert.definition(),
+                enabled=alert.enabled,
+                expires_at=_dt(alert.expires_ms),
+            )
+            if stored is None:
+                raise AlertNotFound(f"no alert {alert_id}")
+            if str(alert_id) in self.engine:
+                self.engine.update(alert)
+            else:
+                # Done or expired before a restart, so not armed: arm the new revision.
+                # restore() skips the per-user check, which the database already made.
+                self.engine.restore(alert)
+            await self._analytics.sync_alert_indicators()
+            return stored
+
+    async def set_enabled(
+        self, owner: str, alert_id: uuid.UUID, enabled: bool
+    ) -> alert_store.StoredAlert:
+        async with self._lock:
+            stored = await alert_store.set_enabled(
+                self._pool, alert_id=alert_id, owner=owner, enabled=enabled
+            )
+            if stored is None:
+                raise AlertNotFound(f"no alert {alert_id}")
+            if str(alert_id) in self.engine:
+                self.engine.set_enabled(str(alert_id), enabled)
+            return stored
+
+    async def delete(self, owner: str, alert_id: uuid.UUID) -> bool:
+        async with self._lock:
+            deleted = await alert_store.delete_alert(self._pool, alert_id=alert_id, owner=owner)
+            if deleted:
+                self.engine.remove(str(alert_id))
+                await self._analytics.sync_alert_indicators()
+            return deleted
+
+    async def list(self, owner: str) -> list[tuple[alert_store.StoredAlert, AlertStatus]]:
+        out = []
+        for stored in await alert_store.list_alerts(self._pool, owner=owner):
+            out.append((stored, self.status(stored)))
+        return out
+
+    async def get(self, owner: str, alert_id: uuid.UUID) -> alert_store.StoredAlert:
+        stored = await alert_store.get_alert(self._pool, alert_id=alert_id, owner=owner)
+        if stored is None:
+            raise AlertNotFound(f"no alert {alert_id}")
+        return stored
+
+    def status(self, stored: alert_store.StoredAlert) -> AlertStatus:
+        live = self.engine.status(str(stored.id))
+        if live is not None:
+            return live
+        if stored.done:
+            expired = stored.expires_at is not None and stored.fire_count == 0
+            return AlertStatus.EXPIRED if expired else AlertStatus.DONE
+        return AlertStatus.ACTIVE if stored.enabled else AlertStatus.DISABLED
+
+    async def run_expiry(self, interval_s: float = 1.0) -> None:
+        """Retire expired alerts in the database as the engine expires them."""
+        while True:
+            await asyncio.sleep(interval_s)
+            expired = self.engine.expire(self._wall_ms())
+            if expired:
+                try:
+                    await alert_store.mark_done(self._pool, [uuid.UUID(i) for i in expired])
+                except (asyncpg.PostgresError, OSError):
+                    log.exception("could not mark %d expired alerts", len(expired))
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _ms(dt: datetime | None) -> int | None:
+    return None if dt is None else int(dt.timestamp() * 1000)

@@ -1,0 +1,45 @@
+"""Everything a request or a subscription needs, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from server.delivery.hub import MarketHub
+from server.delivery.multiplex import Multiplexer
+from server.delivery.registry import StreamRegistry
+from server.market.directory import SymbolDirectory
+from server.market.state import MarketState
+from server.settings import Settings
+from streams.feed_status import FeedStatusTracker
+
+if TYPE_CHECKING:
+    from server.analytics import Analytics
+    from server.auth.access import AccessControl
+    from server.auth.users import UserService
+    from server.delivery.bus import Bus
+    from server.limits.login_throttle import LoginThrottle
+    from server.services.alerts import AlertService
+    from server.storage.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    state: MarketState
+    hub: MarketHub
+    directory: SymbolDirectory
+    feed_status: FeedStatusTracker
+    database: Database | None = None
+    streams: StreamRegistry = field(default_factory=StreamRegistry)
+    bus: Bus | None = None
+    analytics: Analytics | None = None
+    alerts: AlertService | None = None
+    users: UserService | None = None
+    access: AccessControl | None = None
+    login_throttle: LoginThrottle | None = None
+    #: Subscription groups of this process (see server.delivery.multiplex).
+    mux: Multiplexer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mux = Multiplexer(self.streams)
