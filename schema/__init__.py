@@ -13,7 +13,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from schema.access_gate import AccessGate
+from schema.access_policy import AccessPolicy
 from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
@@ -76,13 +76,14 @@ class TickgraphSchema(strawberry.Schema):
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories: strawberry builds fresh extension instances per operation; the
     # parse/validation caches are module-level and shared across them.
-    # Hardening first (it sets the parser's limits and owns the validation cache, with
-    # the cost check after it), then the parse cache, error reporting, admission.
+    # Hardening first (it sets the parser's limits and owns validation, with the cost
+    # check after it), then the parse cache, error reporting, and who may run what.
+    # The caller's request rate was charged before any of this (before parsing).
     extensions: list[object] = [
         *hardening_extensions(production=production),
         ParseCache,
         lambda: ErrorReporting(production=production),
-        AccessGate,
+        AccessPolicy,
     ]
     schema = TickgraphSchema(
         query=Query,

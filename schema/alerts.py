@@ -10,10 +10,10 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from schema.access_gate import admit_subscription, releaser
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
 from schema.scalars import Timestamp, uuid_argument
+from schema.subscription_quota import admit_subscription, releaser
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
 from server.delivery.firings import alert_topic
@@ -317,7 +317,7 @@ class AlertsSubscription:
         assert services.bus is not None
         bus = services.bus
         owner = _owner(info)
-        lease = await admit_subscription(info, [], public=False)
+        lease = admit_subscription(info, [])
         topic = alert_topic(owner)
 
         def attach(sink: Callable[[AlertEventRow], None]) -> Callable[[], None]:

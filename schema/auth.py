@@ -59,6 +59,9 @@ class User:
     tier: TierRecord
     is_admin: bool
     created_at: Timestamp
+    disabled: bool = strawberry.field(
+        description="A disabled account cannot sign in or use its keys."
+    )
 
     @classmethod
     def of(cls, u: UserRecord) -> User:
@@ -68,6 +71,7 @@ class User:
             tier=TierRecord(u.tier),
             is_admin=u.is_admin,
             created_at=_ts(u.created_at),  # type: ignore[arg-type]
+            disabled=u.disabled,
         )
 
 
@@ -214,7 +218,17 @@ class AuthMutation:
         return AuthPayload.of(pair)
 
     @strawberry.mutation(
-        description="A key for a bot: scope read (market data, your data) or trading (also orders)."
+        description="Sign out every session of your account, on every device: refresh "
+        "tokens, access tokens and open WebSockets (closed with 4403) alike. Returns how "
+        "many sessions were still open."
+    )
+    async def logout_everywhere(self, info: Info) -> int:
+        principal = _caller(info).account_manager()
+        return await _users(info).logout_everywhere(principal.user_id, _ip(info))
+
+    @strawberry.mutation(
+        description="A key for a bot: scope read (queries and subscriptions) or trading "
+        "(also alert changes and orders). A key can never manage the account."
     )
     async def create_api_key(self, info: Info, name: str, scope: str) -> CreatedApiKey:
         principal = _caller(info).account_manager()
@@ -227,6 +241,17 @@ class AuthMutation:
         return await _users(info).revoke_api_key(
             principal.user_id, uuid_argument(id, "an API key id"), _ip(info)
         )
+
+    @strawberry.mutation(
+        description="Administrators: disable (or enable again) an account. Disabling ends "
+        "its sessions, keys and open WebSockets at once."
+    )
+    async def set_user_disabled(self, info: Info, user_id: strawberry.ID, disabled: bool) -> User:
+        admin = _caller(info).account_manager()
+        user = await _users(info).set_disabled(
+            admin.user_id, uuid_argument(user_id, "a user id"), disabled, _ip(info)
+        )
+        return User.of(user)
 
     @strawberry.mutation(description="Administrators: change a user's tier.")
     async def set_user_tier(self, info: Info, user_id: strawberry.ID, tier: TierRecord) -> User:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import strawberry
 
-from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp
+from schema.subscription_quota import admit_subscription, releaser
 from server.analytics import (
     Analytics,
     IndicatorSlot,
@@ -271,7 +271,7 @@ class BarsSubscription:
     ) -> AsyncIterable[BarEvent]:
         services = info.context.services
         sym = services.directory.resolve(symbol)
-        lease = await admit_subscription(info, [sym], public=True)
+        lease = admit_subscription(info, [sym])
         analytics = _analytics(services)
         hub = services.hub
 
@@ -314,7 +314,7 @@ class BarsSubscription:
         services = info.context.services
         sym = services.directory.resolve(symbol)
         chosen = _specs(specs)
-        lease = await admit_subscription(info, [sym], public=True)
+        lease = admit_subscription(info, [sym])
         analytics = _analytics(services)
         slots: list[IndicatorSlot] = []
 

@@ -289,8 +289,8 @@ def too_costly(cost: int, budget: int, operation: OperationDefinitionNode | None
 class QueryCostLimit(SchemaExtension):
     """Refuses an operation whose cost exceeds the caller's budget, before execution.
 
-    It must come after ``ValidationCache`` in the schema's extension list (which
-    ``hardening_extensions`` guarantees): ValidationCache sets the validation result
+    It must come after ``BudgetedValidation`` in the schema's extension list (which
+    ``hardening_extensions`` guarantees): that sets the validation result
     at the start of the validation step, replacing whatever was there. If nothing
     validated before it, it validates itself, so the cost is never computed for an
     invalid document and validation errors are never hidden.

@@ -8,9 +8,9 @@ from enum import Enum
 
 import strawberry
 
-from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
+from schema.subscription_quota import admit_subscription, releaser
 from server.delivery.multiplex import Feed
 from streams.feed_status import FeedStatus as FeedStatusState
 
@@ -77,7 +77,7 @@ class FeedQuery:
 class FeedSubscription:
     @strawberry.subscription(description="The current status first, then every change of state.")
     async def feed_status(self, info: Info) -> AsyncIterable[FeedStatus]:
-        lease = await admit_subscription(info, [], public=True)
+        lease = admit_subscription(info, [])
         tracker = info.context.services.feed_status
         return Feed(
             attach=tracker.listen,

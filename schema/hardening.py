@@ -8,6 +8,10 @@ live there:
 * size, at parse time: at most ``max_tokens`` lexical tokens, ``max_comments``
   comments and ``max_source_length`` characters (graphql-core's parser stops at the
   first token over the limit, so a huge document costs no more than a small one);
+* validation work, before validation: a document whose fields would cost
+  graphql-core's overlapping-fields rule more than a budget of comparisons is
+  refused without being validated (``schema.complexity``: that rule is quadratic in
+  repeated fields, and validation cannot be interrupted once started);
 * depth and aliases, as graphql-core validation rules (cached with the document's
   validation result, so a repeated document pays nothing);
 * cost, per request (it depends on variables and on the caller's budget): see
@@ -17,8 +21,8 @@ live there:
   enumerated by probing.
 
 Every refusal is an ordinary GraphQL error with ``extensions.code``:
-``QUERY_TOO_LARGE``, ``QUERY_TOO_DEEP``, ``TOO_MANY_ALIASES``, ``QUERY_TOO_COSTLY``,
-``INTROSPECTION_DISABLED``. Over graphql-transport-ws each one is an ``error``
+``QUERY_TOO_LARGE``, ``QUERY_TOO_COMPLEX``, ``QUERY_TOO_DEEP``, ``TOO_MANY_ALIASES``,
+``QUERY_TOO_COSTLY``, ``INTROSPECTION_DISABLED``. Over graphql-transport-ws each one is an ``error``
 message for that operation, and the socket stays open.
 
 Introspection fields (``__schema``, ``__type``) are exempt from the depth and cost
@@ -31,7 +35,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from graphql import (
@@ -42,6 +47,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -50,9 +56,10 @@ from graphql import (
     VisitorAction,
 )
 from graphql.validation import ASTValidationRule
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.types import StreamExecutionResult
 
+from schema.complexity import ComplexityLimits, too_complex
 from schema.cost import CostModel, QueryCostLimit
 
 SIZE_CODE = "QUERY_TOO_LARGE"
@@ -84,6 +91,8 @@ class HardeningLimits:
     cost_budget: int = 10_000
     #: Items assumed for a list field that has no limit/symbols-style argument.
     default_list_size: int = 10
+    #: Bounds on validation work (see ``schema.complexity``).
+    complexity: ComplexityLimits = field(default_factory=ComplexityLimits)
 
 
 DEFAULT_LIMITS = HardeningLimits()
@@ -94,7 +103,7 @@ def hardening_validation_rules(
 ) -> tuple[type[ASTValidationRule], ...]:
     """The static rules (depth, aliases, introspection in production).
 
-    Build them once per schema: the rule classes are part of ValidationCache's key, so
+    Build them once per schema: the rule classes are part of the validation cache's key, so
     new classes per request would defeat the cache.
     """
     rules: list[type[ASTValidationRule]] = [
@@ -114,17 +123,62 @@ def hardening_extensions(
 ) -> list[Callable[[], SchemaExtension]]:
     """Extension factories for ``strawberry.Schema(extensions=...)``, in this order.
 
-    The list includes the ``ValidationCache``: the cost check must come after it (see
-    ``QueryCostLimit``), so the order is fixed here rather than left to the caller.
+    The list includes the validation step (``BudgetedValidation``): the cost check must
+    come after it (see ``QueryCostLimit``), so the order is fixed here rather than left
+    to the caller.
     """
     rules = hardening_validation_rules(limits, production=production)
     model = CostModel(default_list_size=limits.default_list_size)
+    validate = _budgeted_validation(limits.complexity, validation_cache_size)
     return [
         lambda: DocumentLimits(limits, rules),
-        lambda: ValidationCache(maxsize=validation_cache_size),
+        lambda: BudgetedValidation(validate),
         lambda: QueryCostLimit(default_budget=limits.cost_budget, model=model),
         lambda: RefusalErrors(limits, production=production),
     ]
+
+
+Validator = Callable[
+    [GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...]], list[GraphQLError]
+]
+
+
+def _budgeted_validation(limits: ComplexityLimits, cache_size: int) -> Validator:
+    """Validation with its work bounded first, cached per document (parsed documents
+    are cached by text, so a repeated document is one dictionary lookup).
+
+    The cache holds refusals too: a document refused once is refused again for free.
+    """
+    from strawberry.schema.schema import validate_document
+
+    @lru_cache(maxsize=cache_size)
+    def validate(
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        refusal = too_complex(document, limits)
+        if refusal is not None:
+            return [refusal]
+        return validate_document(schema, document, rules)
+
+    return validate
+
+
+class BudgetedValidation(SchemaExtension):
+    """Runs validation (strawberry's step) through ``_budgeted_validation``; replaces
+    strawberry's ``ValidationCache``, which would validate whatever it is given."""
+
+    def __init__(self, validate: Validator) -> None:
+        self.validate = validate
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.graphql_document is not None and ctx.pre_execution_errors is None:
+            ctx.pre_execution_errors = self.validate(
+                ctx.schema._schema, ctx.graphql_document, ctx.validation_rules
+            )
+        yield
 
 
 class DocumentLimits(SchemaExtension):
@@ -379,6 +433,7 @@ __all__ = [
     "DEPTH_CODE",
     "INTROSPECTION_CODE",
     "SIZE_CODE",
+    "BudgetedValidation",
     "DocumentLimits",
     "HardeningLimits",
     "NoIntrospection",

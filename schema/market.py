@@ -8,9 +8,9 @@ from datetime import date
 
 import strawberry
 
-from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
 from schema.scalars import Long, Timestamp, ms_from_ns
+from schema.subscription_quota import admit_subscription, releaser
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput
 from server.market.state import DayStats as DayStatsState
@@ -280,7 +280,7 @@ class MarketSubscription:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
         throttle_s = _throttle_seconds(throttle_ms)
-        lease = await admit_subscription(info, syms, public=True)
+        lease = admit_subscription(info, syms)
         return Feed(
             attach=_attach(services, "Q", syms),
             render=lambda item, snapshot, _dropped: Quote.of(item, snapshot),
@@ -305,7 +305,7 @@ class MarketSubscription:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
         window_s = _window_seconds(window_ms)
-        lease = await admit_subscription(info, syms, public=True)
+        lease = admit_subscription(info, syms)
         current = _last_quotes(services, syms)
         return Feed(
             attach=_attach(services, "Q", syms),
@@ -329,7 +329,7 @@ class MarketSubscription:
     async def trades(self, info: Info, symbols: list[str]) -> AsyncIterable[Trade]:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
-        lease = await admit_subscription(info, syms, public=True)
+        lease = admit_subscription(info, syms)
         state = services.state
         return Feed(
             attach=_attach(services, "T", syms),

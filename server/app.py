@@ -2,121 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
-from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types.unset import UNSET, UnsetType
 
-from schema import build_schema
-from schema.context import Context
-from server.auth.access import Caller
-from server.auth.errors import Unauthenticated
-from server.errors import TickgraphError
-from server.limits.tiers import ANONYMOUS
+from server.http.view import TickgraphGraphQL
 from server.runtime import Runtime
-from server.settings import Environment, Settings, normalize_origin
+from server.settings import Settings
 from server.websocket.guard import RequestBodyLimit
-from server.websocket.handler import MultiplexingTransportWSHandler
 from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)
-
-_GRAPHIQL_HTML = (Path(__file__).parent / "static" / "graphiql.html").read_text()
-
-
-class TickgraphGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = MultiplexingTransportWSHandler[Context, None]
-
-    def __init__(self, settings: Settings, runtime_ref: dict[str, Runtime]) -> None:
-        super().__init__(
-            build_schema(production=settings.environment is Environment.PRODUCTION),
-            graphql_ide="graphiql" if settings.graphiql else None,
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
-        )
-        self._runtime_ref = runtime_ref
-        self.max_subscriptions_per_connection = settings.ws_max_subscriptions
-        # Browsers send cookies with cross-site WebSocket handshakes and apply no CORS:
-        # only same-origin pages, non-browser clients and listed origins may connect.
-        self.allowed_origins = frozenset(normalize_origin(o) for o in settings.ws_allowed_origins)
-
-    @property
-    def graphql_ide_html(self) -> str:
-        # Our own page: it hands GraphiQL a graphql-ws client, so subscriptions use
-        # graphql-transport-ws (strawberry's page would fall back to HTTP multipart).
-        return _GRAPHIQL_HTML
-
-    async def get_context(self, request: Any, response: Any = None) -> Context:
-        services = self._runtime_ref["runtime"].services
-        assert services.access is not None
-        ip = request.client.host if request.client else None
-        authorization = request.headers.get("authorization")
-        if isinstance(request, WebSocket):
-            # connection_init may still bring the credentials: on_ws_connect decides.
-            caller = Caller(None, ip, ANONYMOUS)
-        else:
-            try:
-                caller = await services.access.caller(authorization, ip)
-            except Unauthenticated as exc:
-                raise HTTPException(401, exc.message) from None
-        return Context(services=services, caller=caller, request=request, response=response)
-
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Authenticate a WebSocket at ``connection_init``: the token in the payload
-        (``token`` or ``Authorization``) or the handshake's header. A bad credential is
-        refused with 4403; a good token's socket is closed (4403) when it expires."""
-        access = context.services.access
-        assert access is not None
-        ws: WebSocket = context.request
-        params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        try:
-            caller = await access.caller(ws.headers.get("authorization"), context.caller.ip, params)
-            if caller.principal is None:
-                access.admit(caller, public_only=True)
-        except TickgraphError as exc:
-            raise ConnectionRejectionError({"message": exc.message, **exc.extensions}) from None
-        context.caller = caller
-        expires = caller.principal.token_expires_at if caller.principal else None
-        if expires is not None:
-            delay = max(0.0, expires.timestamp() - time.time())
-            # The loop keeps the timer until it fires; closing an already closed
-            # socket is a no-op, so nothing needs cancelling on disconnect.
-            asyncio.get_running_loop().call_later(delay, _schedule_close, ws)
-        unset: UnsetType = UNSET
-        return unset
-
-
-#: Close tasks while they run (asyncio may collect an unreferenced running task).
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _schedule_close(ws: WebSocket) -> None:
-    task = asyncio.ensure_future(_close_expired(ws))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
-
-
-async def _close_expired(ws: WebSocket) -> None:
-    # The client reconnects with a fresh access token (4403: authenticate again).
-    with contextlib.suppress(Exception):
-        await ws.close(code=4403, reason="token expired")
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     from server.logging_setup import configure
 
-    configure(settings.log_level, json=settings.log_json)
+    configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
     from server.serving import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
@@ -134,7 +134,7 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     from server.logging_setup import configure
 
-    configure(settings.log_level, json=settings.log_json)
+    configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
 
     async def run() -> None:
         from server.storage.database import Database

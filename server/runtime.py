@@ -17,6 +17,7 @@ from server.alerts import AlertEngine
 from server.analytics import Analytics
 from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
+from server.auth.standing import AccountStanding, StandingListener
 from server.auth.tokens import load_keyring
 from server.auth.users import AuthSettings, UserService
 from server.delivery.bus import InProcessBus
@@ -37,6 +38,7 @@ from server.settings import MarketSource, Settings
 from server.storage.bars import BarWriter
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
+from server.websocket.connections import Connections
 from streams.backoff import Backoff
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed
@@ -112,14 +114,8 @@ class Runtime:
             delivery=delivery,
         )
         alerts = AlertService(database.pool, analytics)
-        users = UserService(
-            database.pool,
-            PasswordHashing(),
-            load_keyring(settings.jwt_private_keys, settings.data_dir),
-            AuthSettings.from_settings(settings),
-        )
         limiter = _limiter(settings)
-        access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
+        users, access, connections, listener = _identity(settings, database, limiter)
         ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
@@ -156,7 +152,12 @@ class Runtime:
         background = [
             asyncio.create_task(analytics.run_clock(), name="bar-clock"),
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
+            asyncio.create_task(listener.run(), name="auth-listener"),
         ]
+        # Serve once revocations are heard (bounded: without the listener every check
+        # reads the database, which is correct, only slower).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.ready.wait(), 5.0)
         services = Services(
             settings=settings,
             state=state,
@@ -170,6 +171,7 @@ class Runtime:
             users=users,
             access=access,
             login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
+            connections=connections,
         )
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
@@ -190,6 +192,31 @@ class Runtime:
         if self.bar_writer is not None:
             await self.bar_writer.close()
         await self.database.close()
+
+
+def _identity(
+    settings: Settings, database: Database, limiter: Limiter
+) -> tuple[UserService, AccessControl, Connections, StandingListener]:
+    """Accounts, callers, and how a change to someone's access reaches their open
+    sockets: on this process at once, on every process through the database."""
+    auth_settings = AuthSettings.from_settings(settings)
+    standing = AccountStanding(
+        database.pool, session_memory_s=auth_settings.access_token_ttl.total_seconds()
+    )
+    users = UserService(
+        database.pool,
+        PasswordHashing(),
+        load_keyring(settings.jwt_private_keys, settings.data_dir),
+        auth_settings,
+        standing,
+    )
+    access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
+    connections = Connections(access.recheck)
+    users.on_change = connections.on_change
+    listener = StandingListener(
+        database.connect, standing, connections.on_change, connections.recheck_all
+    )
+    return users, access, connections, listener
 
 
 def _redis(settings: Settings) -> Redis:

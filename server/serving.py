@@ -31,6 +31,11 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 5,
+        # X-Forwarded-For is believed only from the proxies the operator named: from
+        # anyone else it would let a client choose its own address (a fresh rate-limit
+        # bucket per request). uvicorn's own default trusts 127.0.0.1.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

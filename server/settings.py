@@ -8,6 +8,7 @@ print one clear line per problem and exit with status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ class Settings:
     ws_max_message_bytes: int = 65_536
     ws_compression: bool = False
     max_request_bytes: int = 1_048_576
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDR
+    #: networks). Empty: the client address is the socket's peer, always.
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -229,6 +233,7 @@ class Settings:
                 _int_range(1024, 64 * 1024 * 1024),
                 defaults.max_request_bytes,
             ),
+            trusted_proxies=reader.get("TICKGRAPH_TRUSTED_PROXIES", _networks, ()),
         )
         if settings.feed_backoff_max_s < settings.feed_backoff_initial_s:
             reader.problems.append(
@@ -239,6 +244,26 @@ class Settings:
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process was configured with, for the log's redaction
+        (``server.logging_setup.register_secret``): keys, and the passwords in URLs."""
+        values: list[str] = []
+        for secret in (
+            self.polygon_api_key,
+            self.alpaca_api_key_id,
+            self.alpaca_api_secret_key,
+            self.anthropic_api_key,
+            self.jwt_private_keys,
+        ):
+            if secret is not None:
+                values.append(secret.reveal())
+        for url in (self.database_url, self.redis_url):
+            if url is not None:
+                password = urlsplit(url.reveal()).password
+                if password:
+                    values.append(password)
+        return values
 
     def describe(self) -> dict[str, object]:
         """What the server runs with, safe to log: secrets appear only as set/unset."""
@@ -397,6 +422,21 @@ def _event_loop(raw: str) -> str:
         except ImportError:
             raise ValueError("uvloop is not installed") from None
     return choice
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ValueError(
+                f"{entry[:60]!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+            ) from None
+    return tuple(out)
 
 
 def _origins(raw: str) -> tuple[str, ...]:

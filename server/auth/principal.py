@@ -32,6 +32,12 @@ class Principal:
     #: API key, which is valid until revoked.
     token_expires_at: datetime | None
     via: Via
+    #: The session an access token belongs to (its refresh-token family).
+    session_id: uuid.UUID | None = None
+    #: The API key presented, for a key.
+    api_key_id: uuid.UUID | None = None
+    #: The account's token generation the access token was issued under.
+    generation: int | None = None
 
     @property
     def can_trade(self) -> bool:

@@ -67,6 +67,8 @@ class RefreshedSession:
     user_id: uuid.UUID
     tier: Tier
     is_admin: bool
+    #: The account's token generation, for the new access token.
+    generation: int
     refresh: IssuedRefreshToken
 
 
@@ -112,7 +114,8 @@ async def rotate_refresh_token(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT r.id, r.user_id, r.family_id, r.used_at, r.revoked_at, "
-            "r.expires_at <= now() AS expired, u.tier, u.is_admin "
+            "r.expires_at <= now() AS expired, u.tier, u.is_admin, u.token_generation, "
+            "u.disabled_at IS NOT NULL AS disabled "
             "FROM refresh_tokens r JOIN users u ON u.id = r.user_id "
             "WHERE r.token_hash = $1 FOR UPDATE OF r",
             hash_refresh_token(token),
@@ -136,6 +139,8 @@ async def rotate_refresh_token(
             failure = _revoked()
         elif row["expired"]:
             failure = Unauthenticated("refresh token expired", reason=REFRESH_TOKEN_EXPIRED)
+        elif row["disabled"]:
+            failure = Unauthenticated("this account is disabled", reason="ACCOUNT_DISABLED")
         else:
             await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", row["id"])
             successor = await issue_refresh_token(
@@ -152,26 +157,29 @@ async def rotate_refresh_token(
                 user_id=row["user_id"],
                 tier=row["tier"],
                 is_admin=row["is_admin"],
+                generation=row["token_generation"],
                 refresh=successor,
             )
     raise failure
 
 
-async def logout_refresh_token(pool: Any, token: str, *, ip: str | None = None) -> bool:
+async def logout_refresh_token(
+    pool: Any, token: str, *, ip: str | None = None
+) -> tuple[uuid.UUID, uuid.UUID] | None:
     """Revoke the family (the session) of ``token`` (audited as 'logout').
 
-    Whether a session was found. Idempotent; a token that was already revoked or used
-    still ends its session, so logging out with a stale token works.
+    The (user, session) found, or None. Idempotent; a token that was already revoked or
+    used still ends its session, so logging out with a stale token works.
     """
     if not _plausible(token):
-        return False
+        return None
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1",
             hash_refresh_token(token),
         )
         if row is None:
-            return False
+            return None
         ended = await revoke_family(conn, row["family_id"])
         await audit(
             conn,
@@ -181,7 +189,7 @@ async def logout_refresh_token(pool: Any, token: str, *, ip: str | None = None) 
             family_id=row["family_id"],
             sessions_ended=ended,
         )
-        return True
+        return row["user_id"], row["family_id"]
 
 
 async def revoke_family(db: Executor, family_id: uuid.UUID) -> int:

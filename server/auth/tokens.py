@@ -70,7 +70,7 @@ DEFAULT_ACCESS_TOKEN_TTL = timedelta(minutes=15)
 DEFAULT_LEEWAY_S = 5.0
 #: Far above any token we issue (~400 bytes); refuses to parse megabytes of base64.
 MAX_TOKEN_LENGTH = 4096
-REQUIRED_CLAIMS = ("exp", "iat", "sub", "iss", "aud")
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "iss", "aud", "sid", "gen")
 
 #: The key file's name in the data directory.
 KEY_FILE_NAME = "jwt-signing-keys.pem"
@@ -292,6 +292,12 @@ class AccessClaims:
     issued_at: datetime
     expires_at: datetime
     kid: str
+    #: The session (refresh-token family) the token belongs to: logging that session
+    #: out ends the token too.
+    session_id: uuid.UUID
+    #: The account's token generation when the token was issued: "log out everywhere"
+    #: and a password change move the generation on, which ends every older token.
+    generation: int
 
 
 class AccessTokens:
@@ -317,6 +323,8 @@ class AccessTokens:
         tier: Tier,
         scope: Scope = "full",
         is_admin: bool = False,
+        session_id: uuid.UUID | None = None,
+        generation: int = 0,
     ) -> IssuedAccessToken:
         issued_at = int(time.time())
         expires_at = issued_at + max(1, int(self.ttl.total_seconds()))
@@ -331,6 +339,8 @@ class AccessTokens:
             "tier": tier,
             "scope": scope,
             "adm": is_admin,
+            "sid": str(session_id or uuid.uuid4()),
+            "gen": generation,
         }
         kid, key = self.keyring.signing_key()
         token = jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid})
@@ -388,6 +398,13 @@ def _claims(payload: dict[str, Any], kid: str) -> AccessClaims:
         raise _invalid("unknown scope")
     if not isinstance(is_admin, bool):
         raise _invalid("adm is not a boolean")
+    try:
+        session_id = uuid.UUID(payload["sid"])
+    except (ValueError, TypeError, AttributeError):
+        raise _invalid("sid is not a session id") from None
+    generation = payload["gen"]
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise _invalid("gen is not a generation")
     return AccessClaims(
         user_id=user_id,
         tier=cast(Tier, tier),
@@ -396,6 +413,8 @@ def _claims(payload: dict[str, Any], kid: str) -> AccessClaims:
         issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
         expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
         kid=kid,
+        session_id=session_id,
+        generation=generation,
     )
 
 

@@ -12,12 +12,15 @@ Decisions
   taken address costs the same time as a free one (the password is hashed first), so
   there is no timing side channel on top of the explicit answer.
 - Password change revokes every session (all refresh-token families) of the account,
-  including the caller's, then starts one new session for the caller and returns its
-  tokens: whoever changed the password proved they know it, every other device (maybe a
-  thief's) must log in again. Access tokens already issued stay valid until they expire
-  (at most one access-token lifetime): they are verified without a database read.
-- Tier and admin changes reach access tokens at their next refresh (same reason); API
-  keys read the owner's current tier on every use. ``set_tier`` checks the admin flag in
+  including the caller's, and moves the account's token generation on, which ends every
+  access token already issued; then it starts one new session for the caller and
+  returns its tokens: whoever changed the password proved they know it, every other
+  device (maybe a thief's) must log in again. "Log out everywhere" does the same without
+  the new session, and so does disabling an account.
+- Access tokens are checked against the account's standing on every use
+  (``server.auth.standing``: generation, session, disabled, current tier and role), so
+  revocation and tier changes apply to tokens already issued, and the open WebSockets
+  of the account hear of it from the database. ``set_tier`` checks the admin flag in
   the database, not in the caller's token.
 - Login failures that cannot be a correct password (an over-long password, a malformed
   email) are refused at once, without the hasher: that reveals nothing about any account.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +69,7 @@ from server.auth.refresh import (
     revoke_user_refresh_tokens,
     rotate_refresh_token,
 )
+from server.auth.standing import AccountStanding, AuthChange
 from server.auth.tokens import DEFAULT_ACCESS_TOKEN_TTL, AccessTokens, KeyRing
 from server.errors import InvalidInput
 from server.settings import Settings
@@ -77,6 +82,8 @@ MAX_EMAIL_LOCAL_LENGTH = 64
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 UNKNOWN_USER = "UNKNOWN_USER"
+ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
+SESSION_REVOKED = "SESSION_REVOKED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,7 @@ class User:
     created_at: datetime
     updated_at: datetime
     password_changed_at: datetime
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +122,10 @@ class TokenPair:
     refresh_token_expires_at: datetime
 
 
-_USER_COLUMNS = "id, email, tier, is_admin, created_at, updated_at, password_changed_at"
+_USER_COLUMNS = (
+    "id, email, tier, is_admin, created_at, updated_at, password_changed_at, "
+    "disabled_at IS NOT NULL AS disabled"
+)
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -126,6 +137,7 @@ def _user(row: asyncpg.Record) -> User:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         password_changed_at=row["password_changed_at"],
+        disabled=row["disabled"],
     )
 
 
@@ -182,11 +194,25 @@ class UserService:
         hasher: PasswordHashing,
         keyring: KeyRing,
         settings: AuthSettings | None = None,
+        standing: AccountStanding | None = None,
     ) -> None:
         self.pool = pool
         self.hasher = hasher
         self.settings = settings if settings is not None else AuthSettings()
         self.tokens = AccessTokens(keyring, ttl=self.settings.access_token_ttl)
+        #: Untrusted (every lookup reads the database) until a listener vouches for it.
+        self.standing = standing or AccountStanding(
+            pool, session_memory_s=self.settings.access_token_ttl.total_seconds()
+        )
+        #: Told of every change this process makes to someone's access, before the
+        #: method returns (the runtime points it at the open WebSockets). Other
+        #: processes hear of it from the database.
+        self.on_change: Callable[[AuthChange], Awaitable[None]] | None = None
+
+    async def _announce(self, change: AuthChange) -> None:
+        self.standing.apply(change)
+        if self.on_change is not None:
+            await self.on_change(change)
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -229,19 +255,9 @@ class UserService:
             raise InvalidInput(
                 f"unknown tier {tier[:20]!r}: use one of {', '.join(TIERS)}", allowed=list(TIERS)
             )
-        is_admin = await self.pool.fetchval(
-            "SELECT is_admin FROM users WHERE id = $1", admin_user_id
+        await self._require_admin(
+            admin_user_id, ip, "tier.change_denied", target=user_id, tier=tier
         )
-        if not is_admin:
-            await audit(
-                self.pool,
-                "tier.change_denied",
-                user_id=admin_user_id,
-                ip=ip,
-                target=user_id,
-                tier=tier,
-            )
-            raise Forbidden("only administrators can change a user's tier")
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchval("SELECT tier FROM users WHERE id = $1 FOR UPDATE", user_id)
             if old is None:
@@ -261,6 +277,7 @@ class UserService:
                 old=old,
                 new=tier,
             )
+        await self._announce(AuthChange("user", user_id))
         return _user(row)
 
     # -- sessions ---------------------------------------------------------------------
@@ -283,7 +300,8 @@ class UserService:
             raise failure from None
         password = normalize_password(password)
         row = await self.pool.fetchrow(
-            "SELECT id, tier, is_admin, password_hash FROM users WHERE email_normalized = $1",
+            "SELECT id, tier, is_admin, password_hash, token_generation, "
+            "disabled_at IS NOT NULL AS disabled FROM users WHERE email_normalized = $1",
             normalized,
         )
         if row is None:
@@ -295,6 +313,10 @@ class UserService:
                 self.pool, "login.failure", user_id=row["id"], ip=ip, reason="wrong_password"
             )
             raise failure
+        if row["disabled"]:
+            # Said only to someone who knows the password: it reveals nothing more.
+            await audit(self.pool, "login.failure", user_id=row["id"], ip=ip, reason="disabled")
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
         if self.hasher.needs_rehash(row["password_hash"]):
             new_hash = await self.hasher.hash(password)
             # Only if the password was not changed meanwhile; this is not a password change,
@@ -306,7 +328,9 @@ class UserService:
                 new_hash,
             )
         async with self.pool.acquire() as conn, conn.transaction():
-            pair = await self._start_session(conn, row["id"], row["tier"], row["is_admin"])
+            pair = await self._start_session(
+                conn, row["id"], row["tier"], row["is_admin"], row["token_generation"]
+            )
             await audit(conn, "login.success", user_id=row["id"], ip=ip)
         return pair
 
@@ -317,7 +341,11 @@ class UserService:
             self.pool, refresh_token, ttl=self.settings.refresh_token_ttl, ip=ip
         )
         access = self.tokens.issue(
-            user_id=session.user_id, tier=session.tier, is_admin=session.is_admin
+            user_id=session.user_id,
+            tier=session.tier,
+            is_admin=session.is_admin,
+            session_id=session.refresh.family_id,
+            generation=session.generation,
         )
         return TokenPair(
             access.token, access.expires_at, session.refresh.token, session.refresh.expires_at
@@ -326,7 +354,10 @@ class UserService:
     async def logout(self, refresh_token: str, ip: str | None = None) -> None:
         """End the session of ``refresh_token``. Always succeeds (logging out twice, or with
         an unknown token, is not an error worth showing)."""
-        await logout_refresh_token(self.pool, refresh_token, ip=ip)
+        ended = await logout_refresh_token(self.pool, refresh_token, ip=ip)
+        if ended is not None:
+            user_id, session_id = ended
+            await self._announce(AuthChange("session", user_id, session_id))
 
     async def change_password(
         self,
@@ -365,45 +396,123 @@ class UserService:
         async with self.pool.acquire() as conn, conn.transaction():
             # Compare-and-set: if another change won meanwhile, the old password we checked
             # is no longer the current one.
-            status: str = await conn.execute(
+            generation = await conn.fetchval(
                 "UPDATE users SET password_hash = $3, password_changed_at = now(), "
-                "updated_at = now() WHERE id = $1 AND password_hash = $2",
+                "token_generation = token_generation + 1, updated_at = now() "
+                "WHERE id = $1 AND password_hash = $2 RETURNING token_generation",
                 user_id,
                 row["password_hash"],
                 new_hash,
             )
-            if status != "UPDATE 1":
+            if generation is None:
                 raise wrong
             ended = await revoke_user_refresh_tokens(conn, user_id)
-            pair = await self._start_session(conn, user_id, row["tier"], row["is_admin"])
+            pair = await self._start_session(
+                conn, user_id, row["tier"], row["is_admin"], generation
+            )
             await audit(conn, "password.change", user_id=user_id, ip=ip, sessions_ended=ended)
+        await self._announce(AuthChange("user", user_id))
         return pair
+
+    async def logout_everywhere(self, user_id: uuid.UUID, ip: str | None = None) -> int:
+        """End every session of the account: refresh tokens revoked, access tokens ended
+        (the generation moves on), open sockets closed (the database announces it).
+        Returns how many sessions ended. Audited as 'logout.everywhere'."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE users SET token_generation = token_generation + 1, updated_at = now() "
+                "WHERE id = $1",
+                user_id,
+            )
+            ended = await revoke_user_refresh_tokens(conn, user_id)
+            await audit(conn, "logout.everywhere", user_id=user_id, ip=ip, sessions_ended=ended)
+        await self._announce(AuthChange("user", user_id))
+        return ended
+
+    async def set_disabled(
+        self, admin_user_id: uuid.UUID, user_id: uuid.UUID, disabled: bool, ip: str | None = None
+    ) -> User:
+        """Disable (or enable again) an account; only an admin (per the database) may,
+        and not their own. Disabling ends every session and key use at once. Audited as
+        'user.disable' / 'user.enable' on the target, with the admin's id."""
+        await self._require_admin(admin_user_id, ip, "user.disable_denied", target=user_id)
+        if disabled and admin_user_id == user_id:
+            raise InvalidInput("administrators cannot disable their own account")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) "
+                f"END, updated_at = now() WHERE id = $1 RETURNING {_USER_COLUMNS}",
+                user_id,
+                disabled,
+            )
+            if row is None:
+                raise UserNotFound("no such user")
+            ended = await revoke_user_refresh_tokens(conn, user_id) if disabled else 0
+            await audit(
+                conn,
+                "user.disable" if disabled else "user.enable",
+                user_id=user_id,
+                ip=ip,
+                by=admin_user_id,
+                sessions_ended=ended,
+            )
+        await self._announce(AuthChange("user", user_id))
+        return _user(row)
+
+    async def _require_admin(
+        self, admin_user_id: uuid.UUID, ip: str | None, denied: str, **detail: object
+    ) -> None:
+        is_admin = await self.pool.fetchval(
+            "SELECT is_admin AND disabled_at IS NULL FROM users WHERE id = $1", admin_user_id
+        )
+        if not is_admin:
+            await audit(self.pool, denied, user_id=admin_user_id, ip=ip, **detail)
+            raise Forbidden("only administrators can do this")
 
     # -- credentials to principals ----------------------------------------------------
 
-    def authenticate_access_token(self, token: str) -> Principal:
-        """The caller behind an access token; ``Unauthenticated`` if it is not valid.
-        No database access: this runs on every request."""
+    async def authenticate_access_token(self, token: str) -> Principal:
+        """The caller behind an access token; ``Unauthenticated`` if it is not valid, or
+        no longer: its session was logged out, every session was ended (password change,
+        log out everywhere), or the account is disabled or gone. The tier and role are
+        the account's current ones, not the token's. Costs no database read while the
+        standing listener is connected (``server.auth.standing``)."""
         claims = self.tokens.decode(token)
+        standing = await self.standing.standing(claims.user_id)
+        if standing is None:
+            raise Unauthenticated("this account no longer exists", reason=UNKNOWN_USER)
+        if standing.disabled:
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
+        if claims.generation != standing.generation or await self.standing.session_revoked(
+            claims.session_id
+        ):
+            raise Unauthenticated("this session has ended: log in again", reason=SESSION_REVOKED)
         return Principal(
             user_id=claims.user_id,
-            tier=claims.tier,
-            is_admin=claims.is_admin,
+            tier=standing.tier,
+            is_admin=standing.is_admin,
             scope=claims.scope,
             token_expires_at=claims.expires_at,
             via="token",
+            session_id=claims.session_id,
+            generation=claims.generation,
         )
 
     async def authenticate_api_key(self, key: str) -> Principal:
-        """The caller behind an API key; ``Unauthenticated`` if unknown or revoked."""
+        """The caller behind an API key; ``Unauthenticated`` if unknown or revoked, or
+        if its account is disabled."""
         identity = await lookup_api_key(self.pool, key)
+        standing = await self.standing.standing(identity.user_id)
+        if standing is None or standing.disabled:
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
         return Principal(
             user_id=identity.user_id,
-            tier=identity.tier,
-            is_admin=identity.is_admin,
+            tier=standing.tier,
+            is_admin=standing.is_admin,
             scope=identity.scope,
             token_expires_at=None,
             via="api_key",
+            api_key_id=identity.key_id,
         )
 
     # -- API keys ---------------------------------------------------------------------
@@ -428,14 +537,25 @@ class UserService:
     async def revoke_api_key(
         self, user_id: uuid.UUID, key_id: uuid.UUID, ip: str | None = None
     ) -> bool:
-        """Whether an active key of ``user_id`` was revoked."""
-        return await revoke_api_key(self.pool, user_id=user_id, key_id=key_id, ip=ip) is not None
+        """Whether an active key of ``user_id`` was revoked (and every connection made
+        with it closed, on this process before this returns)."""
+        revoked = await revoke_api_key(self.pool, user_id=user_id, key_id=key_id, ip=ip)
+        if revoked is None:
+            return False
+        await self._announce(AuthChange("key", user_id, key_id))
+        return True
 
     async def _start_session(
-        self, conn: Executor, user_id: uuid.UUID, tier: Tier, is_admin: bool
+        self, conn: Executor, user_id: uuid.UUID, tier: Tier, is_admin: bool, generation: int
     ) -> TokenPair:
         refresh = await issue_refresh_token(
             conn, user_id=user_id, ttl=self.settings.refresh_token_ttl
         )
-        access = self.tokens.issue(user_id=user_id, tier=tier, is_admin=is_admin)
+        access = self.tokens.issue(
+            user_id=user_id,
+            tier=tier,
+            is_admin=is_admin,
+            session_id=refresh.family_id,
+            generation=generation,
+        )
         return TokenPair(access.token, access.expires_at, refresh.token, refresh.expires_at)

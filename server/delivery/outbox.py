@@ -204,7 +204,7 @@ class Lane:
 class Outbox:
     """Pending messages of one connection, in the order they became pending."""
 
-    __slots__ = ("_drained", "_flusher", "_lanes", "_order", "_waiting", "writer")
+    __slots__ = ("_closed", "_drained", "_flusher", "_lanes", "_order", "_waiting", "writer")
 
     def __init__(self, writer: FrameWriter, flusher: Flusher) -> None:
         self.writer = writer
@@ -214,6 +214,7 @@ class Outbox:
         self._waiting = False  # registered with the writer for writability
         self._drained: asyncio.Event | None = None
         self._lanes: dict[str, Lane] = {}
+        self._closed = False
 
     def lane(
         self,
@@ -245,7 +246,10 @@ class Outbox:
             del self._lanes[lane.operation_id]
 
     def send(self, message: bytes) -> None:
-        """Queue a whole protocol message (never conflated or dropped)."""
+        """Queue a whole protocol message (never conflated or dropped), unless the outbox
+        is closed: then nothing more leaves, whoever asks."""
+        if self._closed:
+            return
         self._order.append(message)
         self._flusher.mark(self)
 
@@ -266,6 +270,8 @@ class Outbox:
         return sum(1 for entry in self._order if isinstance(entry, bytes))
 
     def _enqueue(self, lane: Lane) -> None:
+        if self._closed:
+            return
         self._order.append(lane)
         self._flusher.mark(self)
 
@@ -306,7 +312,14 @@ class Outbox:
             self._drained.set()
 
     def close(self) -> None:
+        """Discard everything pending and send nothing more (the connection is ending,
+        or its credential was revoked: not one more message may leave)."""
+        self._closed = True
         for lane in list(self._lanes.values()):
             lane.close()
         self._order.clear()
         self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from server.limits.login_throttle import LoginThrottle
     from server.services.alerts import AlertService
     from server.storage.database import Database
+    from server.websocket.connections import Connections
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Services:
     users: UserService | None = None
     access: AccessControl | None = None
     login_throttle: LoginThrottle | None = None
+    #: This process's open WebSockets by account (revocation lands here).
+    connections: Connections | None = None
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

@@ -74,6 +74,7 @@ class Database:
         *,
         embedded: EmbeddedPostgres | None = None,
         applied_migrations: tuple[str, ...] = (),
+        dsn: str | None = None,
     ) -> None:
         #: The asyncpg pool (asyncpg ships no type information, hence ``Any``).
         self.pool: Any = pool
@@ -84,6 +85,7 @@ class Database:
         self.applied_migrations = applied_migrations
         self._embedded = embedded
         self._closed = False
+        self._dsn = dsn
 
     @classmethod
     async def open(
@@ -133,7 +135,26 @@ class Database:
             description,
             ", ".join(names) or "none (up to date)",
         )
-        return cls(pool, kind, description, embedded=embedded, applied_migrations=names)
+        return cls(pool, kind, description, embedded=embedded, applied_migrations=names, dsn=dsn)
+
+    async def connect(self, timeout: float = CONNECTION_TIMEOUT_S) -> Any:
+        """A connection of its own, outside the pool: for LISTEN, which needs one session
+        for as long as it listens. The caller closes it. ``DatabaseUnavailable`` (with
+        the password scrubbed) if it cannot be opened."""
+        if self._dsn is None or self._closed:
+            raise DatabaseUnavailable(f"no database connection possible to {self.description}")
+        try:
+            return await asyncpg.connect(
+                self._dsn,
+                timeout=timeout,
+                command_timeout=COMMAND_TIMEOUT_S,
+                server_settings={"application_name": "tickgraph-listener"},
+            )
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to {self.kind} PostgreSQL at {self.description}: "
+                + _scrub(f"{type(exc).__name__}: {exc}", _secrets_in(self._dsn))
+            ) from None
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether PostgreSQL answers a trivial query within ``timeout``. Never raises

@@ -12,6 +12,19 @@ limits, and the HTTP request body limit.
   before it is buffered, and the connection's operations are cleaned up like on
   any disconnect. graphql-transport-ws messages are small (a subscribe is a document
   under the token limit plus its variables), so 64 KiB is plenty.
+* **Messages.** Every message must be a JSON object of the graphql-transport-ws shape
+  (a known ``type``; for ``subscribe``, a string ``id`` of at most ``MAX_ID_LENGTH``
+  characters and a ``payload`` object whose ``query`` is a string, ``variables`` and
+  ``extensions`` objects and ``operationName`` a string when present). Anything else
+  closes the socket with 4400 and a reason, as the protocol says, without a traceback:
+  strawberry alone would crash on a message that is a JSON array or string. JSON is
+  decoded with orjson, which refuses nesting past 1,024 levels.
+* **Authenticated and charged before anything runs.** ``connection_init`` resolves
+  the caller (a credential that fails is charged to the address's anonymous rate, like
+  any request; over it, the socket is closed with 1013, try again later); every
+  ``subscribe`` is charged to the caller's rate before its document is parsed. A
+  subscribe over the rate gets an ``error`` (``RATE_LIMITED``, ``retryAfter``) for its
+  id and the socket stays open.
 * **Subscriptions per connection.** strawberry's ``max_subscriptions_per_connection``
   answers a ``subscribe`` over the cap with an ``error`` for that id and keeps the
   socket open, but its error has no code; ``GuardedTransportWSHandler`` sends the
@@ -24,6 +37,8 @@ limits, and the HTTP request body limit.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from graphql import GraphQLError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,10 +46,61 @@ from strawberry.http.typevars import Context, RootValue
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message as ProtocolMessage,
+)
+
+from server.auth.access import extra_cost
+from server.auth.errors import Unauthenticated
+from server.errors import TickgraphError
+from server.limits.errors import RateLimited
 
 SUBSCRIPTIONS_CODE = "TOO_MANY_SUBSCRIPTIONS"
 BODY_CODE = "REQUEST_TOO_LARGE"
+#: Operation ids are the client's names for its operations; 128 characters is far more
+#: than any client uses (graphql-ws sends UUIDs) and keeps them from costing memory.
+MAX_ID_LENGTH = 128
+TRY_AGAIN_LATER = 1013
+FORBIDDEN = 4403
+SIGN_IN = "sign in first: send an access token or an API key"
+
+_TYPES = frozenset({"connection_init", "ping", "pong", "subscribe", "complete"})
+
+
+def malformed(message: object) -> str | None:
+    """Why ``message`` is not a graphql-transport-ws message, or None if it is one."""
+    if not isinstance(message, dict):
+        return "Messages must be JSON objects"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "A message needs a string type"
+    if kind not in _TYPES:
+        return f"Unknown message type: {kind[:40]}"
+    payload = message.get("payload")
+    if kind in ("connection_init", "ping", "pong"):
+        return None if payload is None or isinstance(payload, dict) else "payload must be an object"
+    op_id = message.get("id")
+    if not isinstance(op_id, str) or not op_id:
+        return f"A {kind} message needs a non-empty string id"
+    if len(op_id) > MAX_ID_LENGTH:
+        return f"Operation ids are at most {MAX_ID_LENGTH} characters"
+    if kind == "complete":
+        return None
+    if not isinstance(payload, dict):
+        return "subscribe needs a payload object"
+    if not isinstance(payload.get("query"), str):
+        return "subscribe needs payload.query, a string"
+    for name in ("variables", "extensions"):
+        if payload.get(name) is not None and not isinstance(payload[name], dict):
+            return f"payload.{name} must be an object"
+    operation_name = payload.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return "payload.operationName must be a string"
+    return None
 
 
 class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, RootValue]):
@@ -46,7 +112,60 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, RootValue
     (duplicate id) cases, which still close the socket.
     """
 
+    async def handle_message(self, message: ProtocolMessage) -> None:
+        problem = malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        """Authenticate the connection before strawberry acknowledges it.
+
+        The credential comes from the payload (``token`` or ``Authorization``) or the
+        handshake's ``Authorization`` header. A bad one (including one that is not a
+        string), or an anonymous socket while anonymous access is off, is closed with
+        4403 and the reason. A credential that fails is charged to the address's rate
+        (checking it may cost a database read); an address over its rate is closed with
+        1013 (try again later). Opening a connection with a good credential is free: its
+        work is the operations it then runs, and each of those is charged.
+        """
+        payload = message.get("payload")
+        context = cast(Any, self.context)
+        access = context.services.access
+        if access is not None and not self.connection_init_received:
+            params = payload if isinstance(payload, dict) else {}
+            ws = cast(Any, self.websocket).ws
+            try:
+                caller = await access.caller(
+                    ws.headers.get("authorization"), context.caller.ip, params
+                )
+                if caller.principal is None and not access.allow_anonymous:
+                    raise Unauthenticated(SIGN_IN)
+            except TickgraphError as exc:
+                self.connection_init_received = True
+                if self.connection_init_timeout_task:
+                    self.connection_init_timeout_task.cancel()
+                code = TRY_AGAIN_LATER if isinstance(exc, RateLimited) else FORBIDDEN
+                await self.websocket.close(code, exc.message[:120])
+                return
+            context.caller = caller
+        await super().handle_connection_init(message)
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            context = cast(Any, self.context)
+            access = context.services.access
+            if access is not None:
+                query = message["payload"]["query"]
+                try:
+                    await access.count_request(context.caller, 1 + extra_cost(len(query)))
+                except TickgraphError as exc:
+                    error = GraphQLError(exc.message, extensions=exc.extensions)
+                    await self.send_message(
+                        {"id": message["id"], "type": "error", "payload": [error.formatted]}
+                    )
+                    return
         cap = self.max_subscriptions_per_connection
         if (
             cap is not None
@@ -148,7 +267,9 @@ def _content_length(scope: Scope) -> int | None:
 
 __all__ = [
     "BODY_CODE",
+    "MAX_ID_LENGTH",
     "SUBSCRIPTIONS_CODE",
     "GuardedTransportWSHandler",
     "RequestBodyLimit",
+    "malformed",
 ]

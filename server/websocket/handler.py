@@ -1,6 +1,9 @@
 """tickgraph's graphql-transport-ws handler.
 
-strawberry's protocol handling (with the guards of ``server.websocket.guard``), plus two
+strawberry's protocol handling (with the guards of ``server.websocket.guard``), plus the
+connection's life as an authenticated session (registered with
+``server.websocket.connections`` once acknowledged, so that revoking its credential or
+changing its tier reaches it; closed with 4403 when its access token expires), and two
 things that make subscriptions multiplexed (``server.delivery.multiplex``):
 
 * every outgoing message goes through the connection's ``Outbox``, so protocol
@@ -13,6 +16,9 @@ things that make subscriptions multiplexed (``server.delivery.multiplex``):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any, cast
 
 import orjson
@@ -21,11 +27,14 @@ from strawberry.http.typevars import Context, RootValue
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     CompleteMessage,
+    ConnectionInitMessage,
     Message,
 )
 
+from server.auth.access import Caller
 from server.delivery.multiplex import SUBSCRIBER, Multiplexer, Subscriber
 from server.delivery.outbox import Outbox
+from server.websocket.connections import REVOKED_CODE, Connections
 from server.websocket.frames import writer_for
 from server.websocket.guard import GuardedTransportWSHandler
 
@@ -38,6 +47,54 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         self.mux: Multiplexer = services.mux
         self.outbox = Outbox(writer_for(cast(Any, self.websocket).ws), self.mux.flusher)
         self._subscribers: dict[str, Subscriber] = {}
+        self._connections: Connections | None = services.connections
+        self._expiry: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self.revoked = False
+
+    # -- the connection as a session ---------------------------------------------------
+
+    @property
+    def caller(self) -> Caller:
+        caller: Caller = cast(Any, self.context).caller
+        return caller
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if not self.connection_acknowledged or self.revoked:
+            return
+        if self._connections is not None:
+            self._connections.add(self)
+        principal = self.caller.principal
+        expires = principal.token_expires_at if principal else None
+        if expires is not None:
+            # The client reconnects with a fresh access token (4403: authenticate again).
+            delay = max(0.0, expires.timestamp() - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, self.revoke, "token expired"
+            )
+
+    def retier(self, caller: Caller) -> None:
+        """Same identity, new tier or role: later operations get the new limits."""
+        cast(Any, self.context).caller = caller
+
+    def revoke(self, reason: str) -> None:
+        """Stop now: nothing more leaves (the outbox closes at once, before any await),
+        every operation ends, and the socket closes with 4403 ``reason``."""
+        if self.revoked:
+            return
+        self.revoked = True
+        self.outbox.close()
+        for subscriber in self._subscribers.values():
+            if subscriber.member is not None:
+                subscriber.member.leave()
+        self._closing = asyncio.ensure_future(self._close(reason))
+
+    async def _close(self, reason: str) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=REVOKED_CODE, reason=reason)
 
     async def send_message(self, message: Message) -> None:
         if message["type"] == "complete" and self._parked(message["id"]):
@@ -110,7 +167,16 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
             self.outbox.drop(operation.id)
         await super().handle_complete(message)
 
+    async def handle_subscribe(self, message: Any) -> None:
+        if self.revoked:
+            return
+        await super().handle_subscribe(message)
+
     async def shutdown(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._connections is not None:
+            self._connections.discard(self)
         try:
             await super().shutdown()
         finally:

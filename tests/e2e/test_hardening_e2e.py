@@ -17,6 +17,7 @@ from server.storage.database import Database
 from server.storage.symbols import SymbolRow, upsert_symbols
 from streams.polygon_server import start_replay_server, start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
+from tests.support.accounts import sign_up
 from tests.support.data import AMZN_REPLAY, SHARED_DATA, require
 from tests.support.fake_polygon_rest import FakePolygonRest, daily_aggs_from_csv
 from tests.support.graphql_ws import graphql_ws
@@ -29,6 +30,16 @@ async def post(http: httpx.AsyncClient, query: str, **variables: Any) -> dict[st
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def elite(http: httpx.AsyncClient, server: RunningServer) -> None:
+    """Sign ``http`` in as an elite user: huge documents cost their size in rate units
+    (one per KiB), more than the anonymous burst holds for this many of them."""
+    user = await sign_up(http)
+    await server.runtime.database.pool.execute(
+        "UPDATE users SET tier = 'elite' WHERE id = $1::uuid", user["id"]
+    )
+    http.headers["authorization"] = f"Bearer {user['accessToken']}"
 
 
 def first_code(body: dict[str, Any]) -> str:
@@ -57,6 +68,7 @@ async def test_huge_deep_and_aliased_documents_are_refused_while_others_are_serv
     five_hundred_aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(500)) + " }"
     ordinary = "{ feedStatus { state } }"
     async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+        await elite(http, server)
         # The refusals and an ordinary query, all at once.
         refused_deep, ok, refused_big, refused_aliases = await asyncio.gather(
             post(http, deep),

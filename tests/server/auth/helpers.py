@@ -122,6 +122,8 @@ def valid_claims(**overrides: Any) -> dict[str, Any]:
         "tier": "free",
         "scope": "full",
         "adm": False,
+        "sid": str(uuid.uuid4()),
+        "gen": 0,
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}

@@ -64,7 +64,7 @@ async def test_register_login_me(service: UserService, database: Database) -> No
     assert (user.tier, user.is_admin) == ("free", False)
 
     pair = await service.login("ann@example.COM", PASSWORD, ip=IP)
-    principal = service.authenticate_access_token(pair.access_token)
+    principal = await service.authenticate_access_token(pair.access_token)
     assert principal.user_id == user.id
     assert (principal.tier, principal.is_admin, principal.scope, principal.via) == (
         "free",
@@ -240,7 +240,7 @@ async def test_real_default_parameters_end_to_end(database: Database, keyring: K
     user = await service.register(EMAIL, PASSWORD)
     assert (await stored_hash(database, user.id)).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     pair = await service.login(EMAIL, PASSWORD)
-    assert service.authenticate_access_token(pair.access_token).user_id == user.id
+    assert (await service.authenticate_access_token(pair.access_token)).user_id == user.id
 
 
 async def test_unicode_forms_of_one_password_match(service: UserService) -> None:
@@ -258,7 +258,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     first = await service.login(EMAIL, PASSWORD)
     second = await service.refresh(first.refresh_token, ip=IP)
     assert second.refresh_token != first.refresh_token
-    assert service.authenticate_access_token(second.access_token).user_id == user.id
+    assert (await service.authenticate_access_token(second.access_token)).user_id == user.id
     third = await service.refresh(second.refresh_token)
 
     # The first token was used: presenting it again is reuse.
@@ -393,10 +393,10 @@ async def test_only_admins_change_tiers(service: UserService, database: Database
     with pytest.raises(UserNotFound):
         await service.set_tier(boss.id, uuid.uuid4(), "pro")
 
-    # The current access token still says "free" (stateless); the next one says "pro".
-    assert service.authenticate_access_token(ann_session.access_token).tier == "free"
+    # The tier is the account's current one, also for a token issued before the change.
+    assert (await service.authenticate_access_token(ann_session.access_token)).tier == "pro"
     refreshed = await service.refresh(ann_session.refresh_token)
-    assert service.authenticate_access_token(refreshed.access_token).tier == "pro"
+    assert (await service.authenticate_access_token(refreshed.access_token)).tier == "pro"
 
     ann_rows = await audit_rows(database, ann.id)
     assert [r["action"] for r in ann_rows if r["action"].startswith("tier")] == [
@@ -408,7 +408,7 @@ async def test_only_admins_change_tiers(service: UserService, database: Database
     assert "admin.change" in await actions(database, boss.id)
 
     boss_session = await service.login("boss@example.com", PASSWORD)
-    assert service.authenticate_access_token(boss_session.access_token).is_admin
+    assert (await service.authenticate_access_token(boss_session.access_token)).is_admin
 
 
 async def test_a_deleted_account(service: UserService, database: Database) -> None:
