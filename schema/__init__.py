@@ -23,6 +23,7 @@ from schema.feed import FeedQuery, FeedSubscription
 from schema.hardening import hardening_extensions
 from schema.market import MarketQuery, MarketSubscription
 from schema.parse_cache import ParseCache
+from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
 Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, AuthQuery))
@@ -77,10 +78,12 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories: strawberry builds fresh extension instances per operation; the
     # parse/validation caches are module-level and shared across them.
     # Hardening first (it sets the parser's limits and owns the validation cache, with
-    # the cost check after it), then the parse cache, error reporting, admission.
+    # the cost check after it), then the parse cache, request errors (ambiguous
+    # documents; codes for validation errors), error reporting, admission.
     extensions: list[object] = [
         *hardening_extensions(production=production),
         ParseCache,
+        RequestErrors,
         lambda: ErrorReporting(production=production),
         AccessGate,
     ]

@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL, health probes."""
+"""The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL and the files
+it loads, health probes."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -29,22 +30,28 @@ from schema.context import Context
 from server.auth.access import Caller
 from server.auth.errors import Unauthenticated
 from server.errors import TickgraphError
+from server.http_errors import error_response
 from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
 from server.settings import Environment, Settings, normalize_origin
+from server.web import assets as web_assets
+from server.web.graphiql import page as graphiql_page
 from server.websocket.guard import RequestBodyLimit
 from server.websocket.handler import MultiplexingTransportWSHandler
 from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)
 
-_GRAPHIQL_HTML = (Path(__file__).parent / "static" / "graphiql.html").read_text()
+#: The vendored files have their version in their URL: a browser may keep them.
+_IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
 
 
 class TickgraphGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = MultiplexingTransportWSHandler[Context, None]
 
-    def __init__(self, settings: Settings, runtime_ref: dict[str, Runtime]) -> None:
+    def __init__(
+        self, settings: Settings, runtime_ref: dict[str, Runtime], graphiql_html: str
+    ) -> None:
         super().__init__(
             build_schema(production=settings.environment is Environment.PRODUCTION),
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -52,6 +59,7 @@ class TickgraphGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         )
         self._runtime_ref = runtime_ref
+        self._graphiql_html = graphiql_html
         self.max_subscriptions_per_connection = settings.ws_max_subscriptions
         # Browsers send cookies with cross-site WebSocket handshakes and apply no CORS:
         # only same-origin pages, non-browser clients and listed origins may connect.
@@ -59,9 +67,19 @@ class TickgraphGraphQL(GraphQL[Context, None]):
 
     @property
     def graphql_ide_html(self) -> str:
-        # Our own page: it hands GraphiQL a graphql-ws client, so subscriptions use
-        # graphql-transport-ws (strawberry's page would fall back to HTTP multipart).
-        return _GRAPHIQL_HTML
+        # Our own page (server.web.graphiql): its files come from this server, and it
+        # hands GraphiQL a graphql-ws client, so subscriptions use graphql-transport-ws
+        # (strawberry's page loads a CDN and would fall back to HTTP multipart).
+        return self._graphiql_html
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        # A request strawberry refuses gets GraphQL-shaped JSON, not plain text.
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            if isinstance(request, WebSocket):
+                raise
+            return error_response(exc)
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         services = self._runtime_ref["runtime"].services
@@ -75,7 +93,8 @@ class TickgraphGraphQL(GraphQL[Context, None]):
             try:
                 caller = await services.access.caller(authorization, ip)
             except Unauthenticated as exc:
-                raise HTTPException(401, exc.message) from None
+                # The cause carries the error's code into the response's body.
+                raise HTTPException(401, exc.message) from exc
         return Context(services=services, caller=caller, request=request, response=response)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -119,11 +138,25 @@ async def _close_expired(ws: WebSocket) -> None:
         await ws.close(code=4403, reason="token expired")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    vendor_dir: Path = web_assets.VENDOR_DIR,
+) -> Starlette:
+    """The application. With ``runtime`` (started by the caller, who also stops it),
+    the lifespan only hands it over; without, the lifespan starts and stops one."""
     runtime_ref: dict[str, Runtime] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime is not None:
+            runtime_ref["runtime"] = runtime
+            try:
+                yield
+            finally:
+                runtime_ref.pop("runtime", None)
+            return
         try:
             runtime_ref["runtime"] = await Runtime.start(settings)
         except Exception as exc:
@@ -133,6 +166,17 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await runtime_ref.pop("runtime").stop()
+
+    assets: web_assets.Assets | web_assets.AssetsUnavailable
+    try:
+        assets = (
+            web_assets.load(vendor_dir) if settings.graphiql else web_assets.Assets(vendor_dir, {})
+        )
+    except web_assets.AssetsUnavailable as problem:
+        assets = problem
+    graphiql_html, graphiql_problem = graphiql_page(assets)
+    if settings.graphiql and graphiql_problem is not None:
+        log.warning("GraphiQL is unavailable: %s (%s)", graphiql_problem, web_assets.FIX_HINT)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -152,9 +196,21 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(body, status_code=200 if db_ok and feed_ok else 503)
 
     async def root(request: Request) -> Response:
-        return RedirectResponse("/graphql")
+        if settings.graphiql:
+            return RedirectResponse("/graphql")
+        return JSONResponse({"graphql": "/graphql", "health": "/healthz", "ready": "/readyz"})
 
-    graphql = TickgraphGraphQL(settings, runtime_ref)
+    async def vendor(request: Request) -> Response:
+        # Only the files of the manifest, each checked at start-up (server.web.assets).
+        path = cast(str, request.path_params["path"])
+        asset = assets.by_path(path) if isinstance(assets, web_assets.Assets) else None
+        if asset is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return FileResponse(
+            vendor_dir / asset.path, headers={**_IMMUTABLE, "x-content-type-options": "nosniff"}
+        )
+
+    graphql = TickgraphGraphQL(settings, runtime_ref, graphiql_html)
     app = Starlette(
         routes=[
             Route("/", root),
@@ -162,9 +218,12 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
+            Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)],
     )
     app.state.runtime_ref = runtime_ref
+    #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.
+    app.state.graphiql_problem = graphiql_problem if settings.graphiql else None
     return app
