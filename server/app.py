@@ -167,16 +167,16 @@ def create_app(
         finally:
             await runtime_ref.pop("runtime").stop()
 
-    assets: web_assets.Assets | web_assets.AssetsUnavailable
-    try:
-        assets = (
-            web_assets.load(vendor_dir) if settings.graphiql else web_assets.Assets(vendor_dir, {})
-        )
-    except web_assets.AssetsUnavailable as problem:
-        assets = problem
-    graphiql_html, graphiql_problem = graphiql_page(assets)
-    if settings.graphiql and graphiql_problem is not None:
-        log.warning("GraphiQL is unavailable: %s (%s)", graphiql_problem, web_assets.FIX_HINT)
+    assets: web_assets.Assets | web_assets.AssetsUnavailable = web_assets.Assets(vendor_dir, {})
+    graphiql_html, graphiql_problem = "", None
+    if settings.graphiql:
+        try:
+            assets = web_assets.load(vendor_dir)
+        except web_assets.AssetsUnavailable as problem:
+            assets = problem
+        graphiql_html, graphiql_problem = graphiql_page(assets)
+        if graphiql_problem is not None:
+            log.warning("GraphiQL is unavailable: %s (%s)", graphiql_problem, web_assets.FIX_HINT)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -225,5 +225,5 @@ def create_app(
     )
     app.state.runtime_ref = runtime_ref
     #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.
-    app.state.graphiql_problem = graphiql_problem if settings.graphiql else None
+    app.state.graphiql_problem = graphiql_problem
     return app

@@ -47,8 +47,8 @@ padding: 0 1rem; line-height: 1.5; } code { background: #f2f2f2; padding: 0 .25r
 <body>
 <h1>GraphiQL is not installed on this server</h1>
 <p>tickgraph serves GraphiQL from pinned npm packages that are installed at set-up time,
-and they are not there: {reason}.</p>
-<p>To fix it, {hint}, then restart the server.</p>
+and they are not there: <!-- reason -->.</p>
+<p>To fix it, <!-- hint -->, then restart the server.</p>
 <p>The API itself works: POST queries to <code>/graphql</code>; subscriptions use a
 WebSocket to <code>/graphql</code> with the <code>graphql-transport-ws</code> subprotocol.</p>
 </body>
@@ -80,7 +80,9 @@ def render(assets: Assets) -> str:
 
 def render_missing(problem: AssetsUnavailable) -> str:
     hint = html.escape(FIX_HINT).replace("./dev serve", "<code>./dev serve</code>")
-    return _MISSING.format(reason=html.escape(str(problem)), hint=hint)
+    return _MISSING.replace("<!-- reason -->", html.escape(str(problem))).replace(
+        "<!-- hint -->", hint
+    )
 
 
 def page(assets: Assets | AssetsUnavailable) -> tuple[str, AssetsUnavailable | None]:

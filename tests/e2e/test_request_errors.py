@@ -90,7 +90,7 @@ def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("what", "body", "status", "code"), HTTP_CASES, ids=[c[0] for c in HTTP_CASES]
 )
-async def test_http_request_errors_are_graphql_shaped(
+async def test_http_request_errors_are_graphql_shaped(  # noqa: PLR0917 - parameters
     server: RunningServer,
     caplog: pytest.LogCaptureFixture,
     what: str,
