@@ -14,16 +14,19 @@ from server.web.assets import FIX_HINT, Assets, AssetsUnavailable
 
 #: What a new GraphiQL tab holds: the README's first example.
 DEFAULT_QUERY = """\
-# Live quotes: the current quote of each symbol first, then every update.
-# Press the run button (or Ctrl+Enter). The README shows the rest of the API.
+# Live quotes: each symbol's current quote first, then
+# every update. Run with Ctrl+Enter or the ▶ button;
+# README.md tours the whole API.
 subscription LiveQuotes {
   quotes(symbols: ["AAPL", "MSFT"]) {
-    symbol bidPrice bidSize askPrice askSize midPrice exchangeTime receivedAt snapshot
+    symbol
+    bidPrice bidSize askPrice askSize midPrice
+    exchangeTime receivedAt snapshot
   }
 }
 
 # Or, as a query:
-# { feedStatus { source state topics events } symbols { symbol inUniverse } }
+# { feedStatus { source state } symbols { symbol } }
 """
 
 STYLESHEETS = ("graphiql/graphiql.min.css",)
