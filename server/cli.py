@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from server.exits import EXIT_CONFIG, EXIT_STATUSES
 from server.settings import MarketSource, Settings, SettingsError
 
 log = logging.getLogger("tickgraph")
@@ -24,8 +25,6 @@ SERVE_OPTIONS: dict[str, str] = {
     "log_level": "TICKGRAPH_LOG_LEVEL",
     "polygon_ws_url": "POLYGON_WS_URL",
 }
-
-EXIT_CONFIG = 2
 
 
 def _flag(option: str) -> str:
@@ -55,8 +54,6 @@ def setting_names(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from server.startup import EXIT_STATUSES
-
     p = sub.add_parser(
         "serve",
         help="run the server (the default command)",

@@ -5,7 +5,7 @@ so a port in use costs nothing to undo; the parts (database, feed, ...) start ne
 and if one fails, ``Runtime.start`` stops those that had started. Every failure is
 one line on stderr naming the problem and the flag or variable the user actually
 used (``--port`` when the port came from ``--port``), and a documented exit status
-(``EXIT_STATUSES``, shown by ``tickgraph serve --help`` and in the README).
+(``server.exits``, shown by ``tickgraph serve --help`` and in the README).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from server.auth.errors import KeyRingError
 from server.errors import TickgraphError
+from server.exits import EXIT_LISTEN, EXIT_OK, EXIT_STARTUP
 from server.runtime import Runtime
 from server.serving import GracefulServer, ListenError, listen, uvicorn_config
 from server.settings import Settings
@@ -28,18 +29,6 @@ from server.storage.database import DatabaseUnavailable
 from server.storage.migrations import MigrationError
 
 log = logging.getLogger("tickgraph")
-
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_LISTEN = 3
-EXIT_STARTUP = 4
-
-EXIT_STATUSES = """\
-exit status:
-  0  stopped cleanly (SIGINT or SIGTERM)
-  2  invalid configuration or command line (one line per problem)
-  3  cannot listen on the address (port in use, not an address of this machine, ...)
-  4  a part could not start (database, keys, data directory, market data)"""
 
 Names = Mapping[str, str]
 
