@@ -80,17 +80,21 @@ class Count:
         now = f" ({self.current})" if self.current else ""
         if self.kind == "pip":
             if self.installing is not None:
-                return f"installing {self.installing} packages"
-            return f"{self.collected} packages resolved{now}"
+                return f"installing {_packages(self.installing)}"
+            return f"{_packages(self.collected)} resolved{now}"
         if self.kind == "npm":
             return f"{self.fetched}{of} packages fetched{now}"
         return f"{self.unpacked}{of} unpacked, {self.set_up}{of} set up{now}"
 
     def summary(self) -> str:
         if self.kind == "apt":
-            return f"{self.set_up} packages set up"
+            return f"{_packages(self.set_up)} set up"
         done = self.installed if self.installed is not None else self.fetched or self.collected
-        return f"{done} packages installed" if done else "up to date"
+        return f"{_packages(done)} installed" if done else "up to date"
+
+
+def _packages(n: int) -> str:
+    return f"{n} package" if n == 1 else f"{n} packages"
 
 
 def run(kind: str, label: str, log_path: str, command: Sequence[str], total: int | None) -> int:

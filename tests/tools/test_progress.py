@@ -47,7 +47,7 @@ def test_run_logs_everything_and_reports_the_end(
     script = "print('Collecting a'); print('Successfully installed a-1')"
     assert run("pip", "Python packages", str(log), [sys.executable, "-c", script], None) == 0
     assert "Successfully installed a-1" in log.read_text()
-    assert "[dev] Python packages: 1 packages installed in" in capsys.readouterr().err
+    assert "[dev] Python packages: 1 package installed in" in capsys.readouterr().err
 
 
 def test_a_failure_shows_the_log_and_keeps_the_status(
