@@ -117,9 +117,8 @@ _MUP = Operator.MOVING_UP
 _MDOWN = Operator.MOVING_DOWN
 
 
-def mid_price(bid: float, ask: float) -> float:
-    # Exact at the feed's precision: a mid exactly at a level must compare as equal.
-    return prices.mid_price(bid, ask)
+#: Exact at the feed's precision: a mid exactly at a level must compare as equal.
+mid_price = prices.mid_price
 
 
 def valid_price(x: float) -> bool:
