@@ -18,9 +18,8 @@ from tests.support.timing import TIMEOUT
 EXIT_CONFIG, EXIT_LISTEN, EXIT_STARTUP = 2, 3, 4
 
 
-async def serve(*args: str, env: dict[str, str]) -> tuple[int, list[str], str]:
-    """Run ``tickgraph serve ARGS`` to its end: exit status, stderr lines, stdout."""
-    proc = await asyncio.create_subprocess_exec(
+async def start_serve(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "server.cli",
@@ -30,6 +29,11 @@ async def serve(*args: str, env: dict[str, str]) -> tuple[int, list[str], str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def serve(*args: str, env: dict[str, str]) -> tuple[int, list[str], str]:
+    """Run ``tickgraph serve ARGS`` to its end: exit status, stderr lines, stdout."""
+    proc = await start_serve(*args, env=env)
     async with asyncio.timeout(TIMEOUT * 3):
         out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -165,17 +169,7 @@ async def test_a_failure_after_the_database_started_stops_it_again(tmp_path: Pat
 
 
 async def test_a_signal_during_start_up_stops_cleanly(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--port",
-        "0",
-        env=clean_env(TICKGRAPH_DATA_DIR=str(tmp_path)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_serve("--port", "0", env=clean_env(TICKGRAPH_DATA_DIR=str(tmp_path)))
     async with asyncio.timeout(TIMEOUT * 3):
         # The embedded database's directory appears while it is being created.
         while not (tmp_path / "postgres").exists():  # noqa: ASYNC110 - a file to appear
