@@ -36,10 +36,8 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 URL_PREFIX = "/static/vendor"
 MANIFEST = "manifest.json"
 
-FIX_HINT = (
-    "run ./dev serve from the repository (it installs them), or: "
-    "cd web && npm ci --ignore-scripts && cd .. && python -m server.web.assets install"
-)
+FIX_COMMAND = "cd web && npm ci --ignore-scripts && cd .. && python -m server.web.assets install"
+FIX_HINT = f"run ./dev serve from the repository (it installs them), or: {FIX_COMMAND}"
 
 
 class AssetsUnavailable(Exception):

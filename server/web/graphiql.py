@@ -10,7 +10,7 @@ import html
 import json
 from pathlib import Path
 
-from server.web.assets import FIX_HINT, Assets, AssetsUnavailable
+from server.web.assets import FIX_COMMAND, FIX_HINT, Assets, AssetsUnavailable
 
 #: What a new GraphiQL tab holds: the README's first example.
 DEFAULT_QUERY = """\
@@ -82,7 +82,12 @@ def render(assets: Assets) -> str:
 
 
 def render_missing(problem: AssetsUnavailable) -> str:
-    hint = html.escape(FIX_HINT).replace("./dev serve", "<code>./dev serve</code>")
+    command = html.escape(FIX_COMMAND)
+    hint = (
+        html.escape(FIX_HINT)
+        .replace("./dev serve", "<code>./dev serve</code>")
+        .replace(command, f"<code>{command}</code>")
+    )
     return _MISSING.replace("<!-- reason -->", html.escape(str(problem))).replace(
         "<!-- hint -->", hint
     )
