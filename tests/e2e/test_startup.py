@@ -5,17 +5,32 @@ and nothing left running (no embedded PostgreSQL, no half-open port)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from tests.e2e.test_cli import LISTENING, clean_env, process
 from tests.support.postgres import with_database
 from tests.support.timing import TIMEOUT
 
 EXIT_CONFIG, EXIT_LISTEN, EXIT_STARTUP = 2, 3, 4
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory the embedded PostgreSQL's own user can reach. Not under pytest's
+    base temp: another pytest session on the machine resets its parent to mode 0700,
+    and initdb (run as that user) then cannot get in."""
+    path = Path(tempfile.mkdtemp(prefix="tickgraph-test-data-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 async def start_serve(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -150,29 +165,29 @@ async def test_a_data_dir_that_is_a_file_names_the_flag(tmp_path: Path) -> None:
     )
 
 
-async def test_a_failure_after_the_database_started_stops_it_again(tmp_path: Path) -> None:
+async def test_a_failure_after_the_database_started_stops_it_again(data_dir: Path) -> None:
     # The signing key is read after the embedded PostgreSQL is up: that server must be
     # stopped again, and the failure still be one line.
     code, lines, _ = await serve(
         "--port",
         "0",
         env=clean_env(
-            TICKGRAPH_DATA_DIR=str(tmp_path),
+            TICKGRAPH_DATA_DIR=str(data_dir),
             TICKGRAPH_JWT_PRIVATE_KEYS="-----BEGIN PRIVATE KEY-----\nnot a key\n",
         ),
     )
     assert code == EXIT_STARTUP
     line = only_failure(lines)
     assert line.startswith("tickgraph: start-up failed: TICKGRAPH_JWT_PRIVATE_KEYS: "), line
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # it had started
-    assert not embedded_postgres_running(tmp_path)
+    assert (data_dir / "postgres" / "PG_VERSION").exists()  # it had started
+    assert not embedded_postgres_running(data_dir)
 
 
-async def test_a_signal_during_start_up_stops_cleanly(tmp_path: Path) -> None:
-    proc = await start_serve("--port", "0", env=clean_env(TICKGRAPH_DATA_DIR=str(tmp_path)))
+async def test_a_signal_during_start_up_stops_cleanly(data_dir: Path) -> None:
+    proc = await start_serve("--port", "0", env=clean_env(TICKGRAPH_DATA_DIR=str(data_dir)))
     async with asyncio.timeout(TIMEOUT * 3):
         # The embedded database's directory appears while it is being created.
-        while not (tmp_path / "postgres").exists():  # noqa: ASYNC110 - a file to appear
+        while not (data_dir / "postgres").exists():  # noqa: ASYNC110 - a file to appear
             await asyncio.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         out, err = await proc.communicate()
@@ -180,7 +195,7 @@ async def test_a_signal_during_start_up_stops_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in err.decode()
     if "listening" not in out.decode():  # it may just have finished starting
         assert "tickgraph: stopped during start-up" in err.decode()
-    assert not embedded_postgres_running(tmp_path)
+    assert not embedded_postgres_running(data_dir)
 
 
 async def test_production_does_not_advertise_graphiql(
