@@ -1,5 +1,12 @@
 # syntax=docker/dockerfile:1
 # A production image: external PostgreSQL/Redis/Polygon come from the environment.
+
+# GraphiQL's front-end packages, checked against web/package-lock.json by npm ci.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -8,7 +15,10 @@ COPY schema schema
 COPY streams streams
 COPY brokers brokers
 COPY loadtests loadtests
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY web/assets.txt web/package-lock.json web/
+COPY --from=web /web/node_modules web/node_modules
+# The files served (with their sha384) go into the package, so the wheel carries them.
+RUN python -m server.web.assets install && pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 RUN useradd --create-home --uid 10001 tickgraph

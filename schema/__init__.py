@@ -23,6 +23,7 @@ from schema.feed import FeedQuery, FeedSubscription
 from schema.hardening import hardening_extensions
 from schema.market import MarketQuery, MarketSubscription
 from schema.parse_cache import ParseCache
+from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
 Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, AuthQuery))
@@ -77,11 +78,13 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories: strawberry builds fresh extension instances per operation; the
     # parse/validation caches are module-level and shared across them.
     # Hardening first (it sets the parser's limits and owns validation, with the cost
-    # check after it), then the parse cache, error reporting, and who may run what.
-    # The caller's request rate was charged before any of this (before parsing).
+    # check after it), then the parse cache, request errors (ambiguous documents;
+    # codes for validation errors), error reporting, and who may run what. The
+    # caller's request rate was charged before any of this (before parsing).
     extensions: list[object] = [
         *hardening_extensions(production=production),
         ParseCache,
+        RequestErrors,
         lambda: ErrorReporting(production=production),
         AccessPolicy,
     ]

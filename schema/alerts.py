@@ -169,7 +169,7 @@ class AlertInput:
         if mode is TriggerMode.EVERY_TIME:
             trig["cooldownMs"] = trigger.cooldown_ms
         out: dict[str, Any] = {
-            "symbol": services.directory.resolve(self.symbol),
+            "symbol": services.directory.resolve(self.symbol, stream=True),
             "conditions": [c.doc(f"conditions[{i}]") for i, c in enumerate(self.conditions)],
             "trigger": trig,
             "enabled": self.enabled,

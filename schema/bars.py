@@ -23,6 +23,7 @@ from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
 from server.history.stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
+from server.market import prices
 from server.market.bars import BarEvent as BarEventRecord
 from server.market.bars import BarEventKind as BarEventKindRecord
 from server.market.timeframes import Bar as BarRecord
@@ -97,7 +98,7 @@ class Bar:
             low=b.low,
             close=b.close,
             volume=Long(b.volume),
-            vwap=b.vwap,
+            vwap=prices.average_price(b.vwap),
             trades=b.trades,
             final=b.final,
             revision=b.revision,
@@ -270,7 +271,7 @@ class BarsSubscription:
         timeframe: Timeframe,
     ) -> AsyncIterable[BarEvent]:
         services = info.context.services
-        sym = services.directory.resolve(symbol)
+        sym = services.directory.resolve(symbol, stream=True)
         lease = admit_subscription(info, [sym])
         analytics = _analytics(services)
         hub = services.hub
@@ -312,7 +313,7 @@ class BarsSubscription:
         specs: list[IndicatorInput],
     ) -> AsyncIterable[IndicatorValue]:
         services = info.context.services
-        sym = services.directory.resolve(symbol)
+        sym = services.directory.resolve(symbol, stream=True)
         chosen = _specs(specs)
         lease = admit_subscription(info, [sym])
         analytics = _analytics(services)

@@ -2,8 +2,9 @@
 
 * A ``TickgraphError`` is expected (bad input, limits, auth): it reaches the client
   with its message and ``extensions.code`` and is not logged as a server failure.
-* GraphQL's own errors (syntax, validation) have no original error and are shown
-  as they are.
+* A request error (the document does not parse or validate, the operation cannot be
+  chosen, the variables do not fit) is the client's mistake: it gets its code from
+  ``schema.request_errors`` and is not logged as a failure either.
 * Anything else is a bug or an outage: it is logged once with a short reference
   id, and the client gets ``extensions.code = "INTERNAL"`` with the same reference.
   In production the message is replaced, so internals never leak.
@@ -16,17 +17,30 @@ import uuid
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 
+from schema.request_errors import REQUEST_CODES, mark, operation_message, request_error_code
 from server.errors import TickgraphError
 
 log = logging.getLogger("tickgraph.errors")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
+    if (error.extensions or {}).get("code") in REQUEST_CODES or request_error_code(error):
+        return False
     original = error.original_error
     # GraphQL's own errors (bad variables, coercion) are the client's, not ours.
     return original is not None and not isinstance(original, TickgraphError | GraphQLError)
+
+
+def with_request_code(error: GraphQLError) -> GraphQLError:
+    code = request_error_code(error)
+    if code is None:
+        return error
+    if isinstance(error.original_error, CannotGetOperationTypeError):
+        error.message = operation_message(error.original_error)
+    return mark(error, code)
 
 
 class ErrorReporting(MaskErrors):
@@ -39,7 +53,7 @@ class ErrorReporting(MaskErrors):
 
     def process(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         """Each unexpected error logged with a reference, and masked in production."""
-        return [self._report(e) if is_unexpected(e) else e for e in errors]
+        return [self._report(e) if is_unexpected(e) else with_request_code(e) for e in errors]
 
     def _report(self, error: GraphQLError) -> GraphQLError:
         reference = uuid.uuid4().hex[:12]

@@ -13,6 +13,7 @@ from schema.scalars import Long, Timestamp, ms_from_ns
 from schema.subscription_quota import admit_subscription, releaser
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput
+from server.market import prices
 from server.market.state import DayStats as DayStatsState
 from server.market.state import SymbolState
 from server.services.container import Services
@@ -48,16 +49,19 @@ class Quote:
         description="True for the current state sent first on subscribe."
     )
 
-    @strawberry.field(description="(bid + ask) / 2, when both sides are quoted.")
+    @strawberry.field(
+        description="(bid + ask) / 2, when both sides are quoted; exact to one "
+        "decimal more than the feed's prices."
+    )
     def mid_price(self) -> float | None:
         if self.bid_price > 0 and self.ask_price > 0:
-            return (self.bid_price + self.ask_price) / 2
+            return prices.mid_price(self.bid_price, self.ask_price)
         return None
 
     @strawberry.field(description="ask - bid, when both sides are quoted.")
     def spread(self) -> float | None:
         if self.bid_price > 0 and self.ask_price > 0:
-            return self.ask_price - self.bid_price
+            return prices.spread(self.bid_price, self.ask_price)
         return None
 
     @classmethod
@@ -142,7 +146,7 @@ class DayStats:
             high=d.high,
             low=d.low,
             volume=Long(d.volume),
-            vwap=d.vwap,
+            vwap=prices.average_price(d.vwap) if d.vwap is not None else None,
             trades=d.trades,
         )
 
@@ -278,7 +282,7 @@ class MarketSubscription:
         self, info: Info, symbols: list[str], throttle_ms: int = 0
     ) -> AsyncIterable[Quote]:
         services = info.context.services
-        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
+        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
         throttle_s = _throttle_seconds(throttle_ms)
         lease = admit_subscription(info, syms)
         return Feed(
@@ -303,7 +307,7 @@ class MarketSubscription:
         self, info: Info, symbols: list[str], window_ms: int = DEFAULT_WINDOW_MS
     ) -> AsyncIterable[QuoteBatch]:
         services = info.context.services
-        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
+        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
         window_s = _window_seconds(window_ms)
         lease = admit_subscription(info, syms)
         current = _last_quotes(services, syms)
@@ -328,7 +332,7 @@ class MarketSubscription:
     )
     async def trades(self, info: Info, symbols: list[str]) -> AsyncIterable[Trade]:
         services = info.context.services
-        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST)
+        syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
         lease = admit_subscription(info, syms)
         state = services.state
         return Feed(

@@ -1,31 +1,53 @@
-"""The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL, health probes."""
+"""The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL and the files
+it loads, health probes."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from server.http.view import TickgraphGraphQL
 from server.runtime import Runtime
 from server.settings import Settings
+from server.web import assets as web_assets
+from server.web.graphiql import page as graphiql_page
 from server.websocket.guard import RequestBodyLimit
 from streams.feed_status import FeedState
 
 log = logging.getLogger(__name__)
 
+#: The vendored files have their version in their URL: a browser may keep them.
+_IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
 
-def create_app(settings: Settings) -> Starlette:
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    vendor_dir: Path = web_assets.VENDOR_DIR,
+) -> Starlette:
+    """The application. With ``runtime`` (started by the caller, who also stops it),
+    the lifespan only hands it over; without, the lifespan starts and stops one."""
     runtime_ref: dict[str, Runtime] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime is not None:
+            runtime_ref["runtime"] = runtime
+            try:
+                yield
+            finally:
+                runtime_ref.pop("runtime", None)
+            return
         try:
             runtime_ref["runtime"] = await Runtime.start(settings)
         except Exception as exc:
@@ -35,6 +57,17 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await runtime_ref.pop("runtime").stop()
+
+    assets: web_assets.Assets | web_assets.AssetsUnavailable = web_assets.Assets(vendor_dir, {})
+    graphiql_html, graphiql_problem = "", None
+    if settings.graphiql:
+        try:
+            assets = web_assets.load(vendor_dir)
+        except web_assets.AssetsUnavailable as problem:
+            assets = problem
+        graphiql_html, graphiql_problem = graphiql_page(assets)
+        if graphiql_problem is not None:
+            log.warning("GraphiQL is unavailable: %s (%s)", graphiql_problem, web_assets.FIX_HINT)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -54,9 +87,21 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(body, status_code=200 if db_ok and feed_ok else 503)
 
     async def root(request: Request) -> Response:
-        return RedirectResponse("/graphql")
+        if settings.graphiql:
+            return RedirectResponse("/graphql")
+        return JSONResponse({"graphql": "/graphql", "health": "/healthz", "ready": "/readyz"})
 
-    graphql = TickgraphGraphQL(settings, runtime_ref)
+    async def vendor(request: Request) -> Response:
+        # Only the files of the manifest, each checked at start-up (server.web.assets).
+        path = cast(str, request.path_params["path"])
+        asset = assets.by_path(path) if isinstance(assets, web_assets.Assets) else None
+        if asset is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return FileResponse(
+            vendor_dir / asset.path, headers={**_IMMUTABLE, "x-content-type-options": "nosniff"}
+        )
+
+    graphql = TickgraphGraphQL(settings, runtime_ref, graphiql_html)
     app = Starlette(
         routes=[
             Route("/", root),
@@ -64,9 +109,12 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
+            Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)],
     )
     app.state.runtime_ref = runtime_ref
+    #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.
+    app.state.graphiql_problem = graphiql_problem
     return app

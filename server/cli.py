@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from server.exits import EXIT_CONFIG, EXIT_STATUSES
 from server.settings import MarketSource, Settings, SettingsError
 
 log = logging.getLogger("tickgraph")
@@ -25,16 +26,31 @@ SERVE_OPTIONS: dict[str, str] = {
     "polygon_ws_url": "POLYGON_WS_URL",
 }
 
-EXIT_CONFIG = 2
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        var: str(getattr(args, opt))
-        for opt, var in SERVE_OPTIONS.items()
-        if getattr(args, opt, None) is not None
-    }
-    return Settings.from_env(os.environ, overrides)
+    given = {opt: var for opt, var in SERVE_OPTIONS.items() if getattr(args, opt, None) is not None}
+    overrides = {var: str(getattr(args, opt)) for opt, var in given.items()}
+    # A bad value is reported as the user gave it: "--port", not TICKGRAPH_PORT.
+    labels = {var: _flag(opt) for opt, var in given.items()}
+    return Settings.from_env(os.environ, overrides, labels=labels)
+
+
+def setting_names(args: argparse.Namespace) -> dict[str, str]:
+    """How to name each setting in a message: the flag if it was given, the variable if
+    that was set, both when the default was used (the user may pick either)."""
+    names = {}
+    for opt, var in SERVE_OPTIONS.items():
+        if getattr(args, opt, None) is not None:
+            names[var] = _flag(opt)
+        elif os.environ.get(var, "").strip():
+            names[var] = var
+        else:
+            names[var] = f"{_flag(opt)} or {var}"
+    return names
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +59,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the server (the default command)",
         description="Run the GraphQL server. Options override the environment variables "
         "named in brackets; everything else is configured by environment (see README).",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="interface to listen on [TICKGRAPH_HOST, 127.0.0.1]")
     p.add_argument("--port", help="port, 0 for any free one [TICKGRAPH_PORT, 8000]")
@@ -107,27 +125,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
     from server.serving import loop_factory
+    from server.startup import serve
 
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-        return runner.run(_run_uvicorn(settings))
-
-
-async def _run_uvicorn(settings: Settings) -> int:
-    from server.app import create_app
-    from server.serving import GracefulServer, uvicorn_config
-
-    config = uvicorn_config(create_app(settings), settings)
-    server = GracefulServer(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no start event
-        await asyncio.sleep(0.02)
-    if server.started:
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        # Tests and scripts read this line to find a port chosen with --port 0.
-        print(f"tickgraph listening on http://{shown}:{port} (GraphiQL: /graphql)", flush=True)
-    await task
-    return 0 if server.started else 3
+        return runner.run(serve(settings, setting_names(args)))
 
 
 def _migrate(args: argparse.Namespace) -> int:

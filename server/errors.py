@@ -32,6 +32,13 @@ class InvalidSymbol(InvalidInput):
     code = "INVALID_SYMBOL"
 
 
+class SymbolNotStreamed(InvalidSymbol):
+    """A known symbol that this server's feed cannot stream (a replay has only what it
+    recorded): a subscription would otherwise wait forever in silence."""
+
+    code = "SYMBOL_NOT_STREAMED"
+
+
 class LimitExceeded(InvalidInput):
     code = "LIMIT_EXCEEDED"
 

@@ -58,18 +58,25 @@ class Runtime:
     bar_writer: BarWriter | None = None
     delivery: AlertDelivery | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    #: How to stop what ``start`` started, last started first.
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        database = await Database.open(settings)
-        try:
-            return await cls._start_with(settings, database)
-        except BaseException:
-            await database.close()
-            raise
+        """Start every part; if one fails, what had started is stopped again (the
+        database included) before the error propagates, so nothing is left running."""
+        async with contextlib.AsyncExitStack() as stack:
+            database = await Database.open(settings)
+            stack.push_async_callback(database.close)
+            runtime = await cls._start_with(settings, database, stack)
+            runtime.stack = stack.pop_all()
+            return runtime
+        raise AssertionError("unreachable")  # pragma: no cover - the stack re-raises
 
     @classmethod
-    async def _start_with(cls, settings: Settings, database: Database) -> Runtime:
+    async def _start_with(
+        cls, settings: Settings, database: Database, stack: contextlib.AsyncExitStack
+    ) -> Runtime:
         source = "simulated" if settings.market_source is MarketSource.SIMULATED else "polygon"
         # Only add what is missing: names/exchanges from a reference load must survive.
         await ensure_symbols(
@@ -84,13 +91,16 @@ class Runtime:
             for r in await load_symbols(database.pool)
             if r.active
         ]
-        directory = SymbolDirectory(settings.symbols, reference)
+        directory = SymbolDirectory(
+            settings.symbols, reference, on_demand=settings.streams_on_demand
+        )
 
         simulator: PolygonProtocolServer | None = None
         if settings.market_source is MarketSource.SIMULATED:
             simulator = await start_simulated_server(
                 list(settings.symbols), settings.simulated_seed, settings.simulated_rate
             )
+            stack.push_async_callback(simulator.close)
             feed_host, secure, api_key = f"127.0.0.1:{simulator.port}", False, "simulated"
         else:
             endpoint = settings.polygon_endpoint
@@ -145,8 +155,7 @@ class Runtime:
             (feed.want if wanted else feed.unwant)(topics_for(symbol))
 
         hub.on_interest = on_interest
-        bar_writer.start()
-        delivery.start()
+        _start_writers(stack, bar_writer, delivery)
         armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
         background = [
@@ -154,6 +163,9 @@ class Runtime:
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
             asyncio.create_task(listener.run(), name="auth-listener"),
         ]
+        stack.push_async_callback(_cancel, background)
+        stack.push_async_callback(_cancel, [feed_task])
+        stack.push_async_callback(feed.stop)
         # Serve once revocations are heard (bounded: without the listener every check
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
@@ -179,19 +191,27 @@ class Runtime:
         return cls(services, database, feed, feed_task, simulator, bar_writer, delivery, background)
 
     async def stop(self) -> None:
-        await self.feed.stop()
-        for task in [self.feed_task, *self.background]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.simulator is not None:
-            await self.simulator.close()
-        # What the feed produced last is written before the database goes away.
-        if self.delivery is not None:
-            await self.delivery.close()
-        if self.bar_writer is not None:
-            await self.bar_writer.close()
-        await self.database.close()
+        """Stop the feed, then the tasks, writers, simulator and database."""
+        await self.stack.aclose()
+
+
+def _start_writers(
+    stack: contextlib.AsyncExitStack, bar_writer: BarWriter, delivery: AlertDelivery
+) -> None:
+    """Start the writers; they stop after the feed (pushed first, popped last), so what
+    the feed produced last is written before the database goes away."""
+    bar_writer.start()
+    stack.push_async_callback(bar_writer.close)
+    delivery.start()
+    stack.push_async_callback(delivery.close)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _identity(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,3 +78,45 @@ class GracefulServer(uvicorn.Server):
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
+
+
+class ListenError(Exception):
+    """The address cannot be listened on; ``error`` is the operating system's reason."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {error.strerror or error}")
+        self.host = host
+        self.port = port
+        self.error = error
+
+
+def listen(host: str, port: int, *, backlog: int = 2048) -> list[socket.socket]:
+    """Bind and listen on ``host:port`` now, before anything else starts, so a port in
+    use is found at once (and costs nothing to clean up). Like asyncio's create_server,
+    one socket per address the host resolves to (``localhost``: IPv4 and IPv6); with
+    port 0, only the first, so the chosen port is the one printed."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(host, port, exc) from None
+    seen: set[tuple[int, object]] = set()
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen or (port == 0 and sockets):
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(host, port, exc) from None
+    return sockets

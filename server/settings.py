@@ -24,6 +24,9 @@ T = TypeVar("T")
 DEFAULT_SIMULATED_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "NVDA", "TSLA", "META", "SPY")
 DEFAULT_POLYGON_WS_URL = "wss://socket.polygon.io/stocks"
 DEFAULT_POLYGON_REST_URL = "https://api.polygon.io"
+#: The key sent when POLYGON_WS_URL is given without POLYGON_API_KEY: a local replay
+#: accepts any key.
+LOCAL_REPLAY_KEY = "local"
 
 
 class SettingsError(ValueError):
@@ -123,16 +126,22 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str], overrides: Mapping[str, str] | None = None
+        cls,
+        environ: Mapping[str, str],
+        overrides: Mapping[str, str] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
     ) -> Settings:
         """Build settings from ``environ``; ``overrides`` (same variable names) win.
 
-        Raises ``SettingsError`` listing every invalid variable at once.
+        Raises ``SettingsError`` listing every invalid variable at once. ``labels``
+        renames variables in those messages: a value given as ``--port`` is reported
+        as ``--port``, not as the variable it overrides.
         """
         env = dict(environ)
         if overrides:
             env.update({k: v for k, v in overrides.items() if v is not None})
-        reader = _Reader(env)
+        reader = _Reader(env, labels or {})
         defaults = cls()
 
         environment = reader.get("TICKGRAPH_ENV", _enum(Environment), defaults.environment)
@@ -146,7 +155,7 @@ class Settings:
             else MarketSource.SIMULATED
         )
         if source is MarketSource.POLYGON and polygon_key is None:
-            polygon_key = Secret("local")
+            polygon_key = Secret(LOCAL_REPLAY_KEY)
         # History comes from Polygon REST only with a real key (a local replay has none),
         # unless a REST URL is given explicitly (e.g. a local fake).
         rest_default = (
@@ -265,6 +274,15 @@ class Settings:
                     values.append(password)
         return values
 
+    @property
+    def streams_on_demand(self) -> bool:
+        """Whether symbols outside the universe can be streamed while someone subscribes:
+        the simulated market adds them and Polygon has them all, but a feed URL without
+        an API key is a local replay, which has only what it recorded."""
+        if self.market_source is MarketSource.SIMULATED:
+            return True
+        return self.polygon_api_key != Secret(LOCAL_REPLAY_KEY)
+
     def describe(self) -> dict[str, object]:
         """What the server runs with, safe to log: secrets appear only as set/unset."""
         return {
@@ -287,8 +305,9 @@ class Settings:
 class _Reader:
     """Parses variables one by one and collects every problem instead of stopping at one."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
         self.env = env
+        self.labels = labels
         self.problems: list[str] = []
 
     def get(self, name: str, parse: Callable[[str], T], default: T, *, echo: bool = True) -> T:
@@ -298,11 +317,12 @@ class _Reader:
         try:
             return parse(raw.strip())
         except ValueError as exc:
+            label = self.labels.get(name, name)
             if not echo:  # the value may hold a password
-                self.problems.append(f"{name}: {exc}")
+                self.problems.append(f"{label}: {exc}")
             else:
                 shown = raw if len(raw) <= 60 else raw[:57] + "..."
-                self.problems.append(f"{name}={shown!r}: {exc}")
+                self.problems.append(f"{label}={shown!r}: {exc}")
             return default
 
     def secret(self, name: str) -> Secret | None:

@@ -98,6 +98,7 @@ import math
 from collections.abc import Iterable
 
 from server.alerts.model import ConditionValues, Movement, Operator
+from server.market import prices
 
 #: A condition's values at one observation: (left, right) for comparisons and
 #: constants, (left, lower, upper) for channels, (left, threshold, ref) for movements.
@@ -116,8 +117,8 @@ _MUP = Operator.MOVING_UP
 _MDOWN = Operator.MOVING_DOWN
 
 
-def mid_price(bid: float, ask: float) -> float:
-    return (bid + ask) / 2.0
+#: Exact at the feed's precision: a mid exactly at a level must compare as equal.
+mid_price = prices.mid_price
 
 
 def valid_price(x: float) -> bool:

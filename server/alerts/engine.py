@@ -556,7 +556,7 @@ class AlertEngine:
         bix = b.ix
         aix = a.ix
         if bix.lo < bid < bix.hi and aix.lo < ask < aix.hi:
-            mid = (bid + ask) / 2.0
+            mid = mid_price(bid, ask)
             mix = m.ix
             if mix.lo < mid < mix.hi and not (b.general or a.general or m.general):
                 b.value = bid

@@ -25,7 +25,6 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -43,6 +42,7 @@ from schema import build_schema
 from schema.context import Context
 from server.auth.access import AccessControl, Caller, extra_cost
 from server.errors import TickgraphError
+from server.http.request_errors import describe
 from server.http.responses import (
     GRAPHQL_RESPONSE,
     STYLE,
@@ -65,13 +65,13 @@ _CALLER: ContextVar[tuple[AccessControl, Caller] | None] = ContextVar(
     "tickgraph_http_caller", default=None
 )
 
-_GRAPHIQL_HTML = (Path(__file__).resolve().parents[1] / "static" / "graphiql.html").read_text()
-
 
 class TickgraphGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = MultiplexingTransportWSHandler[Context, None]
 
-    def __init__(self, settings: Settings, runtime_ref: dict[str, Runtime]) -> None:
+    def __init__(
+        self, settings: Settings, runtime_ref: dict[str, Runtime], graphiql_html: str = ""
+    ) -> None:
         super().__init__(
             build_schema(production=settings.environment is Environment.PRODUCTION),
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -79,6 +79,7 @@ class TickgraphGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         )
         self._runtime_ref = runtime_ref
+        self._graphiql_html = graphiql_html
         self.max_subscriptions_per_connection = settings.ws_max_subscriptions
         # Browsers send cookies with cross-site WebSocket handshakes and apply no CORS:
         # only same-origin pages, non-browser clients and listed origins may connect.
@@ -86,9 +87,10 @@ class TickgraphGraphQL(GraphQL[Context, None]):
 
     @property
     def graphql_ide_html(self) -> str:
-        # Our own page: it hands GraphiQL a graphql-ws client, so subscriptions use
-        # graphql-transport-ws (strawberry's page would fall back to HTTP multipart).
-        return _GRAPHIQL_HTML
+        # Our own page (server.web.graphiql): its files come from this server, and it
+        # hands GraphiQL a graphql-ws client, so subscriptions use graphql-transport-ws
+        # (strawberry's page loads a CDN and would fall back to HTTP multipart).
+        return self._graphiql_html
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -104,7 +106,8 @@ class TickgraphGraphQL(GraphQL[Context, None]):
                 response = await self.run(request)
             except HTTPException as exc:
                 status = 415 if exc.reason == "Unsupported content type" else exc.status_code
-                response = refusal(status, _sentence(exc.reason))
+                error = describe(HTTPException(status, exc.reason) if status == 415 else exc)
+                response = refusal(status, error.message, **(error.extensions or {}))
             except TickgraphError as exc:
                 response = error_response(exc)
             await response(scope, receive, send)
@@ -186,11 +189,6 @@ class TickgraphGraphQL(GraphQL[Context, None]):
         return response
 
     # -- WebSocket --------------------------------------------------------------------
-
-
-def _sentence(reason: str) -> str:
-    reason = reason.strip()
-    return reason if reason.endswith(".") else f"{reason}."
 
 
 __all__ = ["TickgraphGraphQL"]

@@ -159,6 +159,15 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         await self.outbox.send_and_wait(orjson.dumps(next_message))
         await self.send_message({"id": operation_id, "type": "complete"})
 
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        """Never close the socket over one operation's document: a syntax error or an
+        operationName that matches nothing is that operation's ``error`` (with
+        GRAPHQL_PARSE_FAILED or OPERATION_RESOLUTION_FAILURE, see
+        ``schema.request_errors``), as over HTTP, and the client's other subscriptions
+        on the socket go on. strawberry would close with 4400."""
+        return None
+
     async def handle_complete(self, message: CompleteMessage) -> None:
         # Stop this operation's data now: its task ends at its next turn, and nothing
         # may be sent for the id after the client completed it.

@@ -86,10 +86,16 @@ async def test_errors_are_per_operation_and_the_socket_stays_open(server) -> Non
         assert "nope" in msg["payload"][0]["message"]
         good = await client.subscribe(QUOTES, {"s": ["AMZN"]})
         assert (await client.next_data(good))["quotes"]["symbol"] == "AMZN"
-    # A document that does not even parse is a malformed message: 4400, with the reason.
+    # A document that does not even parse is that operation's error too (a client
+    # typing in GraphiQL), with the parser's message; the socket stays open.
     async with graphql_ws(srv.ws) as client:
-        await client.subscribe("subscription { quotes(")
-        assert await close_code(client.ws) == 4400
+        broken = await client.subscribe("subscription { quotes(")
+        msg = await client.recv()
+        assert msg["id"] == broken and msg["type"] == "error", msg
+        assert msg["payload"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+        assert msg["payload"][0]["message"].startswith("Syntax Error")
+        good = await client.subscribe(QUOTES, {"s": ["AMZN"]})
+        assert (await client.next_data(good))["quotes"]["symbol"] == "AMZN"
 
 
 async def test_complete_stops_delivery(server) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +164,8 @@ async def test_subscription_over_plain_http_is_a_clear_400(server) -> None:  # t
         )
         page = await http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 400
-    assert "subscriptions are not allowed" in response.text
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and "WebSocket" in error["message"]
     # Our GraphiQL page hands GraphiQL a graphql-ws client, so its subscriptions use
     # graphql-transport-ws rather than HTTP.
     assert page.status_code == 200 and "graphqlWs.createClient" in page.text

@@ -5,6 +5,7 @@ strawberry over uvicorn → a plain websockets graphql-transport-ws client."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -90,7 +91,10 @@ async def test_recorded_day_streams_to_a_graphql_subscriber_in_order(
         )
         assert (q["bidExchange"], q["askExchange"]) == (src.bx, src.ax)
         assert q["exchangeTime"] == src.t
-        assert q["midPrice"] == (src.bp + src.ap) / 2
+        # Exact at the feed's precision, not (bp + ap) / 2 with its float noise.
+        bid, ask = Decimal(repr(src.bp)), Decimal(repr(src.ap))
+        assert Decimal(repr(q["midPrice"])) == (bid + ask) / 2
+        assert Decimal(repr(q["spread"])) == ask - bid
         assert now_ms - 60_000 < q["receivedAt"] <= now_ms
 
     live = trades[1:]

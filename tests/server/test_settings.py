@@ -90,3 +90,21 @@ def test_secrets_never_appear() -> None:
 def test_alpaca_keys_come_in_pairs() -> None:
     with pytest.raises(SettingsError, match="set both or neither"):
         Settings.from_env({"ALPACA_API_KEY_ID": "x"})
+
+
+def test_a_value_given_as_a_flag_is_reported_as_the_flag() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"TICKGRAPH_SYMBOLS": "1BAD"},
+            {"TICKGRAPH_PORT": "abc"},
+            labels={"TICKGRAPH_PORT": "--port"},
+        )
+    assert caught.value.problems[0] == "--port='abc': must be a whole number between 0 and 65535"
+    assert caught.value.problems[1].startswith("TICKGRAPH_SYMBOLS='1BAD'")
+
+
+def test_only_a_keyless_feed_url_is_a_replay_that_cannot_stream_on_demand() -> None:
+    assert Settings.from_env({}).streams_on_demand  # the simulated market adds symbols
+    assert Settings.from_env({"POLYGON_API_KEY": "k"}).streams_on_demand
+    replay = Settings.from_env({"POLYGON_WS_URL": "ws://127.0.0.1:9100/stocks"})
+    assert not replay.streams_on_demand

@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -49,18 +50,19 @@ class _QuietServer(uvicorn.Server):
 
 @asynccontextmanager
 async def running_server(
-    settings: Settings, *, send_buffer: int | None = None
+    settings: Settings, *, send_buffer: int | None = None, **app_options: Any
 ) -> AsyncIterator[RunningServer]:
     """``send_buffer``: SO_SNDBUF for every accepted connection (Linux copies it from
     the listening socket), so a stalled client backs up into the app within a test's
-    time instead of into megabytes of kernel buffers."""
+    time instead of into megabytes of kernel buffers. ``app_options`` go to
+    ``create_app`` (e.g. ``vendor_dir``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(settings)
+    app = create_app(settings, **app_options)
     config = uvicorn_config(app, settings, timeout_graceful_shutdown=2)
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

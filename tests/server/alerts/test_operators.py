@@ -376,3 +376,19 @@ def test_fired_records_are_complete(make: type[Engine]) -> None:
     assert (f.alert_id, f.owner, f.symbol, f.revision, f.t_ms) == ("x", "bob", "AMZN", 0, T0)
     assert f.dedup_key == "x/r0:once"
     assert f.payload()["conditions"] == [{"left": 2.0, "right": 1.0}]
+
+
+# ---------------------------------------------------------------- MID at the feed's precision
+
+
+def test_a_mid_exactly_at_the_level_is_neither_above_nor_below(make: type[Engine]) -> None:
+    # (229.45 + 229.46) / 2 is 229.45499999999998 in floats: below 229.455 by noise.
+    e = make()
+    e.add(alert(cond("MID", "lessThan", value=229.455), trigger=EVERY, id="below"))
+    e.add(alert(cond("MID", "greaterThan", value=229.4549), trigger=EVERY, id="above"))
+    quotes = [(229.40, 229.50), (229.45, 229.46), (229.45, 229.46)]
+    fired = [
+        sorted(f.alert_id for f in e.on_quote("AMZN", b, a, T0 + i * 1000))
+        for i, (b, a) in enumerate(quotes)
+    ]
+    assert fired == [["below"], ["above"], ["above"]]

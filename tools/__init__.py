@@ -1,0 +1,1 @@
+"""Helpers for ./dev (standard library only: they run before anything is installed)."""
