@@ -40,7 +40,9 @@ from server.indicators import Indicator, IndicatorSpec
 from server.market.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
 from server.market.timeframes import Bar, Timeframe
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter
+from streams.conditions import LAST
 from streams.events import Aggregate, MinuteAggregate, Quote, Received, Trade
+from streams.screening import FeedClock
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +142,13 @@ class Analytics:
         engine: AlertEngine,
         delivery: AlertDelivery | None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock: FeedClock | None = None,
     ) -> None:
         self._bus = bus
+        #: The feed's clock. The ingest's screen owns it when given (it notes accepted
+        #: events); otherwise this object notes the events it sees.
+        self.clock = clock if clock is not None else FeedClock()
+        self._own_clock = clock is None
         self._history = history
         self._writer = writer
         self.engine = engine
@@ -151,9 +158,6 @@ class Analytics:
         self._slots: dict[tuple[str, Timeframe, str], IndicatorSlot] = {}
         self._watch: dict[str, dict[Timeframe, _Watch]] = {}
         self._alert_slots: dict[IndicatorKey, IndicatorSlot] = {}
-        # The feed's clock: exchange time of the newest event and when it arrived.
-        self._feed_t_ms = 0
-        self._feed_wall_ms = 0
         self.fired = 0
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
@@ -168,10 +172,10 @@ class Analytics:
         ev = item.event
         kind = type(ev)
         if kind is Trade:
-            self._on_trade(ev)  # type: ignore[arg-type]
+            self._on_trade(ev, item)  # type: ignore[arg-type]
         elif kind is Quote:
             q: Quote = ev  # type: ignore[assignment]
-            self._note_time(q.t)
+            self._note_time(q.t, item)
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
         else:
             self._check_aggregate(ev)  # type: ignore[arg-type]
@@ -200,27 +204,28 @@ class Analytics:
 
     def new_session(self) -> None:
         """The upstream reconnected: whatever happened since our last event is missing."""
-        if self._feed_t_ms:
-            self._gap_from_ms = self._feed_t_ms
+        if self.clock.time_ms:
+            self._gap_from_ms = self.clock.time_ms
 
-    def _note_time(self, t_ms: int) -> None:
+    def _note_time(self, t_ms: int, item: Received) -> None:
+        if self._own_clock:
+            self.clock.note(t_ms, item.received_ns // 1_000_000)
         if self._gap_from_ms is not None:
             gap_from, self._gap_from_ms = self._gap_from_ms, None
             if t_ms > gap_from:
                 task = asyncio.get_running_loop().create_task(self._backfill(gap_from, t_ms))
                 self._backfills.add(task)
                 task.add_done_callback(self._backfills.discard)
-        if t_ms > self._feed_t_ms:
-            self._feed_t_ms = t_ms
-            self._feed_wall_ms = self._wall_ms()
 
-    def _on_trade(self, trade: Trade) -> None:
-        self._note_time(trade.t)
+    def _on_trade(self, trade: Trade, item: Received) -> None:
+        self._note_time(trade.t, item)
         symbol = trade.sym
-        events = self.book.on_trade(symbol, trade.t, trade.p, trade.s)
+        flags = item.flags
+        events = self.book.on_trade(symbol, trade.t, trade.p, trade.s, flags)
         if events:
             self._on_bar_events(events, trade.t)
-        self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
+        if flags & LAST:
+            self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
         if watched:
             builder = self.book.builder(symbol)
@@ -320,10 +325,12 @@ class Analytics:
             self._bus.publish(slot.topic, slot.last)
 
     def on_clock(self) -> None:
-        """Close bars whose interval ended on the feed's clock (quiet symbols)."""
-        if not self._feed_t_ms:
+        """Close bars whose interval ended on the feed's clock (quiet symbols). The clock
+        is robust (``FeedClock``: no single event moves it), extrapolated by wall time
+        while the feed is quiet."""
+        feed_now = self.clock.now_ms(self._wall_ms())
+        if not feed_now:
             return
-        feed_now = self._feed_t_ms + (self._wall_ms() - self._feed_wall_ms)
         events = self.book.on_clock(feed_now)
         if events:
             self._on_bar_events(events, feed_now)
@@ -408,7 +415,7 @@ class Analytics:
                 if in_memory
                 else forming.start_ms
                 if forming
-                else self._feed_t_ms or self._wall_ms()
+                else self.clock.time_ms or self._wall_ms()
             )
             try:
                 history = await self._history.bars(
@@ -443,7 +450,7 @@ class Analytics:
                 slot.indicator.value,
                 last.start_ms,
                 last.final,
-                self._feed_t_ms,
+                self.clock.time_ms,
             )
         if slot.refs > 0:
             self._watch.setdefault(slot.symbol, {}).setdefault(

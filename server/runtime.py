@@ -42,6 +42,7 @@ from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed
 from streams.polygon_protocol import topics_for
 from streams.polygon_server import PolygonProtocolServer, start_simulated_server
+from streams.screening import FeedScreen, ScreenPolicy
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Runtime:
         tracker = FeedStatusTracker(source, url)
         bar_writer = BarWriter(database.pool)
         delivery = AlertDelivery(database.pool, bus)
+        screen = FeedScreen(screen_policy(settings))
         analytics = Analytics(
             bus=bus,
             history=_history(settings, database),
@@ -110,6 +112,7 @@ class Runtime:
             # Per-user limits depend on the tier: the service and the database check them.
             engine=AlertEngine(outputs=output_index),
             delivery=delivery,
+            clock=screen.clock,
         )
         alerts = AlertService(database.pool, analytics)
         users = UserService(
@@ -120,7 +123,7 @@ class Runtime:
         )
         limiter = _limiter(settings)
         access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
-        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
+        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event, screen=screen)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
         def on_session() -> None:
@@ -190,6 +193,17 @@ class Runtime:
         if self.bar_writer is not None:
             await self.bar_writer.close()
         await self.database.close()
+
+
+def screen_policy(settings: Settings) -> ScreenPolicy:
+    """The market-data screening tolerances of ``settings`` (docs/market-data.md)."""
+    return ScreenPolicy(
+        live=settings.source_is_live,
+        live_ahead_ms=round(settings.live_clock_tolerance_s * 1000),
+        ahead_ms=round(settings.replay_clock_tolerance_s * 1000),
+        late_ms=round(settings.late_tolerance_s * 1000),
+        band=settings.price_band_percent / 100.0,
+    )
 
 
 def _redis(settings: Settings) -> Redis:

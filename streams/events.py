@@ -113,7 +113,11 @@ class Received(msgspec.Struct, frozen=True, gc=False):
 
     The receive time is taken once per upstream frame, before decoding, so that
     end-to-end latency measured by clients includes our whole pipeline.
+
+    ``flags``: for a trade, what it may update under the consolidated tape's condition
+    rules (``streams.conditions``: high/low, last, volume), decided once at ingest.
     """
 
     event: MarketEvent
     received_ns: int
+    flags: int = 7

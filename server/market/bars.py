@@ -43,9 +43,23 @@ Cost
     ``UPDATE`` events are opt-in (``emit_updates``), since most consumers want closes
     and can read ``forming()`` when they need the live bar.
 
-Which prints count (Polygon's per-condition rules, e.g. odd lots not setting high/low)
-is the caller's decision; the builder takes every trade it is given, except that
-non-positive sizes and prices are ignored (counted in ``ignored``).
+Which prints count for what
+    Every trade comes with its consolidated-tape update flags (``streams.conditions``):
+    only prints that may set high/low set the high and the low, only prints that may set
+    the last price set the open and the close, only prints that count for volume add to
+    the volume and the VWAP's notional. A bucket holding no print that may set high/low
+    has no bar (its volume still counts in the coarser bars around it). A bar whose
+    prints set high/low but none the last price (e.g. only derivatively priced prints)
+    takes its open and close from those prints, so every bar is well formed. A bar with
+    no volume-counting print has volume 0 and its VWAP is its close. Prints with no
+    flags, non-positive sizes or prices are ignored (counted in ``ignored``).
+
+Restart and backfill
+    ``restore`` rebuilds a fresh builder from the closed bars stored for a session (1s
+    and 1m): closed history, and the open intervals of the coarser timeframes with what
+    they held. ``insert_bar`` adds a closed bar fetched from history for a bucket the
+    feed missed: it is recorded in its timeframe and its content is added to the coarser
+    buckets holding it (forming ones silently, final ones as a ``REVISION``).
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ import msgspec
 
 from server.market.timeframes import ALL_TIMEFRAMES, Bar, Timeframe
 from server.market.trading_day import day_window
+from streams.conditions import ALL, HIGH_LOW, LAST, VOLUME
 from streams.events import Aggregate, MinuteAggregate
 
 #: Closed bars per timeframe that a late trade may still revise.
@@ -87,36 +102,52 @@ class BarEvent(msgspec.Struct, frozen=True, gc=False):
 
 
 #: A final bar that a late trade may still change, with what a revision needs besides the
-#: bar: the exact notional (for VWAP) and the times of its first and last prints (for the
-#: open and close). A plain tuple: one is built per closed bar.
-_Closed: TypeAlias = tuple[Bar, float, int, int]
+#: bar: the exact notional (for VWAP), the times of its first and last prints (for the
+#: open and close) and the rank of its open/close (see ``_Content``). A plain tuple: one
+#: is built per closed bar.
+_Closed: TypeAlias = tuple[Bar, float, int, int, int]
 
 
-def _revised(closed: _Closed, t_ms: int, price: float, size: int) -> _Closed:
-    bar, notional, first_t, last_t = closed
-    o, c = bar.open, bar.close
-    if t_ms < first_t:
-        first_t, o = t_ms, price
-    if t_ms >= last_t:
-        last_t, c = t_ms, price
-    volume = bar.volume + size
-    notional += price * size
+def _revised(closed: _Closed, part: _Content) -> _Closed:
+    """``closed`` with the prints of ``part`` added (``part.rank`` must be > 0 or its
+    volume is all it adds)."""
+    bar, notional, first_t, last_t, rank = closed
+    o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+    pr = part.rank
+    if pr:
+        h = max(h, part.high)
+        lo = min(lo, part.low)
+        if pr > rank:
+            o, c, first_t, last_t, rank = part.open, part.close, part.first_t, part.last_t, pr
+        elif pr == rank:
+            if part.first_t < first_t:
+                first_t, o = part.first_t, part.open
+            if part.last_t >= last_t:
+                last_t, c = part.last_t, part.close
+    volume = bar.volume + part.volume
+    notional += part.notional
     revised = msgspec.structs.replace(
         bar,
         open=o,
-        high=max(bar.high, price),
-        low=min(bar.low, price),
+        high=h,
+        low=lo,
         close=c,
         volume=volume,
-        vwap=notional / volume,
-        trades=bar.trades + 1,
+        vwap=notional / volume if volume else c,
+        trades=bar.trades + part.trades,
         revision=bar.revision + 1,
     )
-    return revised, notional, first_t, last_t
+    return revised, notional, first_t, last_t, rank
 
 
 class _Content:
-    """OHLCV of a set of prints, plus the times of the first and last (for open/close)."""
+    """OHLCV of a set of prints, plus the times of the first and last (for open/close).
+
+    ``rank`` says where the open and close come from: 0, no print that may set high/low
+    (the other price fields mean nothing); 1, only high/low prints (their open and
+    close stand in); 2, prints that may set the last price. Prints of a lower rank
+    never move the open or close of a higher one. ``trades`` counts every print.
+    """
 
     __slots__ = (
         "close",
@@ -126,6 +157,7 @@ class _Content:
         "low",
         "notional",
         "open",
+        "rank",
         "trades",
         "volume",
     )
@@ -135,50 +167,80 @@ class _Content:
         self.volume = 0
         self.notional = 0.0
         self.trades = 0  # 0: empty, the other fields mean nothing
+        self.rank = 0
         self.first_t = self.last_t = 0
 
-    def add(self, t_ms: int, price: float, size: int) -> None:
-        if self.trades == 0:
-            self.open = self.high = self.low = self.close = price
+    def add(self, t_ms: int, price: float, size: int, flags: int = ALL) -> None:
+        self.trades += 1
+        if flags & VOLUME:
+            self.volume += size
+            self.notional += price * size
+        if not flags & HIGH_LOW:
+            return
+        r = 2 if flags & LAST else 1
+        rank = self.rank
+        if r > rank:
+            if rank:
+                if price > self.high:  # noqa: PLR1730 - an if is twice as fast as max()
+                    self.high = price
+                if price < self.low:  # noqa: PLR1730
+                    self.low = price
+            else:
+                self.high = self.low = price
+            self.open = self.close = price
             self.first_t = self.last_t = t_ms
-            self.volume = size
-            self.notional = price * size
-            self.trades = 1
+            self.rank = r
             return
         if price > self.high:
             self.high = price
         elif price < self.low:
             self.low = price
+        if r < rank:
+            return
         if t_ms >= self.last_t:
             self.last_t = t_ms
             self.close = price
         elif t_ms < self.first_t:
             self.first_t = t_ms
             self.open = price
-        self.volume += size
-        self.notional += price * size
-        self.trades += 1
 
     def absorb(self, part: _Content) -> None:
         """Add the prints of ``part``; on equal times ``part`` counts as arriving later."""
         if part.trades == 0:
             return
-        if self.trades == 0:
+        self.trades += part.trades
+        self.volume += part.volume
+        self.notional += part.notional
+        pr = part.rank
+        if not pr:
+            return
+        rank = self.rank
+        if not rank:
             self.open, self.high, self.low, self.close = part.open, part.high, part.low, part.close
-            self.first_t, self.last_t = part.first_t, part.last_t
-            self.volume, self.notional, self.trades = part.volume, part.notional, part.trades
+            self.first_t, self.last_t, self.rank = part.first_t, part.last_t, pr
             return
         if part.high > self.high:  # noqa: PLR1730 - an if is twice as fast as max()
             self.high = part.high
         if part.low < self.low:  # noqa: PLR1730
             self.low = part.low
-        if part.first_t < self.first_t:
-            self.first_t, self.open = part.first_t, part.open
-        if part.last_t >= self.last_t:
-            self.last_t, self.close = part.last_t, part.close
-        self.volume += part.volume
-        self.notional += part.notional
-        self.trades += part.trades
+        if pr > rank:
+            self.open, self.close = part.open, part.close
+            self.first_t, self.last_t, self.rank = part.first_t, part.last_t, pr
+        elif pr == rank:
+            if part.first_t < self.first_t:
+                self.first_t, self.open = part.first_t, part.open
+            if part.last_t >= self.last_t:
+                self.last_t, self.close = part.last_t, part.close
+
+    @classmethod
+    def of_bar(cls, bar: Bar) -> _Content:
+        """A closed bar as content: its prints span its interval, open and close at its
+        edges (so it orders correctly against other bars' content)."""
+        c = cls()
+        c.open, c.high, c.low, c.close = bar.open, bar.high, bar.low, bar.close
+        c.volume, c.notional, c.trades = bar.volume, bar.vwap * bar.volume, bar.trades
+        c.first_t, c.last_t, c.rank = bar.start_ms, bar.end_ms - 1, 2
+        return c
 
 
 class _Series(_Content):
@@ -227,56 +289,48 @@ class _Series(_Content):
     def open_interval(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
-        self.trades = 0
+        self.trades = self.volume = self.rank = 0
+        self.notional = 0.0
         self.sealed = max(self.sealed, start)  # every earlier bucket is over
 
     def close_interval(self) -> Bar | None:
-        """End the open interval; its final bar, or ``None`` if it held no trade."""
+        """End the open interval; its final bar, or ``None`` if no print in it may set
+        high/low (then its volume lives on only in the coarser bars)."""
         start, end = self.start, self.end
         self.start = self.end = _NONE
-        if self.trades == 0:
+        if self.rank == 0:
             return None
-        bar = Bar(
-            self.symbol,
-            self.tf,
-            start,
-            end,
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            self.notional / self.volume,
-            self.trades,
-            True,
-            0,
-        )
-        self.closed.append((bar, self.notional, self.first_t, self.last_t))  # maxlen 0: no-op
+        bar = self.bar_of(self, True, start, end)
+        self.closed.append((bar, self.notional, self.first_t, self.last_t, self.rank))
         self.history.append(bar)
         return bar
 
-    def bar_of(self, content: _Content, final: bool) -> Bar:
-        """``content`` as this interval's bar (``content.trades`` must be > 0)."""
+    def bar_of(
+        self, content: _Content, final: bool, start: int | None = None, end: int | None = None
+    ) -> Bar:
+        """``content`` as this interval's bar (``content.rank`` must be > 0)."""
+        volume = content.volume
         return Bar(
             self.symbol,
             self.tf,
-            self.start,
-            self.end,
+            self.start if start is None else start,
+            self.end if end is None else end,
             content.open,
             content.high,
             content.low,
             content.close,
-            content.volume,
-            content.notional / content.volume,
+            volume,
+            content.notional / volume if volume else content.close,
             content.trades,
             final,
             0,
         )
 
-    def revise(self, t_ms: int, price: float, size: int) -> Bar | None:
-        """Apply a late trade to the final bucket holding ``t_ms``; ``None`` if too late."""
+    def revise(self, start: int, end: int, part: _Content) -> Bar | None:
+        """Add ``part`` (late prints, or a backfilled bar) to the final bucket
+        ``[start, end)``; the revised bar, or ``None`` if that bucket is out of the
+        revision window (counted in ``late_dropped``) or ``part`` cannot make a bar."""
         closed = self.closed
-        start, end = self.bucket(t_ms)
         if not closed or start < closed[0][0].start_ms:
             self.late_dropped += 1
             return None
@@ -285,11 +339,18 @@ class _Series(_Content):
             i -= 1
         record: _Closed
         if closed[i][0].start_ms == start:
-            record = closed[i] = _revised(closed[i], t_ms, price, size)
+            record = closed[i] = _revised(closed[i], part)
         else:
-            p = price
-            gap = Bar(self.symbol, self.tf, start, end, p, p, p, p, size, p, 1, True, 1)
-            record = (gap, price * size, t_ms, t_ms)
+            if not part.rank:
+                return None  # volume alone makes no bar; the coarser buckets keep it
+            bar = self.bar_of(part, True, start, end)
+            record = (
+                msgspec.structs.replace(bar, revision=1),
+                part.notional,
+                part.first_t,
+                part.last_t,
+                part.rank,
+            )
             if len(closed) == closed.maxlen:
                 closed.popleft()  # the gap bar takes the oldest one's place in the window
                 i -= 1
@@ -367,16 +428,18 @@ class BarBuilder:
 
     # -- the hot path ------------------------------------------------------------------
 
-    def on_trade(self, t_ms: int, price: float, size: int) -> list[BarEvent]:
-        """Apply one trade; return the events it caused, in order."""
+    def on_trade(self, t_ms: int, price: float, size: int, flags: int = ALL) -> list[BarEvent]:
+        """Apply one trade with its update flags (``streams.conditions``); return the
+        events it caused, in order."""
         out: list[BarEvent] = []
-        if size <= 0 or not 0.0 < price < _INF:  # the comparison is also false for NaN
+        if size <= 0 or not flags or not 0.0 < price < _INF:  # also false for NaN
             self.ignored += 1
             return out
         fine = self._fine
-        if fine.start <= t_ms < fine.end:
-            # _Content.add inlined for the common case: the finest bar is open, so not
-            # empty. The coarser intervals contain it and absorb it when it closes.
+        if fine.start <= t_ms < fine.end and flags == ALL and fine.rank == 2:
+            # _Content.add inlined for the common case: a regular print in the open
+            # finest bar, which already has a last-price print. The coarser intervals
+            # contain it and absorb it when it closes.
             if price > fine.high:
                 fine.high = price
             elif price < fine.low:
@@ -390,26 +453,34 @@ class BarBuilder:
             fine.volume += size
             fine.notional += price * size
             fine.trades += 1
+        elif fine.start <= t_ms < fine.end:
+            fine.add(t_ms, price, size, flags)
         else:
-            self._other_bucket(t_ms, price, size, out)
+            self._other_bucket(t_ms, price, size, flags, out)
         if self.emit_updates:
             self._append_updates(t_ms, out)
         return out
 
-    def _other_bucket(self, t_ms: int, price: float, size: int, out: list[BarEvent]) -> None:
+    def _other_bucket(
+        self, t_ms: int, price: float, size: int, flags: int, out: list[BarEvent]
+    ) -> None:
         """Route a trade outside the finest forming bar, timeframe by timeframe from the
         finest: the first open interval holding it takes it; a final bucket is revised;
         a later bucket closes the interval and opens the new one."""
         taken = False
+        late: _Content | None = None
         series = self._series
         for i, sr in enumerate(series):
             if sr.start <= t_ms < sr.end:
                 if not taken:
-                    sr.add(t_ms, price, size)
+                    sr.add(t_ms, price, size, flags)
                 return  # every coarser interval contains this one
             start, end = sr.bucket(t_ms)
             if end <= sr.sealed or end <= self._clock_cut:
-                bar = sr.revise(t_ms, price, size)
+                if late is None:
+                    late = _Content()
+                    late.add(t_ms, price, size, flags)
+                bar = sr.revise(start, end, late)
                 if bar is not None:
                     out.append(BarEvent(BarEventKind.REVISION, bar))
                 continue
@@ -419,7 +490,7 @@ class BarBuilder:
             sr.open_interval(start, end)
             self._wake_ms = min(self._wake_ms, end)
             if not taken:
-                sr.add(t_ms, price, size)
+                sr.add(t_ms, price, size, flags)
                 taken = True
 
     def _close(self, i: int, out: list[BarEvent]) -> None:
@@ -472,7 +543,7 @@ class BarBuilder:
 
     def _append_updates(self, t_ms: int, out: list[BarEvent]) -> None:
         for sr, content in self._open_contents():
-            if sr.start <= t_ms < sr.end and content.trades:
+            if sr.start <= t_ms < sr.end and content.rank:
                 out.append(BarEvent(BarEventKind.UPDATE, sr.bar_of(content, False)))
 
     def forming(self, timeframe: Timeframe) -> Bar | None:
@@ -480,7 +551,7 @@ class BarBuilder:
         wanted = self._get(timeframe)
         for sr, content in self._open_contents():
             if sr is wanted:
-                return sr.bar_of(content, False) if content.trades else None
+                return sr.bar_of(content, False) if content.rank else None
         return None
 
     def recent(self, timeframe: Timeframe, limit: int | None = None) -> list[Bar]:
@@ -542,8 +613,10 @@ class BarBook:
         """Every symbol that has had a trade."""
         return list(self._builders)
 
-    def on_trade(self, symbol: str, t_ms: int, price: float, size: int) -> list[BarEvent]:
-        return self.builder(symbol).on_trade(t_ms, price, size)
+    def on_trade(
+        self, symbol: str, t_ms: int, price: float, size: int, flags: int = ALL
+    ) -> list[BarEvent]:
+        return self.builder(symbol).on_trade(t_ms, price, size, flags)
 
     def on_clock(self, now_ms: int) -> list[BarEvent]:
         out: list[BarEvent] = []

@@ -1,4 +1,4 @@
-"""Market state per symbol: last trade, last quote, the day's statistics, recent trades.
+"""Market state per symbol: last trade, last quote, recent trades.
 
 Pure and synchronous: the ingest applies each decoded event exactly once, and the
 GraphQL layer reads snapshots. Nothing here waits or does I/O.
@@ -8,52 +8,24 @@ so it detects reordering, not gaps. An event whose ``q`` is not greater than the
 last one seen on the same connection is dropped. ``q`` is only comparable within
 one upstream session (a restarted replay starts again at 1), so the ingest calls
 ``reset_sequences`` on every new upstream connection.
+
+The last trade is the last print that may set the consolidated last price
+(``streams.conditions``: an odd lot or an average-price print does not); every print is
+kept in the recent trades. The day's statistics are the day's bar
+(``server.market.bars``), built by the same rules, so the two can never disagree.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from server.market.trading_day import DayWindow, day_window
+from streams.conditions import LAST
 from streams.events import Quote, Received, Trade
-
-
-@dataclass(slots=True)
-class DayStats:
-    """Open/high/low/volume/VWAP of the symbol's trades on one New York calendar day."""
-
-    window: DayWindow
-    open: float
-    high: float
-    low: float
-    volume: int
-    notional: float
-    trades: int
-
-    @classmethod
-    def first(cls, window: DayWindow, trade: Trade) -> DayStats:
-        return cls(window, trade.p, trade.p, trade.p, trade.s, trade.p * trade.s, 1)
-
-    def add(self, trade: Trade) -> None:
-        p = trade.p
-        if p > self.high:
-            self.high = p
-        elif p < self.low:
-            self.low = p
-        self.volume += trade.s
-        self.notional += p * trade.s
-        self.trades += 1
-
-    @property
-    def vwap(self) -> float | None:
-        return self.notional / self.volume if self.volume else None
 
 
 class SymbolState:
     __slots__ = (
-        "day",
         "last_quote",
         "last_trade",
         "quote_q",
@@ -67,7 +39,6 @@ class SymbolState:
         self.symbol = symbol
         self.last_trade: Received | None = None
         self.last_quote: Received | None = None
-        self.day: DayStats | None = None
         self.recent_trades: deque[Received] = deque(maxlen=trades_kept)
         self.trade_q = 0
         self.quote_q = 0
@@ -78,13 +49,8 @@ class SymbolState:
         if trade.q and trade.q <= self.trade_q:
             return False
         self.trade_q = trade.q
-        day = self.day
-        if day is not None and day.window.contains(trade.t):
-            day.add(trade)
-        elif day is None or trade.t >= day.window.end_ms:
-            self.day = DayStats.first(day_window(trade.t), trade)
-        # else: a trade from an earlier day than the one we track: last/recent only.
-        self.last_trade = item
+        if item.flags & LAST:
+            self.last_trade = item
         self.recent_trades.append(item)
         self.updated_ns = item.received_ns
         return True

@@ -590,3 +590,63 @@ def test_compare_with_aggregate_accepts_a_match_and_names_each_difference() -> N
 
     wrong = compare_with_aggregate(second, am)  # a minute aggregate for a 1s bar
     assert [d.split(":")[0] for d in wrong] == ["timeframe", "window"]
+
+
+# -- which prints count: the consolidated tape's condition rules -------------------------
+
+
+def test_conditions_decide_what_a_print_updates() -> None:
+    from streams.conditions import flags_for
+
+    b = BarBuilder("X", [M1, D1])
+    b.on_trade(T0, 100.0, 100)
+    b.on_trade(T0 + 1, 100.2, 100)
+    b.on_trade(T0 + 2, 10_000.0, 5, flags_for((37,)))  # odd lot: volume only
+    b.on_trade(T0 + 3, 1.0, 500, flags_for((2,)))  # average price: volume only
+    b.on_trade(T0 + 4, 100.5, 10, flags_for((10,)))  # derivatively priced: no last
+    b.on_trade(T0 + 5, 99.0, 0)  # a size-0 marker: nothing
+    b.on_trade(T0 + 6, 98.0, 100, 0)  # no flags at all: nothing
+    (day,) = [x for x in [b.forming(D1)] if x is not None]
+    assert (day.open, day.high, day.low, day.close) == (100.0, 100.5, 100.0, 100.2)
+    assert day.volume == 100 + 100 + 5 + 500 + 10
+    assert day.trades == 5 and b.ignored == 2
+    assert day.vwap == pytest.approx(
+        (100.0 * 100 + 100.2 * 100 + 10_000.0 * 5 + 1.0 * 500 + 100.5 * 10) / 715
+    )
+
+
+def test_a_bucket_of_volume_only_prints_has_no_bar_but_its_volume_counts() -> None:
+    from streams.conditions import VOLUME
+
+    b = BarBuilder("X", [M1, M5])
+    b.on_trade(T0, 10.0, 100)
+    events = b.on_trade(T0 + MIN + 5, 11.0, 7, VOLUME)  # minute 1: odd lots only
+    events += b.on_trade(T0 + 2 * MIN, 10.5, 100)
+    closes = [e.bar for e in events if e.kind is BarEventKind.CLOSE]
+    assert [c.start_ms for c in closes] == [T0]  # no bar for minute 1
+    five = b.forming(M5)
+    assert five is not None and five.volume == 207 and five.high == 10.5
+
+
+def test_high_low_prints_alone_make_a_well_formed_bar() -> None:
+    from streams.conditions import HIGH_LOW, VOLUME
+
+    b = BarBuilder("X", [S1, M1])
+    b.on_trade(T0, 10.0, 100, HIGH_LOW | VOLUME)
+    b.on_trade(T0 + 10, 10.4, 100, HIGH_LOW | VOLUME)
+    one = b.forming(S1)
+    assert one is not None and (one.open, one.high, one.low, one.close) == (10.0, 10.4, 10.0, 10.4)
+    b.on_trade(T0 + 20, 10.2, 100)  # a last-price print: the open and close are its own
+    one = b.forming(S1)
+    assert one is not None and (one.open, one.high, one.low, one.close) == (10.2, 10.4, 10.0, 10.2)
+
+
+def test_a_late_odd_lot_revises_volume_only() -> None:
+    from streams.conditions import VOLUME
+
+    b = BarBuilder("X", [M1])
+    b.on_trade(T0, 10.0, 100)
+    b.on_trade(T0 + MIN, 10.1, 100)  # closes minute 0
+    (rev,) = b.on_trade(T0 + 30, 50.0, 3, VOLUME)
+    assert rev.kind is BarEventKind.REVISION
+    assert (rev.bar.high, rev.bar.close, rev.bar.volume, rev.bar.revision) == (10.0, 10.0, 103, 1)
