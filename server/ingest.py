@@ -77,14 +77,31 @@ class Ingest:
                 self.on_notice(notice)
         screen = self.screen
         admit = screen.admit
+        apply = self._state.apply
+        publish = self._bus.publish
+        after = self.on_applied
+        recv_ms = received_ns // 1_000_000
         applied = 0
         for ev in decoded.events:
-            item = Received(ev, received_ns, trade_flags(ev) if type(ev) is Trade else ALL)
-            verdict = admit(item)
+            kind = type(ev)
+            if kind is Trade:
+                # trade_flags, inlined: a size-0 print is a marker.
+                c = ev.c  # type: ignore[union-attr]
+                flags = (flags_for(c) if c else ALL) if ev.s else 0  # type: ignore[union-attr]
+                item = Received(ev, received_ns, flags)
+            else:
+                item = Received(ev, received_ns)
+            verdict = admit(item, recv_ms)
             if screen.released or screen.dropped:
                 applied += self._drain_screen()
             if verdict is None:
-                applied += self._apply(item, ev)
+                if not apply(item):
+                    self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
+                    continue
+                publish(f"{CHANNEL_OF[kind]}.{ev.sym}", item)
+                if after is not None:
+                    after(item)
+                applied += 1
             elif verdict is not HELD:
                 self._reject(verdict)
         if applied:

@@ -10,6 +10,7 @@ and log them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,6 +19,13 @@ import msgspec
 
 from streams.events import (
     CHANNEL_OF,
+    MAX_CODE,
+    MAX_PRICE,
+    MAX_SEQUENCE,
+    MAX_SIZE,
+    MAX_TIME_MS,
+    MAX_VOLUME,
+    MIN_TIME_MS,
     Aggregate,
     MarketEvent,
     MinuteAggregate,
@@ -57,27 +65,6 @@ class RejectReason(StrEnum):
     PRICE_UNCONFIRMED = "price_unconfirmed"
 
 
-# Bounds every numeric field of an event must respect: what the feed can plausibly send
-# and what every later stage (bars, day statistics, the database's bigint columns,
-# GraphQL's 64-bit Long) can represent. See docs/market-data.md.
-
-#: Highest price accepted (the most expensive US share has traded below $1M).
-MAX_PRICE = 10_000_000.0
-#: Largest print or quote size, in shares. The largest prints on record are ~1e8 shares;
-#: with this bound a day's volume cannot exceed 2**63-1 before 9.2e9 prints of a symbol.
-MAX_SIZE = 1_000_000_000
-#: Largest aggregate volume (a 64-bit signed integer).
-MAX_VOLUME = 2**63 - 1
-#: Sequence numbers are 64-bit signed (Long in the API).
-MAX_SEQUENCE = 2**63 - 1
-#: Exchange, tape and condition ids are small integers.
-MAX_CODE = 32_767
-#: Event times outside 1990-01-01 .. 2200-01-01 (epoch ms) are garbage, whatever the
-#: clocks say; plausibility against the clocks is ``streams.screening``'s job.
-MIN_TIME_MS = 631_152_000_000
-MAX_TIME_MS = 7_258_118_400_000
-
-
 @dataclass(frozen=True, slots=True)
 class Reject:
     reason: RejectReason
@@ -93,75 +80,62 @@ class DecodedFrame:
     rejects: list[Reject] = field(default_factory=list)
 
 
-def _price_ok(p: float) -> bool:
-    """A trade price or bar price: finite, positive, at most ``MAX_PRICE`` (NaN fails)."""
-    return 0.0 < p <= MAX_PRICE
-
-
-def _side_ok(p: float) -> bool:
-    """A quote side: 0 means "no quote on that side", which real feeds do send."""
-    return 0.0 <= p <= MAX_PRICE
-
-
-def _codes_ok(codes: tuple[int, ...]) -> bool:
-    for code in codes:  # noqa: SIM110 - a loop beats all() on the one or two codes of a print
-        if not 0 <= code <= MAX_CODE:
-            return False
-    return True
-
-
 def check_event(ev: MarketEvent) -> Reject | None:
-    """Every numeric field within its bounds (the constants above), plus the checks
-    msgspec's types cannot express. ``None`` means the event is sound on its own; the
-    clocks and the reference price are judged later (``streams.screening``)."""
+    """The checks across fields that msgspec's per-field bounds cannot express (the
+    bounds themselves are in ``streams.events`` and enforced while decoding). ``None``
+    means the event is sound on its own; the clocks and the reference price are judged
+    later (``streams.screening``)."""
     kind = type(ev)
     if kind is Trade:
-        t: Trade = ev  # type: ignore[assignment]
-        if not 0.0 < t.p <= MAX_PRICE:
-            return Reject(RejectReason.INVALID_PRICE, f"trade {t.sym} price {t.p!r}")
-        if not 0 <= t.s <= MAX_SIZE:
-            return Reject(RejectReason.INVALID_SIZE, f"trade {t.sym} size {t.s}")
-        if not MIN_TIME_MS <= t.t <= MAX_TIME_MS:
-            return Reject(RejectReason.INVALID_TIME, f"trade {t.sym} time {t.t}")
-        if not 0 <= t.q <= MAX_SEQUENCE:
-            return Reject(RejectReason.INVALID_SEQUENCE, f"trade {t.sym} q={t.q}")
-        if not (0 <= t.x <= MAX_CODE and 0 <= t.z <= MAX_CODE and _codes_ok(t.c)):
-            return Reject(RejectReason.INVALID_CODE, f"trade {t.sym} x={t.x} z={t.z} c={t.c}")
         return None
     if kind is Quote:
         q: Quote = ev  # type: ignore[assignment]
-        if not (_side_ok(q.bp) and _side_ok(q.ap)):
-            return Reject(RejectReason.INVALID_PRICE, f"quote {q.sym} {q.bp!r} x {q.ap!r}")
-        if not (0 <= q.bs <= MAX_SIZE and 0 <= q.ask_size <= MAX_SIZE):
-            return Reject(RejectReason.INVALID_SIZE, f"quote {q.sym} sizes {q.bs}/{q.ask_size}")
-        if q.bp > 0.0 and q.ap > 0.0 and q.bp > q.ap:
+        if q.bp > q.ap > 0.0:
             return Reject(RejectReason.CROSSED_QUOTE, f"quote {q.sym} {q.bp} > {q.ap}")
-        if not MIN_TIME_MS <= q.t <= MAX_TIME_MS:
-            return Reject(RejectReason.INVALID_TIME, f"quote {q.sym} time {q.t}")
-        if not 0 <= q.q <= MAX_SEQUENCE:
-            return Reject(RejectReason.INVALID_SEQUENCE, f"quote {q.sym} q={q.q}")
-        codes_ok = (
-            0 <= q.bx <= MAX_CODE
-            and 0 <= q.ax <= MAX_CODE
-            and 0 <= q.c <= MAX_CODE
-            and 0 <= q.z <= MAX_CODE
-            and _codes_ok(q.i)
-        )
-        if not codes_ok:
-            return Reject(RejectReason.INVALID_CODE, f"quote {q.sym} codes")
         return None
-    # Aggregates (A and AM).
     a: Aggregate = ev  # type: ignore[assignment]
-    prices = (a.o, a.h, a.l, a.c)
-    if not all(_price_ok(x) for x in prices) or not all(_side_ok(x) for x in (a.vw, a.op, a.a)):
-        return Reject(RejectReason.INVALID_PRICE, f"bar {a.sym} ohlc {prices!r}")
-    if not (0 <= a.v <= MAX_VOLUME and 0 <= a.av <= MAX_VOLUME):
-        return Reject(RejectReason.INVALID_SIZE, f"bar {a.sym} v={a.v} av={a.av}")
-    if not (MIN_TIME_MS <= a.s <= a.e <= MAX_TIME_MS):
-        return Reject(RejectReason.INVALID_TIME, f"bar {a.sym} window {a.s}..{a.e}")
-    if not (a.l <= min(a.o, a.c) and max(a.o, a.c) <= a.h) or not 0 <= a.z <= MAX_CODE:
-        return Reject(RejectReason.INVALID_BAR, f"bar {a.sym} ohlc {prices!r} v={a.v}")
+    if not (a.l <= min(a.o, a.c) and max(a.o, a.c) <= a.h) or a.e < a.s:
+        return Reject(RejectReason.INVALID_BAR, f"bar {a.sym} ohlc {a.o, a.h, a.l, a.c!r}")
     return None
+
+
+#: Which reason a field out of its bounds gives, per event type.
+_FIELD_REASONS: dict[str, dict[str, RejectReason]] = {
+    "T": {
+        "p": RejectReason.INVALID_PRICE,
+        "s": RejectReason.INVALID_SIZE,
+        "t": RejectReason.INVALID_TIME,
+        "q": RejectReason.INVALID_SEQUENCE,
+        "x": RejectReason.INVALID_CODE,
+        "z": RejectReason.INVALID_CODE,
+        "c": RejectReason.INVALID_CODE,
+    },
+    "Q": {
+        "bp": RejectReason.INVALID_PRICE,
+        "ap": RejectReason.INVALID_PRICE,
+        "bs": RejectReason.INVALID_SIZE,
+        "as": RejectReason.INVALID_SIZE,
+        "t": RejectReason.INVALID_TIME,
+        "q": RejectReason.INVALID_SEQUENCE,
+        "bx": RejectReason.INVALID_CODE,
+        "ax": RejectReason.INVALID_CODE,
+        "c": RejectReason.INVALID_CODE,
+        "i": RejectReason.INVALID_CODE,
+        "z": RejectReason.INVALID_CODE,
+    },
+    "A": {
+        **{f: RejectReason.INVALID_PRICE for f in ("o", "h", "l", "c", "vw", "op", "a")},
+        "v": RejectReason.INVALID_SIZE,
+        "av": RejectReason.INVALID_SIZE,
+        "s": RejectReason.INVALID_TIME,
+        "e": RejectReason.INVALID_TIME,
+        "z": RejectReason.INVALID_CODE,
+    },
+}
+_FIELD_REASONS["AM"] = _FIELD_REASONS["A"]
+#: msgspec's message for a value out of its bounds: "Expected `int` <= 1000 - at `$.s`"
+#: or "Number out of range - at `$.p`"; the field is the first name of the path.
+_OUT_OF_BOUNDS = re.compile(r"(?:[<>]=? |out of range).* - at `\$\.(\w+)")
 
 
 def _classify_decode_error(raw: bytes, err: msgspec.DecodeError) -> Reject:
@@ -172,13 +146,23 @@ def _classify_decode_error(raw: bytes, err: msgspec.DecodeError) -> Reject:
     ev = head.get("ev")
     if not isinstance(ev, str) or ev not in ("T", "Q", "A", "AM", "status"):
         return Reject(RejectReason.UNKNOWN_EVENT, f"ev={ev!r}")
+    bounds = _OUT_OF_BOUNDS.search(str(err))
+    if bounds is not None:
+        reason = _FIELD_REASONS.get(ev, {}).get(bounds.group(1))
+        if reason is not None:
+            return Reject(reason, f"{ev} {head.get('sym')!r}: {err}")
     return Reject(RejectReason.MALFORMED_EVENT, f"{ev}: {err}")
 
 
 def _sort(decoded: Iterable[WireEvent], out: DecodedFrame) -> None:
+    events = out.events
     for ev in decoded:
-        if type(ev) is Status:
-            out.statuses.append(ev)
+        kind = type(ev)
+        if kind is Trade:
+            events.append(ev)  # type: ignore[arg-type]
+            continue
+        if kind is Status:
+            out.statuses.append(ev)  # type: ignore[arg-type]
             continue
         reject = check_event(ev)  # type: ignore[arg-type]
         if reject is None:
@@ -261,6 +245,13 @@ def channel_of(ev: MarketEvent) -> str:
 
 
 __all__ = [
+    "MAX_CODE",
+    "MAX_PRICE",
+    "MAX_SEQUENCE",
+    "MAX_SIZE",
+    "MAX_TIME_MS",
+    "MAX_VOLUME",
+    "MIN_TIME_MS",
     "Aggregate",
     "DecodedFrame",
     "MinuteAggregate",

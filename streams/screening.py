@@ -130,7 +130,12 @@ class _Symbol:
     ref: float = 0.0  # last accepted trade price (0: none yet)
     lo: float = 0.0
     hi: float = 0.0
-    mid: float = 0.0  # last two-sided quote's mid
+    bid: float = 0.0  # last two-sided quote
+    ask: float = 0.0
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
     held: list[Received] = field(default_factory=list)
 
 
@@ -186,23 +191,67 @@ class FeedScreen:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def admit(self, item: Received) -> Reject | None:
-        t = _time_of(item)
-        recv = item.received_ns // 1_000_000
-        if t > recv + self._ahead:
-            return Reject(RejectReason.TIMESTAMP_AHEAD, f"{item.event.sym} t={t} received {recv}")
+    @property
+    def time_ms(self) -> int:
+        """The feed clock (``FeedClock.time_ms``)."""
+        return self.clock._top2
+
+    def admit(self, item: Received, recv_ms: int) -> Reject | None:
+        """Judge ``item``, received at ``recv_ms`` (the frame's receive time, in ms)."""
+        ev = item.event
+        kind = type(ev)
+        t: int = ev.t if kind is Trade or kind is Quote else ev.s  # type: ignore[union-attr]
+        if t > recv_ms + self._ahead:
+            return Reject(RejectReason.TIMESTAMP_AHEAD, f"{ev.sym} t={t} received {recv_ms}")
+        clock = self.clock
         if self._live:
-            if t < recv - self._late:
-                return Reject(RejectReason.TIMESTAMP_STALE, f"{item.event.sym} t={t}")
-        else:
+            if t < recv_ms - self._late:
+                return Reject(RejectReason.TIMESTAMP_STALE, f"{ev.sym} t={t}")
+        elif self._accepted < 2 or not (
+            clock._top2 - self._late <= t <= clock._top2 + self._ahead
+        ):
             verdict = self._on_clock(item, t)
             if verdict is not None:
                 return verdict
-        self.clock.note(t, recv)
+        # FeedClock.note, inlined.
+        if t > clock._top2:
+            if t > clock._top1:
+                clock._top2 = clock._top1
+                clock._top1 = t
+            else:
+                clock._top2 = t
+            clock.recv_ms = recv_ms
         self._accepted += 1
         if self._held:
             self._age_held()
-        return self._on_price(item) if self._band else None
+        if not self._band:
+            return None
+        st = self._symbols.get(ev.sym)
+        if st is not None and not st.held:
+            # The common cases of _on_price, inlined.
+            if kind is Trade:
+                p: float = ev.p  # type: ignore[union-attr]
+                if st.lo <= p <= st.hi:
+                    if p != st.ref:
+                        st.ref = p
+                        st.lo = p / self._band
+                        st.hi = p * self._band
+                    return None
+            elif kind is Quote:
+                bp: float = ev.bp  # type: ignore[union-attr]
+                ap: float = ev.ap  # type: ignore[union-attr]
+                if st.ref > 0.0 and (
+                    (bp > 0.0 and not st.lo <= bp <= st.hi)
+                    or (ap > 0.0 and not st.lo <= ap <= st.hi)
+                ):
+                    return self._judge_quote(item, ev)  # type: ignore[arg-type]
+                if bp > 0.0 and ap > 0.0:
+                    st.bid = bp
+                    st.ask = ap
+                return None
+            else:
+                return None
+        return self._on_price(item)
 
     # -- time ---------------------------------------------------------------------------
 
@@ -350,7 +399,7 @@ class FeedScreen:
                     f"quote {q.sym} {bp} x {ap} against reference {st.ref}",
                 )
         if mid > 0.0:
-            st.mid = mid
+            st.bid, st.ask = bp, ap
         return None
 
     def _confirm(self, st: _Symbol, agreeing: list[Received], price: float) -> None:

@@ -116,7 +116,7 @@ def test_bad_events_cost_only_themselves() -> None:
         ({"sym": "X"}, RejectReason.UNKNOWN_EVENT),
         ({k: v for k, v in TRADE.items() if k != "p"}, RejectReason.MALFORMED_EVENT),
         ({**TRADE, "t": "yesterday"}, RejectReason.MALFORMED_EVENT),
-        ({**TRADE, "t": -3}, RejectReason.MALFORMED_EVENT),
+        ({**TRADE, "t": -3}, RejectReason.INVALID_TIME),
     ]
     out = decode_frame(frame(TRADE, *[b for b, _ in bad], QUOTE))
     assert [r.reason for r in out.rejects] == [reason for _, reason in bad]

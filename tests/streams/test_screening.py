@@ -22,7 +22,7 @@ class Feed:
 
     def send(self, ev: Trade | Quote, recv_ms: int = NOW) -> object:
         item = Received(ev, recv_ms * 1_000_000)
-        verdict = self.screen.admit(item)
+        verdict = self.screen.admit(item, recv_ms)
         self.applied.extend(self.screen.released)
         self.screen.released.clear()
         self.rejected.extend(r.reason for r in self.screen.dropped)
