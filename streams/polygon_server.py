@@ -412,6 +412,10 @@ class PolygonProtocolServer:
         self.slow_consumer_timeout_s = slow_consumer_timeout_s
         #: Set when a non-looping recording has been fully played.
         self.finished = asyncio.Event()
+        #: Set while playback is paused at ``pause_at`` (tests inject input there).
+        self.paused = asyncio.Event()
+        self._pause_at: int | None = None
+        self._resumed = asyncio.Event()
         # Counters.
         self.connections = 0
         self.frames_read = 0  # frames taken from the source: the playback position
@@ -514,6 +518,30 @@ class PolygonProtocolServer:
         """Bytes waiting to be sent, over all connections: our buffers plus the transports'."""
         return sum(c.buffered + c.write_buffer_size() for c in self._clients.values())
 
+    # --- test control ------------------------------------------------------------------
+
+    def pause_at(self, t_ms: int) -> None:
+        """Hold playback before the first frame stamped at or after ``t_ms`` (``paused``
+        is set then) until ``resume``: tests read or inject at a known position."""
+        self._pause_at = t_ms
+
+    def resume(self, until_ms: int | None = None) -> None:
+        """Go on playing (until ``until_ms``, when given, as ``pause_at``)."""
+        self._pause_at = until_ms
+        self.paused.clear()
+        self._resumed.set()
+
+    async def inject(self, data: bytes | str) -> int:
+        """Send one raw frame, as it is, to every subscribed connection, in order with
+        the data already queued; returns how many got it. Fault injection for tests: a
+        frame may hold anything a broken upstream could send."""
+        raw = data.encode() if isinstance(data, str) else data
+        sent = 0
+        for client in tuple(self._clients.values()):
+            if client.subscribed and await client.put(_Outgoing(raw), self.slow_consumer_timeout_s):
+                sent += 1
+        return sent
+
     # --- playback ----------------------------------------------------------------------
 
     async def _pump(self) -> None:
@@ -528,6 +556,10 @@ class PolygonProtocolServer:
                 log.info("source finished after %d frames; connections stay open", self.frames_read)
                 return
             self.frames_read += 1
+            if frame and self._pause_at is not None and _time_of(frame[0]) >= self._pause_at:
+                self._resumed.clear()
+                self.paused.set()
+                await self._resumed.wait()
             if not self._playing.is_set():
                 # Everyone left while this frame was being paced.
                 source.pause()

@@ -136,6 +136,7 @@ class _Symbol:
     @property
     def mid(self) -> float:
         return (self.bid + self.ask) / 2.0
+
     held: list[Received] = field(default_factory=list)
 
 
@@ -207,9 +208,7 @@ class FeedScreen:
         if self._live:
             if t < recv_ms - self._late:
                 return Reject(RejectReason.TIMESTAMP_STALE, f"{ev.sym} t={t}")
-        elif self._accepted < 2 or not (
-            clock._top2 - self._late <= t <= clock._top2 + self._ahead
-        ):
+        elif self._accepted < 2 or not (clock._top2 - self._late <= t <= clock._top2 + self._ahead):
             verdict = self._on_clock(item, t)
             if verdict is not None:
                 return verdict
