@@ -285,7 +285,10 @@ class AlertsMutation:
         service = _service(info)
         caller = info.context.caller
         stored = await service.create(
-            _owner(info), input.doc(info.context.services), max_alerts=caller.limits.alerts
+            _owner(info),
+            input.doc(info.context.services),
+            max_alerts=caller.limits.alerts,
+            limits=caller.limits,
         )
         return Alert.of(stored, service.status(stored))
 

@@ -37,6 +37,7 @@ from server.delivery.firings import AlertDelivery, Firing
 from server.errors import Unavailable
 from server.history.provider import HistoryProvider
 from server.indicators import Indicator, IndicatorSpec
+from server.limits.firing_rates import FiringRates
 from server.market.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
 from server.market.timeframes import Bar, Timeframe
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter
@@ -143,6 +144,7 @@ class Analytics:
         delivery: AlertDelivery | None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         clock: FeedClock | None = None,
+        rates: FiringRates | None = None,
     ) -> None:
         self._bus = bus
         #: The feed's clock. The ingest's screen owns it when given (it notes accepted
@@ -159,6 +161,9 @@ class Analytics:
         self._watch: dict[str, dict[Timeframe, _Watch]] = {}
         self._alert_slots: dict[IndicatorKey, IndicatorSlot] = {}
         self.fired = 0
+        #: Per-alert and per-user firing rates (wall clock); None: unlimited.
+        self.rates = rates
+        self._evaluated: dict[str, int] = {}
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
         #: Set by a reconnect: the exchange time up to which we had data.
@@ -176,6 +181,7 @@ class Analytics:
         elif kind is Quote:
             q: Quote = ev  # type: ignore[assignment]
             self._note_time(q.t, item)
+            self._evaluated[q.sym] = q.t
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
         else:
             self._check_aggregate(ev)  # type: ignore[arg-type]
@@ -225,6 +231,7 @@ class Analytics:
         if events:
             self._on_bar_events(events, trade.t)
         if flags & LAST:
+            self._evaluated[symbol] = trade.t
             self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
         if watched:
@@ -341,8 +348,22 @@ class Analytics:
         self.fired += len(fired)
         if self._delivery is None:
             return
+        rates = self.rates
+        now_us = self._wall_ms() * 1000 if rates is not None else 0
         for f in fired:
-            self._delivery.submit(firing_of(f))
+            suppressed = 0
+            if rates is not None:
+                admitted = rates.admit(f.alert_id, f.owner, now_us, ends_alert=f.done)
+                if admitted is None:
+                    continue
+                suppressed = admitted
+            self._delivery.submit(firing_of(f, suppressed))
+
+    def take_evaluated(self) -> dict[str, int]:
+        """The exchange time of the last event each symbol's alerts were evaluated on,
+        for the symbols evaluated since the previous call (the delivery's watermark)."""
+        taken, self._evaluated = self._evaluated, {}
+        return taken
 
     # ------------------------------------------------------- who needs what
 
@@ -510,13 +531,17 @@ class Analytics:
                 log.exception("bar clock failed")
 
 
-def firing_of(fired: Fired) -> Firing:
+def firing_of(fired: Fired, suppressed: int = 0) -> Firing:
+    payload = fired.payload()
+    if suppressed:
+        payload["suppressedBefore"] = suppressed
     return Firing(
         alert_id=uuid.UUID(fired.alert_id),
         owner=fired.owner,
         symbol=fired.symbol,
         dedup_key=fired.key,
         fired_at_ms=fired.t_ms,
-        payload=fired.payload(),
+        payload=payload,
         done=fired.done,
+        suppressed=suppressed,
     )

@@ -86,7 +86,7 @@ class Ingest:
             kind = type(ev)
             if kind is Trade:
                 # trade_flags, inlined: a size-0 print is a marker.
-                c = ev.c  # type: ignore[union-attr]
+                c: tuple[int, ...] = ev.c  # type: ignore[assignment]
                 flags = (flags_for(c) if c else ALL) if ev.s else 0  # type: ignore[union-attr]
                 item = Received(ev, received_ns, flags)
             else:

@@ -27,6 +27,7 @@ from server.history.provider import ChainedHistory, HistoryProvider
 from server.history.simulated import SimulatedHistory
 from server.history.stored import StoredHistory
 from server.ingest import Ingest
+from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
 from server.market.directory import SymbolDirectory, SymbolInfo
@@ -105,6 +106,7 @@ class Runtime:
         bar_writer = BarWriter(database.pool)
         delivery = AlertDelivery(database.pool, bus)
         screen = FeedScreen(screen_policy(settings))
+        rates = FiringRates()
         analytics = Analytics(
             bus=bus,
             history=_history(settings, database),
@@ -113,8 +115,11 @@ class Runtime:
             engine=AlertEngine(outputs=output_index),
             delivery=delivery,
             clock=screen.clock,
+            rates=rates,
         )
+        delivery.take_evaluated = analytics.take_evaluated
         alerts = AlertService(database.pool, analytics)
+        rates.limits_for = alerts.limits_for
         users = UserService(
             database.pool,
             PasswordHashing(),
@@ -189,7 +194,7 @@ class Runtime:
             await self.simulator.close()
         # What the feed produced last is written before the database goes away.
         if self.delivery is not None:
-            await self.delivery.close()
+            await self.delivery.close(self.services.settings.drain_stall_timeout_s)
         if self.bar_writer is not None:
             await self.bar_writer.close()
         await self.database.close()

@@ -24,6 +24,7 @@ from server.alerts.model import InvalidAlert
 from server.analytics import Analytics
 from server.errors import TickgraphError
 from server.indicators import IndicatorSpec
+from server.limits.tiers import FREE, Tier, TierLimits, limits_for
 from server.storage import alerts as alert_store
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,20 @@ class AlertService:
         self._wall_ms = wall_ms
         # Alert changes and indicator (re)subscriptions happen one at a time.
         self._lock = asyncio.Lock()
+        #: Each owner's tier limits (firing rates), learnt at start-up and from every
+        #: create/update, refreshed by ``run_expiry``.
+        self._owner_limits: dict[str, TierLimits] = {}
+
+    def limits_for(self, owner: str) -> TierLimits:
+        return self._owner_limits.get(owner, FREE)
+
+    async def refresh_owner_limits(self) -> None:
+        """Read the tiers of every owner with alerts (a tier changes with setUserTier)."""
+        rows = await self._pool.fetch(
+            "SELECT u.id::text AS owner, u.tier FROM users u "
+            "WHERE u.id::text IN (SELECT DISTINCT owner FROM alerts WHERE NOT done)"
+        )
+        self._owner_limits.update({r["owner"]: limits_for(Tier(r["tier"])) for r in rows})
 
     async def start(self) -> int:
         """Re-arm every stored alert that is not done. Returns how many."""
@@ -106,6 +121,7 @@ class AlertService:
             )
             self.engine.restore(alert, state)
             armed += 1
+        await self.refresh_owner_limits()
         await self._analytics.sync_alert_indicators()
         return armed
 
@@ -123,10 +139,18 @@ class AlertService:
         )
 
     async def create(
-        self, owner: str, definition: dict[str, Any], *, max_alerts: int | None = None
+        self,
+        owner: str,
+        definition: dict[str, Any],
+        *,
+        max_alerts: int | None = None,
+        limits: TierLimits | None = None,
     ) -> alert_store.StoredAlert:
-        """``max_alerts``: the owner's limit (their tier's), else the service default."""
+        """``max_alerts``: the owner's limit (their tier's), else the service default;
+        ``limits``: the owner's tier (its firing rates apply to this owner's alerts)."""
         limit = self.max_per_user if max_alerts is None else max_alerts
+        if limits is not None:
+            self._owner_limits[owner] = limits
         async with self._lock:
             alert_id = uuid.uuid4()
             alert = validate(
@@ -229,10 +253,18 @@ class AlertService:
             return AlertStatus.EXPIRED if expired else AlertStatus.DONE
         return AlertStatus.ACTIVE if stored.enabled else AlertStatus.DISABLED
 
-    async def run_expiry(self, interval_s: float = 1.0) -> None:
-        """Retire expired alerts in the database as the engine expires them."""
+    async def run_expiry(self, interval_s: float = 1.0, refresh_every: int = 60) -> None:
+        """Retire expired alerts in the database as the engine expires them; re-read
+        the owners' tiers every ``refresh_every`` rounds."""
+        rounds = 0
         while True:
             await asyncio.sleep(interval_s)
+            rounds += 1
+            if rounds % refresh_every == 0:
+                try:
+                    await self.refresh_owner_limits()
+                except (asyncpg.PostgresError, OSError):
+                    log.warning("could not refresh the owners' tiers", exc_info=True)
             expired = self.engine.expire(self._wall_ms())
             if expired:
                 try:
