@@ -164,6 +164,8 @@ class Analytics:
         #: Per-alert and per-user firing rates (wall clock); None: unlimited.
         self.rates = rates
         self._evaluated: dict[str, int] = {}
+        self._resume: dict[str, int] = {}
+        self._on_resume: Callable[[str, int], None] | None = None
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
         #: Set by a reconnect: the exchange time up to which we had data.
@@ -181,6 +183,8 @@ class Analytics:
         elif kind is Quote:
             q: Quote = ev  # type: ignore[assignment]
             self._note_time(q.t, item)
+            if self._resume:
+                self._resumed(q.sym, q.t)
             self._evaluated[q.sym] = q.t
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
         else:
@@ -231,6 +235,8 @@ class Analytics:
         if events:
             self._on_bar_events(events, trade.t)
         if flags & LAST:
+            if self._resume:
+                self._resumed(symbol, trade.t)
             self._evaluated[symbol] = trade.t
             self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
@@ -358,6 +364,21 @@ class Analytics:
                     continue
                 suppressed = admitted
             self._delivery.submit(firing_of(f, suppressed))
+
+    def expect_resume(
+        self, watermarks: dict[str, int], on_resume: Callable[[str, int], None]
+    ) -> None:
+        """After a restart: call ``on_resume(symbol, t)`` at the first event evaluated for
+        each of these symbols (whose alerts were last durably evaluated at the given
+        times), so the window in between can be recovered."""
+        self._resume.update(watermarks)
+        self._on_resume = on_resume
+
+    def _resumed(self, symbol: str, t_ms: int) -> None:
+        if symbol in self._resume:
+            del self._resume[symbol]
+            if self._on_resume is not None:
+                self._on_resume(symbol, t_ms)
 
     def take_evaluated(self) -> dict[str, int]:
         """The exchange time of the last event each symbol's alerts were evaluated on,

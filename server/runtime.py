@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.alerts import AlertEngine
-from server.analytics import Analytics
+from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
 from server.auth.tokens import load_keyring
@@ -32,6 +32,7 @@ from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimi
 from server.limits.login_throttle import LoginThrottle
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
+from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.container import Services
 from server.settings import MarketSource, Settings
@@ -107,9 +108,10 @@ class Runtime:
         delivery = AlertDelivery(database.pool, bus)
         screen = FeedScreen(screen_policy(settings))
         rates = FiringRates()
+        history = _history(settings, database)
         analytics = Analytics(
             bus=bus,
-            history=_history(settings, database),
+            history=history,
             writer=bar_writer,
             # Per-user limits depend on the tier: the service and the database check them.
             engine=AlertEngine(outputs=output_index),
@@ -118,7 +120,8 @@ class Runtime:
             rates=rates,
         )
         delivery.take_evaluated = analytics.take_evaluated
-        alerts = AlertService(database.pool, analytics)
+        recovery = AlertRecovery(history, delivery, output_index, firing_of)
+        alerts = AlertService(database.pool, analytics, recovery=recovery)
         rates.limits_for = alerts.limits_for
         users = UserService(
             database.pool,
@@ -132,10 +135,11 @@ class Runtime:
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
         def on_session() -> None:
-            # A new upstream connection: sequence numbers restart, and the time since
-            # our last event is a gap to backfill.
-            ingest.new_session()
+            # A new upstream connection: the time since our last event is a gap to
+            # backfill (read from the feed clock before it starts over), sequence
+            # numbers and the feed clock restart.
             analytics.new_session()
+            ingest.new_session()
 
         feed = PolygonFeed(
             api_key=api_key,
@@ -178,6 +182,7 @@ class Runtime:
             users=users,
             access=access,
             login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
+            delivery=delivery,
         )
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}

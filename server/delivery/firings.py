@@ -162,6 +162,15 @@ class AlertDelivery:
         self._queue.append((firing, self._clock_ns()))
         self.decided += 1
         self._wake.set()
+        if log.isEnabledFor(logging.DEBUG):
+            # One line per decision: what a crash test compares with what was stored.
+            log.debug(
+                "firing decided: %s %s %s %d",
+                firing.kind,
+                firing.alert_id,
+                firing.dedup_key,
+                firing.fired_at_ms,
+            )
 
     def start(self) -> None:
         if self._task is None:

@@ -16,6 +16,7 @@ from server.history.provider import (
     merge_into,
 )
 from server.market.timeframes import Bar, Timeframe
+from streams.events import Trade
 
 _T = TypeVar("_T")
 
@@ -96,6 +97,10 @@ class StoredHistory:
             return []
         rows = await self._fetch(_SQL_RANGE, symbol, Timeframe.M1.value, lo, hi)
         return merge_into(timeframe, [_row_bar(symbol, Timeframe.M1, r) for r in rows])
+
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None:
+        """Prints are not stored, only bars."""
+        return None
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
         try:

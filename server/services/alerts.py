@@ -25,7 +25,9 @@ from server.analytics import Analytics
 from server.errors import TickgraphError
 from server.indicators import IndicatorSpec
 from server.limits.tiers import FREE, Tier, TierLimits, limits_for
+from server.services.alert_recovery import AlertRecovery
 from server.storage import alerts as alert_store
+from server.storage.alert_events import load_watermarks
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,11 @@ class AlertService:
         *,
         max_per_user: int = DEFAULT_MAX_ALERTS_PER_USER,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        recovery: AlertRecovery | None = None,
     ) -> None:
         self._pool = pool
+        #: Re-evaluates (or records as GAPs) what the restart missed; None: nothing is.
+        self.recovery = recovery
         self._analytics = analytics
         self.engine: AlertEngine = analytics.engine
         self.max_per_user = max_per_user
@@ -105,8 +110,10 @@ class AlertService:
         self._owner_limits.update({r["owner"]: limits_for(Tier(r["tier"])) for r in rows})
 
     async def start(self) -> int:
-        """Re-arm every stored alert that is not done. Returns how many."""
+        """Re-arm every stored alert that is not done, and set up the recovery of the
+        window since their last durable evaluation. Returns how many."""
         armed = 0
+        restored: list[tuple[Alert, FireState]] = []
         for stored in await alert_store.load_armed(self._pool):
             try:
                 alert = self._validate(stored.id, stored.owner, stored.definition, restoring=True)
@@ -120,7 +127,12 @@ class AlertService:
                 done=stored.done,
             )
             self.engine.restore(alert, state)
+            restored.append((alert, state))
             armed += 1
+        if self.recovery is not None:
+            watermarks = await load_watermarks(self._pool)
+            watch = self.recovery.arm(restored, watermarks)
+            self._analytics.expect_resume(watch, self.recovery.on_resume)
         await self.refresh_owner_limits()
         await self._analytics.sync_alert_indicators()
         return armed
