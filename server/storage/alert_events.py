@@ -59,37 +59,48 @@ class NewEvent:
 
 _EVENT_COLUMNS = "id, alert_id, owner, symbol, dedup_key, fired_at, payload, kind"
 
-_INSERT = f"""
-INSERT INTO alert_events (alert_id, owner, symbol, dedup_key, fired_at, payload, kind)
-SELECT a, o, s, k, f, p::jsonb, kd
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-            $7::text[]) AS v(a, o, s, k, f, p, kd)
-ON CONFLICT (alert_id, dedup_key) DO NOTHING
-RETURNING {_EVENT_COLUMNS}
-"""
-
-# The newest firing per alert becomes its last one, unless a newer one is stored already
-# (a re-evaluated window is written after the live firings that followed it).
-_UPDATE_ALERTS = """
-UPDATE alerts AS a SET
-    last_fired_key = CASE WHEN a.last_fired_at IS NULL OR v.f >= a.last_fired_at
-                          THEN v.k ELSE a.last_fired_key END,
-    last_fired_at = GREATEST(a.last_fired_at, v.f),
-    fire_count = a.fire_count + v.n,
-    done = a.done OR v.d,
-    suppressed_count = a.suppressed_count + v.sup,
-    updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int[], $5::bool[], $6::bigint[])
-    AS v(id, k, f, n, d, sup)
-WHERE a.id = v.id
-"""
-
-_WATERMARKS = """
-INSERT INTO alert_watermarks (symbol, evaluated_ms)
-SELECT * FROM unnest($1::text[], $2::bigint[])
-ON CONFLICT (symbol) DO UPDATE SET
-    evaluated_ms = GREATEST(alert_watermarks.evaluated_ms, EXCLUDED.evaluated_ms),
-    updated_at = now()
+# One statement, so one round trip and one commit (autocommit) per batch: the events, the
+# alerts' new firing state (the newest firing per alert becomes its last one, unless a
+# newer one is stored already, as when a re-evaluated window is written after the live
+# firings that followed it) and the watermarks. Data-modifying CTEs all run, and
+# atomically, whether or not the final SELECT reads them.
+_RECORD = f"""
+WITH v AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
+                         $5::timestamptz[], $6::text[], $7::text[], $8::bool[], $9::bigint[])
+        AS v(a, o, s, k, f, p, kd, d, sup)
+), ins AS (
+    INSERT INTO alert_events (alert_id, owner, symbol, dedup_key, fired_at, payload, kind)
+    SELECT a, o, s, k, f, p::jsonb, kd FROM v
+    ON CONFLICT (alert_id, dedup_key) DO NOTHING
+    RETURNING {_EVENT_COLUMNS}
+), per_alert AS (
+    SELECT v.a AS id, (array_agg(v.k ORDER BY v.f DESC))[1] AS k, max(v.f) AS f,
+           count(*) AS n, bool_or(v.d) AS d, sum(v.sup) AS sup
+    FROM ins JOIN v ON v.a = ins.alert_id AND v.k = ins.dedup_key
+    WHERE v.kd = 'firing'
+    GROUP BY v.a
+), updated AS (
+    UPDATE alerts AS al SET
+        last_fired_key = CASE WHEN al.last_fired_at IS NULL OR pa.f >= al.last_fired_at
+                              THEN pa.k ELSE al.last_fired_key END,
+        last_fired_at = GREATEST(al.last_fired_at, pa.f),
+        fire_count = al.fire_count + pa.n,
+        done = al.done OR pa.d,
+        suppressed_count = al.suppressed_count + pa.sup,
+        updated_at = now()
+    FROM per_alert AS pa
+    WHERE al.id = pa.id
+    RETURNING al.id
+), marks AS (
+    INSERT INTO alert_watermarks (symbol, evaluated_ms)
+    SELECT * FROM unnest($10::text[], $11::bigint[])
+    ON CONFLICT (symbol) DO UPDATE SET
+        evaluated_ms = GREATEST(alert_watermarks.evaluated_ms, EXCLUDED.evaluated_ms),
+        updated_at = now()
+    RETURNING symbol
+)
+SELECT * FROM ins
 """
 
 
@@ -115,55 +126,36 @@ def _row(row: Any) -> AlertEventRow:
 
 
 async def record_events(
-    conn: Executor, events: Sequence[NewEvent], watermarks: Mapping[str, int] | None = None
+    db: Executor, events: Sequence[NewEvent], watermarks: Mapping[str, int] | None = None
 ) -> dict[tuple[uuid.UUID, str], AlertEventRow]:
-    """Store ``events`` and advance ``watermarks`` in one transaction (a group commit).
+    """Store ``events`` and advance ``watermarks`` atomically, in one statement (a group
+    commit: one round trip, one commit).
 
     Returns the rows that were new, by (alert id, dedup key); an event already stored is
-    absent (the caller must not publish it again). ``conn`` is a connection.
+    absent (the caller must not publish it again). ``db`` is a pool or a connection.
     """
     unique: dict[tuple[uuid.UUID, str], NewEvent] = {}
     for ev in events:
         unique.setdefault((ev.alert_id, ev.dedup_key), ev)
-    async with conn.transaction():
-        stored: dict[tuple[uuid.UUID, str], AlertEventRow] = {}
-        if unique:
-            batch = list(unique.values())
-            rows = await conn.fetch(
-                _INSERT,
-                [e.alert_id for e in batch],
-                [e.owner for e in batch],
-                [e.symbol for e in batch],
-                [e.dedup_key for e in batch],
-                [_dt(e.at_ms) for e in batch],
-                [orjson.dumps(e.payload).decode() for e in batch],
-                [e.kind for e in batch],
-            )
-            stored = {(r["alert_id"], r["dedup_key"]): _row(r) for r in rows}
-            await _update_alerts(conn, [unique[k] for k in stored if unique[k].kind == "firing"])
-        if watermarks:
-            symbols = list(watermarks)
-            await conn.execute(_WATERMARKS, symbols, [watermarks[s] for s in symbols])
-    return stored
-
-
-async def _update_alerts(conn: Executor, firings: Sequence[NewEvent]) -> None:
-    per_alert: dict[uuid.UUID, list[NewEvent]] = {}
-    for f in firings:
-        per_alert.setdefault(f.alert_id, []).append(f)
-    if not per_alert:
-        return
-    ids = list(per_alert)
-    lasts = [max(per_alert[i], key=lambda f: f.at_ms) for i in ids]
-    await conn.execute(
-        _UPDATE_ALERTS,
-        ids,
-        [f.dedup_key for f in lasts],
-        [_dt(f.at_ms) for f in lasts],
-        [len(per_alert[i]) for i in ids],
-        [any(f.done for f in per_alert[i]) for i in ids],
-        [sum(f.suppressed for f in per_alert[i]) for i in ids],
+    batch = list(unique.values())
+    marks = dict(watermarks or {})
+    if not batch and not marks:
+        return {}
+    rows = await db.fetch(
+        _RECORD,
+        [e.alert_id for e in batch],
+        [e.owner for e in batch],
+        [e.symbol for e in batch],
+        [e.dedup_key for e in batch],
+        [_dt(e.at_ms) for e in batch],
+        [orjson.dumps(e.payload).decode() for e in batch],
+        [e.kind for e in batch],
+        [e.done for e in batch],
+        [e.suppressed for e in batch],
+        list(marks),
+        list(marks.values()),
     )
+    return {(r["alert_id"], r["dedup_key"]): _row(r) for r in rows}
 
 
 async def record_firing(
@@ -181,8 +173,7 @@ async def record_firing(
     event = NewEvent(
         alert_id, owner, symbol, dedup_key, int(fired_at.timestamp() * 1000), payload, done=done
     )
-    async with pool.acquire() as conn:
-        stored = await record_events(conn, [event])
+    stored = await record_events(pool, [event])
     return stored.get((alert_id, dedup_key))
 
 

@@ -191,7 +191,8 @@ async def test_alert_fires_once_is_persisted_and_survives_restart(
                 )
                 after = await gql(
                     http,
-                    "{ alerts { id status fireCount } alertHistory { alertId kind key gap { from to } } }",
+                    "{ alerts { id status fireCount } "
+                    "alertHistory { alertId kind key gap { from to } } }",
                 )
                 engine = srv2.runtime.services.alerts.engine  # type: ignore[union-attr]
     assert event["alertId"] == fired_id and event["key"] == "r0:once"
