@@ -297,10 +297,13 @@ class Analytics:
             if watch is not None and watch.bar_watchers:
                 self._bus.publish(bars_topic(bar.timeframe, bar.symbol), event)
             if event.kind is BarEventKind.CLOSE:
+                # A close happens at the bar's end, whatever made us notice it (the next
+                # trade, or the clock while the symbol was quiet): that is the time its
+                # final values and its oncePerBarClose firings carry.
                 if watch is not None and watch.slots:
-                    self._feed_slots(watch.slots, bar, t_ms, final=True)
+                    self._feed_slots(watch.slots, bar, bar.end_ms, final=True)
                 self._deliver(
-                    self.engine.on_bar_close(bar.symbol, bar.timeframe, bar.start_ms, t_ms)
+                    self.engine.on_bar_close(bar.symbol, bar.timeframe, bar.start_ms, bar.end_ms)
                 )
             elif event.kind is BarEventKind.REVISION and watch is not None:
                 for slot in watch.slots:
