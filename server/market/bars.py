@@ -87,6 +87,8 @@ DEFAULT_CLOSE_DELAY_MS = 500
 #: "No open interval": ``start <= t < end`` is false for every t.
 _NONE = 0
 _NEVER = 2**62
+#: Backfilled bars remembered per symbol (a gap is hours of minutes at most).
+_INSERTED_MAX = 100_000
 _INF = float("inf")
 
 
@@ -359,6 +361,20 @@ class _Series(_Content):
         return record[0]
 
 
+def _start(bar: Bar) -> int:
+    return bar.start_ms
+
+
+def _restore_closed(sr: _Series, closed: list[tuple[Bar, _Content]]) -> None:
+    """Closed bars (oldest first) as a series' history, the newest in its revision
+    window; its buckets up to the last one's end are final."""
+    for bar, c in closed:
+        sr.history.append(bar)
+        sr.closed.append((bar, c.notional, c.first_t, c.last_t, c.rank or 2))
+    if closed:
+        sr.sealed = max(sr.sealed, closed[-1][0].end_ms)
+
+
 def _put_in_order(history: deque[Bar], bar: Bar) -> None:
     """Replace the bar with the same start, or insert it in time order (revised bars are
     recent, so the search from the right is short)."""
@@ -425,6 +441,8 @@ class BarBuilder:
         self._clock_cut = 0
         #: No open interval ends before this: on_clock has nothing to close until then.
         self._wake_ms = _NEVER
+        #: (timeframe, start) of the bars ``insert_bar`` took, so none counts twice.
+        self._inserted: set[tuple[Timeframe, int]] = set()
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -505,6 +523,118 @@ class BarBuilder:
         bar = sr.close_interval()
         if bar is not None:
             out.append(BarEvent(BarEventKind.CLOSE, bar))
+
+    # -- restart and backfill ---------------------------------------------------------
+
+    def restore(self, bars: Iterable[Bar]) -> list[BarEvent]:
+        """Rebuild this fresh builder from the closed 1s and 1m bars stored for one
+        session (others are ignored: coarser bars are rebuilt from the minutes).
+
+        Afterwards the closed history is what was stored, and every coarser timeframe's
+        bucket holding the last stored minute is open with what those minutes held, so
+        the day's bar (and the hour's...) go on from where they were. Seconds stored
+        after the last stored minute make up the 1m bars not stored yet: the last one is
+        open, earlier ones are returned as ``CLOSE`` events (to be stored).
+        """
+        if any(sr.end != _NONE or sr.history for sr in self._series):
+            raise ValueError(f"{self.symbol}: restore needs a builder that saw nothing")
+        bars = list(bars)
+        seconds = sorted((b for b in bars if b.timeframe is Timeframe.S1), key=_start)
+        minutes = sorted((b for b in bars if b.timeframe is Timeframe.M1), key=_start)
+        out: list[BarEvent] = []
+        units = [(m.start_ms, _Content.of_bar(m)) for m in minutes]
+        after = minutes[-1].end_ms if minutes else -_NEVER
+        derived: dict[int, _Content] = {}
+        for sec in seconds:
+            if sec.start_ms >= after:
+                minute = sec.start_ms - sec.start_ms % 60_000
+                derived.setdefault(minute, _Content()).absorb(_Content.of_bar(sec))
+        pending = sorted(derived.items())
+        open_minute = pending.pop() if pending else None
+        by_tf = self._by_tf
+        if Timeframe.S1 in by_tf:
+            _restore_closed(by_tf[Timeframe.S1], [(b, _Content.of_bar(b)) for b in seconds])
+        if Timeframe.M1 in by_tf:
+            sr = by_tf[Timeframe.M1]
+            extra = [(sr.bar_of(c, True, m, m + 60_000), c) for m, c in pending]
+            _restore_closed(sr, [(b, _Content.of_bar(b)) for b in minutes] + extra)
+            out.extend(BarEvent(BarEventKind.CLOSE, b) for b, _ in extra)
+            if open_minute is not None:
+                sr.open_interval(open_minute[0], open_minute[0] + 60_000)
+                sr.absorb(open_minute[1])
+        units.extend(pending)
+        finer_open = (
+            (open_minute[0], open_minute[0] + 60_000) if open_minute is not None else None
+        )
+        if open_minute is not None:
+            units.append(open_minute)
+        if not units:
+            return out
+        last = max(start for start, _ in units)
+        for sr in self._series:
+            if sr.tf in (Timeframe.S1, Timeframe.M1):
+                continue
+            start, end = sr.bucket(last)
+            groups: dict[int, _Content] = {}
+            own = _Content()
+            for u_start, content in units:
+                if u_start >= start:
+                    if finer_open is None or not finer_open[0] <= u_start < finer_open[1]:
+                        own.absorb(content)
+                else:
+                    groups.setdefault(sr.bucket(u_start)[0], _Content()).absorb(content)
+            _restore_closed(
+                sr, [(sr.bar_of(c, True, *sr.bucket(g)), c) for g, c in sorted(groups.items())]
+            )
+            sr.open_interval(start, end)
+            sr.absorb(own)
+            self._wake_ms = min(self._wake_ms, end)
+            finer_open = (start, end)
+        return out
+
+    def insert_bar(self, bar: Bar) -> list[BarEvent]:
+        """Add a closed bar fetched from history for a bucket the feed missed (a gap):
+        it becomes a bar of its timeframe (``REVISION``: a final "no bar" was revised)
+        unless one is there already, and its content is added to the coarser buckets
+        holding it: forming ones silently, final ones as ``REVISION``s. A bucket the
+        feed is filling now is left to the feed."""
+        out: list[BarEvent] = []
+        if bar.timeframe not in self._by_tf:
+            return out
+        seen = (bar.timeframe, bar.start_ms)
+        if seen in self._inserted:
+            return out  # once is enough, whatever became of it
+        if len(self._inserted) >= _INSERTED_MAX:
+            self._inserted.clear()
+        self._inserted.add(seen)
+        part = _Content.of_bar(bar)
+        t = bar.start_ms
+        taken = False
+        first = self.timeframes.index(bar.timeframe)
+        for i in range(first, len(self._series)):
+            sr = self._series[i]
+            if sr.start <= t < sr.end:
+                if i == first:
+                    return out  # the feed is filling this bucket: it knows better
+                if not taken:
+                    sr.absorb(part)
+                return out
+            start, end = sr.bucket(t)
+            if end <= sr.sealed or end <= self._clock_cut:
+                if i == first and any(b.start_ms == start for b in sr.history):
+                    return out  # we have this bar already (and so do the coarser ones)
+                revised = sr.revise(start, end, part)
+                if revised is not None:
+                    out.append(BarEvent(BarEventKind.REVISION, revised))
+                continue
+            if sr.end != _NONE:
+                self._close(i, out)
+            sr.open_interval(start, end)
+            self._wake_ms = min(self._wake_ms, end)
+            if not taken:
+                sr.absorb(part)
+                taken = True
+        return out
 
     def on_clock(self, now_ms: int) -> list[BarEvent]:
         """Close the bars whose bucket ended at least ``close_delay_ms`` before ``now_ms``;
