@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, Callable
 from enum import Enum
 from typing import Annotated
@@ -18,7 +19,7 @@ from server.analytics import (
     bars_channel,
     indicator_channel,
 )
-from server.analytics import Gap as GapRecord
+from server.bar_recovery import Gap as GapRecord
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
 from server.history.stored import StoredHistory
@@ -43,8 +44,12 @@ strawberry.enum(
 strawberry.enum(
     IndicatorKind,
     name="IndicatorKind",
-    description="SMA, EMA, WMA, RSI (Wilder), MACD, BBANDS (Bollinger), ATR, STOCH, VWAP "
-    "(session-anchored, New York day), OBV, ADX, DONCHIAN.",
+    description="SMA, EMA, WMA, RSI (Wilder), MACD, BBANDS (Bollinger), ATR, STOCH, "
+    "VWAP (the session's trade-weighted VWAP, New York day: equals the day's vwap), "
+    "VWAP_HLC3 (session VWAP of each bar's typical price (H+L+C)/3, as charting "
+    "packages compute it), OBV (anchored: from the New York day's first bar intraday, "
+    "the year's first on daily bars), ADX (+DI/-DI from bar n, ADX from bar 2n-1), "
+    "DONCHIAN.",
 )
 
 
@@ -57,14 +62,27 @@ class BarEventKind(Enum):
 
 
 @strawberry.type(
-    description="The feed was down: bars between from and to may be missing. "
-    "filled: the missing 1m bars were fetched from history and stored."
+    description="The feed missed from..to (a reconnect, or a restart of this server): "
+    "bars in it may be missing. filled: the 1m bars wholly inside were fetched from "
+    "history and inserted (bars of them); the bar of the minute holding `to` has only "
+    "what arrived from then on."
 )
 class Gap:
     from_: Timestamp = strawberry.field(name="from")
     to: Timestamp
     filled: bool
     bars: int
+    reason: str = strawberry.field(description='"reconnect" or "restart".')
+
+    @classmethod
+    def of(cls, item: GapRecord) -> Gap:
+        return cls(
+            from_=Timestamp(float(item.from_ms)),
+            to=Timestamp(float(item.to_ms)),
+            filled=item.filled,
+            bars=item.bars,
+            reason=item.reason,
+        )
 
 
 @strawberry.type(description="One OHLCV bar. final is false while its interval runs.")
@@ -155,7 +173,10 @@ class IndicatorValue:
     symbol: str
     timeframe: Timeframe
     key: str = strawberry.field(description='Canonical name, e.g. "MACD(12,26,9)".')
-    ready: bool = strawberry.field(description="False during warm-up (not enough bars).")
+    ready: bool = strawberry.field(
+        description="False during warm-up (not enough bars for every output; an output "
+        "that has its value already, such as ADX's plus_di before its adx, shows it)."
+    )
     outputs: list[IndicatorOutput]
     bar_start: Timestamp | None
     final: bool = strawberry.field(description="True once the bar it was computed on closed.")
@@ -167,15 +188,17 @@ class IndicatorValue:
     def of(cls, slot: IndicatorSlot, update: IndicatorUpdate | None) -> IndicatorValue:
         values = update.values if update else None
         names = slot.spec.outputs
+        # Not-yet outputs are NaN inside; JSON has no NaN: they are null here.
+        shown = [
+            values[i] if values is not None and math.isfinite(values[i]) else None
+            for i in range(len(names))
+        ]
         return cls(
             symbol=slot.symbol,
             timeframe=slot.timeframe,
             key=slot.key,
-            ready=values is not None,
-            outputs=[
-                IndicatorOutput(name=n, value=values[i] if values else None)
-                for i, n in enumerate(names)
-            ],
+            ready=values is not None and all(v is not None for v in shown),
+            outputs=[IndicatorOutput(name=n, value=shown[i]) for i, n in enumerate(names)],
             bar_start=Timestamp(float(update.bar_start_ms)) if update else None,
             final=update.final if update else False,
             cold_start=slot.cold,
@@ -238,6 +261,15 @@ class BarsQuery:
             if (start is None or s >= start) and (end is None or s < end)
         ]
         return [Bar.of(b) for b in chosen[-limit:]]
+
+    @strawberry.field(
+        description="Windows this server's feed missed for the symbol (reconnects, "
+        "restarts), oldest first, with whether history filled them."
+    )
+    def bar_gaps(self, info: Info, symbol: str) -> list[Gap]:
+        services = info.context.services
+        sym = services.directory.resolve(symbol)
+        return [Gap.of(g) for g in _analytics(services).recovery.gaps(sym)]
 
     @strawberry.field(description="An indicator's current value (warmed up from history).")
     async def indicator(
@@ -361,13 +393,7 @@ IndicatorItem = tuple[IndicatorSlot, "IndicatorUpdate | None"]
 
 def _bar_event(item: BarEventRecord | GapRecord, snapshot: bool, _dropped: int) -> BarEvent:
     if isinstance(item, GapRecord):
-        gap = Gap(
-            from_=Timestamp(float(item.from_ms)),
-            to=Timestamp(float(item.to_ms)),
-            filled=item.filled,
-            bars=item.bars,
-        )
-        return BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=gap)
+        return BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=Gap.of(item))
     return BarEvent(kind=BarEventKind(item.kind.value), bar=Bar.of(item.bar), snapshot=snapshot)
 
 

@@ -32,11 +32,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from server.alerts import AlertEngine, Fired, IndicatorKey
+from server.bar_recovery import BarRecovery
 from server.delivery.bus import Bus
 from server.delivery.firings import AlertDelivery, Firing
 from server.errors import Unavailable
-from server.history.provider import HistoryProvider
+from server.history.provider import MAX_BARS, HistoryProvider
 from server.indicators import Indicator, IndicatorSpec
+from server.indicators.warmup import anchor_start, bars_needed
 from server.limits.firing_rates import FiringRates
 from server.market.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
 from server.market.timeframes import Bar, Timeframe
@@ -46,11 +48,6 @@ from streams.events import Aggregate, MinuteAggregate, Quote, Received, Trade
 from streams.screening import FeedClock
 
 log = logging.getLogger(__name__)
-
-#: Bars fed to a new indicator before the live ones, as a multiple of its warm-up:
-#: recursive indicators (EMA, RSI, ADX) converge to their full-history values.
-WARMUP_FACTOR = 5
-MAX_WARMUP_BARS = 2_000
 
 
 # Topics end with the symbol, so the hub can count interest per symbol (and have the
@@ -71,21 +68,6 @@ def bars_topic(timeframe: Timeframe, symbol: str) -> str:
 
 def indicator_topic(timeframe: Timeframe, symbol: str, key: str) -> str:
     return f"{indicator_channel(timeframe, key)}.{symbol}"
-
-
-def gaps_topic(symbol: str) -> str:
-    return f"G.{symbol}"
-
-
-class Gap(msgspec.Struct, frozen=True, gc=False):
-    """The feed was down between ``from_ms`` and ``to_ms`` (exchange time). ``filled``:
-    the missing 1m bars were fetched from history and stored."""
-
-    symbol: str
-    from_ms: int
-    to_ms: int
-    filled: bool
-    bars: int
 
 
 class IndicatorUpdate(msgspec.Struct, frozen=True, gc=False):
@@ -168,10 +150,8 @@ class Analytics:
         self._on_resume: Callable[[str, int], None] | None = None
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
-        #: Set by a reconnect: the exchange time up to which we had data.
-        self._gap_from_ms: int | None = None
-        self.gaps: list[Gap] = []
-        self._backfills: set[asyncio.Task[None]] = set()
+        #: What the feed missed (reconnects, restarts): backfilled or announced.
+        self.recovery = BarRecovery(self.book, history, writer, bus.publish, self._on_bar_events)
 
     # ------------------------------------------------------------ the hot path
 
@@ -214,18 +194,13 @@ class Analytics:
 
     def new_session(self) -> None:
         """The upstream reconnected: whatever happened since our last event is missing."""
-        if self.clock.time_ms:
-            self._gap_from_ms = self.clock.time_ms
+        self.recovery.new_session(self.clock.time_ms)
 
     def _note_time(self, t_ms: int, item: Received) -> None:
         if self._own_clock:
             self.clock.note(t_ms, item.received_ns // 1_000_000)
-        if self._gap_from_ms is not None:
-            gap_from, self._gap_from_ms = self._gap_from_ms, None
-            if t_ms > gap_from:
-                task = asyncio.get_running_loop().create_task(self._backfill(gap_from, t_ms))
-                self._backfills.add(task)
-                task.add_done_callback(self._backfills.discard)
+        if self.recovery.armed:
+            self.recovery.on_event(item.event.sym, t_ms)
 
     def _on_trade(self, trade: Trade, item: Received) -> None:
         self._note_time(trade.t, item)
@@ -313,7 +288,7 @@ class Analytics:
         """Undo the inputs from the revised bar on and feed the bars again."""
         starts = slot.starts
         depth = sum(1 for s in starts if s >= revised.start_ms)
-        if depth > len(starts) - 1 or depth > slot.indicator.max_rollback:
+        if not depth or depth > slot.indicator.max_rollback or depth > slot.indicator.count:
             return  # older than what we can undo: the bar store still gets the revision
         for _ in range(depth):
             slot.indicator.remove()
@@ -422,7 +397,7 @@ class Analytics:
         k = (symbol, timeframe, spec.key)
         slot = self._slots.get(k)
         if slot is None:
-            slot = IndicatorSlot(symbol, timeframe, spec, spec.create())
+            slot = IndicatorSlot(symbol, timeframe, spec, spec.create(timeframe=timeframe))
             slot.ready = asyncio.get_running_loop().create_future()
             self._slots[k] = slot
             slot.warming = asyncio.create_task(
@@ -448,32 +423,42 @@ class Analytics:
             self._prune(slot.symbol, slot.timeframe)
 
     async def _warm(self, slot: IndicatorSlot) -> None:
+        """Feed a new indicator the history that makes its value the one a server
+        running all along would have (``server.indicators.warmup``): the session (or
+        year) so far for anchored ones, enough bars to forget the seed for recursive
+        ones, the window for the rest; then the bars in memory and the forming bar."""
         assert slot.ready is not None
         builder = self.book.builder(slot.symbol)
         in_memory = builder.recent(slot.timeframe)
         forming = builder.forming(slot.timeframe)
-        want = min(MAX_WARMUP_BARS, max(slot.spec.warmup * WARMUP_FACTOR, slot.spec.warmup + 50))
+        latest = (
+            forming.start_ms
+            if forming
+            else in_memory[-1].start_ms
+            if in_memory
+            else self.clock.time_ms or self._wall_ms()
+        )
+        first = in_memory[0].start_ms if in_memory else forming.start_ms if forming else latest
+        anchor = anchor_start(slot.spec, slot.timeframe, latest)
         history: list[Bar] = []
-        if len(in_memory) < want:
-            first = (
-                in_memory[0].start_ms
-                if in_memory
-                else forming.start_ms
-                if forming
-                else self.clock.time_ms or self._wall_ms()
+        try:
+            if anchor is not None:
+                if anchor < first:
+                    history = await self._history_range(slot, anchor, first)
+            else:
+                want = bars_needed(slot.spec) or 0
+                if len(in_memory) < want:
+                    history = await self._history.bars(
+                        slot.symbol, slot.timeframe, end_ms=first, count=want - len(in_memory)
+                    )
+        except Unavailable as exc:
+            slot.cold = True
+            log.warning(
+                "no history for %s %s %s: %s", slot.key, slot.symbol, slot.timeframe.value, exc
             )
-            try:
-                history = await self._history.bars(
-                    slot.symbol, slot.timeframe, end_ms=first, count=want - len(in_memory)
-                )
-            except Unavailable as exc:
-                slot.cold = True
-                log.warning(
-                    "no history for %s %s %s: %s", slot.key, slot.symbol, slot.timeframe.value, exc
-                )
-            except Exception:
-                slot.cold = True
-                log.exception("history failed for %s %s", slot.symbol, slot.timeframe.value)
+        except Exception:
+            slot.cold = True
+            log.exception("history failed for %s %s", slot.symbol, slot.timeframe.value)
         # From here on nothing awaits: the bars in memory cannot change under us.
         in_memory = builder.recent(slot.timeframe)
         forming = builder.forming(slot.timeframe)
@@ -482,6 +467,8 @@ class Analytics:
         bars.extend(in_memory)
         if forming is not None:
             bars.append(forming)
+        if anchor is not None:
+            bars = [b for b in bars if b.start_ms >= anchor]  # it starts afresh there
         for bar in bars:
             slot.indicator.add(bar)
             slot.starts.append(bar.start_ms)
@@ -504,22 +491,18 @@ class Analytics:
         if not slot.ready.done():
             slot.ready.set_result(None)
 
-    async def _backfill(self, from_ms: int, to_ms: int) -> None:
-        """Fetch the 1m bars the outage cost us (for stored history and later warm-ups)
-        and tell bar subscribers about the gap, filled or not."""
-        for symbol in self.book.symbols():
-            bars: list[Bar] = []
-            try:
-                bars = await self._history.range(symbol, Timeframe.M1, from_ms, to_ms)
-            except Exception as exc:
-                log.warning("gap %s..%s for %s not backfilled: %s", from_ms, to_ms, symbol, exc)
-            if self._writer is not None:
-                for bar in bars:
-                    self._writer.submit(bar)
-            gap = Gap(symbol, from_ms, to_ms, bool(bars), len(bars))
-            self.gaps.append(gap)
-            del self.gaps[:-100]
-            self._bus.publish(gaps_topic(symbol), gap)
+    async def _history_range(self, slot: IndicatorSlot, start_ms: int, end_ms: int) -> list[Bar]:
+        """Every closed bar of the slot's timeframe in ``[start_ms, end_ms)``, fetched in
+        pieces a provider accepts (a session of 1s bars is more than one request)."""
+        size = slot.timeframe.millis or 86_400_000
+        step = size * (MAX_BARS - 1)
+        out: list[Bar] = []
+        lo = start_ms
+        while lo < end_ms:
+            hi = min(end_ms, lo + step)
+            out.extend(await self._history.range(slot.symbol, slot.timeframe, lo, hi))
+            lo = hi
+        return out
 
     async def sync_alert_indicators(self) -> None:
         """Compute exactly the indicators armed alerts read (after alerts change)."""

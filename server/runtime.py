@@ -32,11 +32,12 @@ from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimi
 from server.limits.login_throttle import LoginThrottle
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
+from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.container import Services
 from server.settings import MarketSource, Settings
-from server.storage.bars import BarWriter
+from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
 from streams.backoff import Backoff
@@ -104,7 +105,10 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        bar_writer = BarWriter(database.pool)
+        stored = (
+            STORED_TIMEFRAMES if settings.second_bars_days else STORED_TIMEFRAMES - {Timeframe.S1}
+        )
+        bar_writer = BarWriter(database.pool, timeframes=stored)
         delivery = AlertDelivery(database.pool, bus)
         screen = FeedScreen(screen_policy(settings))
         rates = FiringRates()
@@ -163,12 +167,19 @@ class Runtime:
         hub.on_interest = on_interest
         bar_writer.start()
         delivery.start()
+        await _restore_sessions(settings, database, analytics, screen)
         armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
         background = [
             asyncio.create_task(analytics.run_clock(), name="bar-clock"),
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
         ]
+        if settings.second_bars_days:
+            background.append(
+                asyncio.create_task(
+                    _prune_seconds(database, settings.second_bars_days), name="bar-retention"
+                )
+            )
         services = Services(
             settings=settings,
             state=state,
@@ -203,6 +214,39 @@ class Runtime:
         if self.bar_writer is not None:
             await self.bar_writer.close()
         await self.database.close()
+
+
+async def _restore_sessions(
+    settings: Settings, database: Database, analytics: Analytics, screen: FeedScreen
+) -> None:
+    """Rebuild each universe symbol's session that was running when the server stopped
+    (its day and forming bars, from the stored 1s and 1m bars); what came after the last
+    stored bar is backfilled or announced when the feed is back (``bar_recovery``)."""
+    for symbol in settings.symbols:
+        bars = await load_session(database.pool, symbol)
+        if not bars:
+            continue
+        analytics.recovery.restore(symbol, bars)
+        last = max(bars, key=lambda b: (b.end_ms, b.timeframe is Timeframe.S1))
+        screen.seed_reference(symbol, last.close)
+        log.info("restored %s's session from %d stored bars", symbol, len(bars))
+
+
+async def _prune_seconds(database: Database, days: int, every_s: float = 3600.0) -> None:
+    """Keep ``days`` days of 1-second bars, counted back from the newest one stored (so
+    a replayed past is kept like a live present)."""
+    while True:
+        try:
+            newest = await database.pool.fetchval(
+                "SELECT max(start_ms) FROM bars WHERE timeframe = '1s'"
+            )
+            if newest is not None:
+                gone = await prune_seconds(database.pool, newest - days * 86_400_000)
+                if gone:
+                    log.info("deleted %d 1-second bars older than %d days", gone, days)
+        except Exception:
+            log.warning("could not prune 1-second bars", exc_info=True)
+        await asyncio.sleep(every_s)
 
 
 def screen_policy(settings: Settings) -> ScreenPolicy:

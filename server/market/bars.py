@@ -563,9 +563,7 @@ class BarBuilder:
                 sr.open_interval(open_minute[0], open_minute[0] + 60_000)
                 sr.absorb(open_minute[1])
         units.extend(pending)
-        finer_open = (
-            (open_minute[0], open_minute[0] + 60_000) if open_minute is not None else None
-        )
+        finer_open = (open_minute[0], open_minute[0] + 60_000) if open_minute is not None else None
         if open_minute is not None:
             units.append(open_minute)
         if not units:
@@ -592,18 +590,19 @@ class BarBuilder:
             finer_open = (start, end)
         return out
 
-    def insert_bar(self, bar: Bar) -> list[BarEvent]:
+    def insert_bar(self, bar: Bar) -> list[BarEvent] | None:
         """Add a closed bar fetched from history for a bucket the feed missed (a gap):
-        it becomes a bar of its timeframe (``REVISION``: a final "no bar" was revised)
-        unless one is there already, and its content is added to the coarser buckets
-        holding it: forming ones silently, final ones as ``REVISION``s. A bucket the
-        feed is filling now is left to the feed."""
+        it becomes a bar of its timeframe (``REVISION``: a final "no bar" was revised;
+        none when the bucket is older than the revision window) and its content is
+        added to the coarser buckets holding it: forming ones silently, final ones as
+        ``REVISION``s. ``None`` when the bar was not taken: a bar is there already, the
+        feed is filling that bucket now, or the same bar was inserted before."""
         out: list[BarEvent] = []
         if bar.timeframe not in self._by_tf:
-            return out
+            return None
         seen = (bar.timeframe, bar.start_ms)
         if seen in self._inserted:
-            return out  # once is enough, whatever became of it
+            return None  # once is enough, whatever became of it
         if len(self._inserted) >= _INSERTED_MAX:
             self._inserted.clear()
         self._inserted.add(seen)
@@ -615,14 +614,14 @@ class BarBuilder:
             sr = self._series[i]
             if sr.start <= t < sr.end:
                 if i == first:
-                    return out  # the feed is filling this bucket: it knows better
+                    return None  # the feed is filling this bucket: it knows better
                 if not taken:
                     sr.absorb(part)
                 return out
             start, end = sr.bucket(t)
             if end <= sr.sealed or end <= self._clock_cut:
                 if i == first and any(b.start_ms == start for b in sr.history):
-                    return out  # we have this bar already (and so do the coarser ones)
+                    return None  # we have this bar already (and so do the coarser ones)
                 revised = sr.revise(start, end, part)
                 if revised is not None:
                     out.append(BarEvent(BarEventKind.REVISION, revised))
