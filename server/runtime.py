@@ -73,20 +73,7 @@ class Runtime:
     @classmethod
     async def _start_with(cls, settings: Settings, database: Database) -> Runtime:
         source = "simulated" if settings.market_source is MarketSource.SIMULATED else "polygon"
-        # Only add what is missing: names/exchanges from a reference load must survive.
-        await ensure_symbols(
-            database.pool,
-            [
-                SymbolRow(symbol=s, source="simulated" if source == "simulated" else "config")
-                for s in settings.symbols
-            ],
-        )
-        reference = [
-            SymbolInfo(r.symbol, r.name, r.exchange)
-            for r in await load_symbols(database.pool)
-            if r.active
-        ]
-        directory = SymbolDirectory(settings.symbols, reference)
+        directory = await _directory(settings, database, source)
 
         simulator: PolygonProtocolServer | None = None
         if settings.market_source is MarketSource.SIMULATED:
@@ -105,10 +92,7 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        stored = (
-            STORED_TIMEFRAMES if settings.second_bars_days else STORED_TIMEFRAMES - {Timeframe.S1}
-        )
-        bar_writer = BarWriter(database.pool, timeframes=stored)
+        bar_writer = _bar_writer(settings, database)
         delivery = AlertDelivery(database.pool, bus)
         screen = FeedScreen(screen_policy(settings))
         rates = FiringRates()
@@ -173,13 +157,8 @@ class Runtime:
         background = [
             asyncio.create_task(analytics.run_clock(), name="bar-clock"),
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
+            *_retention(settings, database),
         ]
-        if settings.second_bars_days:
-            background.append(
-                asyncio.create_task(
-                    _prune_seconds(database, settings.second_bars_days), name="bar-retention"
-                )
-            )
         services = Services(
             settings=settings,
             state=state,
@@ -230,6 +209,37 @@ async def _restore_sessions(
         last = max(bars, key=lambda b: (b.end_ms, b.timeframe is Timeframe.S1))
         screen.seed_reference(symbol, last.close)
         log.info("restored %s's session from %d stored bars", symbol, len(bars))
+
+
+async def _directory(settings: Settings, database: Database, source: str) -> SymbolDirectory:
+    # Only add what is missing: names/exchanges from a reference load must survive.
+    await ensure_symbols(
+        database.pool,
+        [
+            SymbolRow(symbol=s, source="simulated" if source == "simulated" else "config")
+            for s in settings.symbols
+        ],
+    )
+    reference = [
+        SymbolInfo(r.symbol, r.name, r.exchange)
+        for r in await load_symbols(database.pool)
+        if r.active
+    ]
+    return SymbolDirectory(settings.symbols, reference)
+
+
+def _bar_writer(settings: Settings, database: Database) -> BarWriter:
+    stored = STORED_TIMEFRAMES
+    if not settings.second_bars_days:
+        stored = stored - {Timeframe.S1}
+    return BarWriter(database.pool, timeframes=stored)
+
+
+def _retention(settings: Settings, database: Database) -> list[asyncio.Task[None]]:
+    if not settings.second_bars_days:
+        return []
+    days = settings.second_bars_days
+    return [asyncio.create_task(_prune_seconds(database, days), name="bar-retention")]
 
 
 async def _prune_seconds(database: Database, days: int, every_s: float = 3600.0) -> None:
