@@ -29,6 +29,8 @@ PUBLIC = frozenset(
         "symbols",
         "feedStatus",
         "bars",
+        "barsConnection",
+        "barGaps",
         "indicator",
         "indicators",
         "__typename",

@@ -415,7 +415,9 @@ class PolygonProtocolServer:
         #: Set while playback is paused at ``pause_at`` (tests inject input there).
         self.paused = asyncio.Event()
         self._pause_at: int | None = None
+        self._skip_to: int | None = None
         self._resumed = asyncio.Event()
+        self.frames_skipped = 0
         # Counters.
         self.connections = 0
         self.frames_read = 0  # frames taken from the source: the playback position
@@ -525,9 +527,12 @@ class PolygonProtocolServer:
         is set then) until ``resume``: tests read or inject at a known position."""
         self._pause_at = t_ms
 
-    def resume(self, until_ms: int | None = None) -> None:
-        """Go on playing (until ``until_ms``, when given, as ``pause_at``)."""
+    def resume(self, until_ms: int | None = None, *, skip_to_ms: int | None = None) -> None:
+        """Go on playing (until ``until_ms``, when given, as ``pause_at``). With
+        ``skip_to_ms``, the frames before it are dropped first, as a live feed goes on
+        while nobody listens: what a server that was down never gets."""
         self._pause_at = until_ms
+        self._skip_to = skip_to_ms
         self.paused.clear()
         self._resumed.set()
 
@@ -560,6 +565,11 @@ class PolygonProtocolServer:
                 self._resumed.clear()
                 self.paused.set()
                 await self._resumed.wait()
+            if frame and self._skip_to is not None:
+                if _time_of(frame[0]) < self._skip_to:
+                    self.frames_skipped += 1
+                    continue
+                self._skip_to = None
             if not self._playing.is_set():
                 # Everyone left while this frame was being paced.
                 source.pause()

@@ -77,7 +77,11 @@ async def tickgraph(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
 
 
 async def until(
-    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, limit: float
+    read: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    what: str,
+    limit: float,
+    every_s: float = 0.05,
 ) -> T:
     """Poll ``read()`` until ``done`` says yes; fail naming ``what`` after ``limit`` s."""
     try:
@@ -86,7 +90,7 @@ async def until(
                 value = await read()
                 if done(value):
                     return value
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(every_s)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 

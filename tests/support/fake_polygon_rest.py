@@ -151,6 +151,33 @@ def trades_from_recording(path: Path, ticker: str) -> list[dict[str, Any]]:
     ]
 
 
+def minute_aggs_from_recording(path: Path, ticker: str) -> list[dict[str, Any]]:
+    """The 1-minute aggregates of a recording's prints, as ``/v2/aggs`` results."""
+    from streams.events import Trade
+    from streams.recording import load_events
+
+    minutes: dict[int, list[Trade]] = {}
+    for e in load_events(path):
+        if type(e) is Trade and e.sym == ticker:
+            minutes.setdefault(e.t - e.t % 60_000, []).append(e)
+    out = []
+    for start, prints in sorted(minutes.items()):
+        volume = sum(p.s for p in prints)
+        out.append(
+            {
+                "v": float(volume),
+                "vw": sum(p.p * p.s for p in prints) / volume,
+                "o": prints[0].p,
+                "c": prints[-1].p,
+                "h": max(p.p for p in prints),
+                "l": min(p.p for p in prints),
+                "t": start,
+                "n": len(prints),
+            }
+        )
+    return out
+
+
 def minute_aggs(start_ms: int, count: int, *, price: float = 100.0) -> list[dict[str, Any]]:
     """``count`` consecutive one-minute aggregates from ``start_ms``, with every field."""
     out: list[dict[str, Any]] = []
