@@ -21,8 +21,11 @@ Used when ``DATABASE_URL`` is not set. How pgserver behaves, and what this modul
   under an inter-process file lock, and a process giving up its handle (explicitly, or at
   exit through pgserver's ``atexit`` hook) stops the server only if it is the last pid in
   that list. So one tickgraph process exiting never stops the database under another, and
-  the last one out stops it. A process killed with SIGKILL stays in the list; the server is
-  then left running (the safe direction) and the next start-up reuses it.
+  the last one out stops it. A process killed with SIGKILL would stay in that list for
+  ever, and the server with it; ``pg_housekeeping`` closes that: a start-up forgets the
+  pids of processes that are gone (and so adopts a server a crashed process left), and a
+  detached watchdog stops the server when this process is gone and nobody else uses it,
+  however it exited.
 - **In-process sharing.** pgserver's own per-data-dir cache hands the same object to every
   caller in a process but counts nothing, and its file lock (fcntl) does not exclude
   threads of the same process. This module serialises start/stop with a thread lock and
@@ -40,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import threading
 import warnings
@@ -51,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from server.errors import Unavailable
+from server.storage.pg_housekeeping import forget_dead_handles, start_watchdog
 
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
@@ -187,6 +192,8 @@ def _acquire(pgdata: Path) -> tuple[Path, str]:
         if handle is None:
             server_class = _import_server_class()
             pgdata.mkdir(parents=True, exist_ok=True)
+            # A crashed process's handle would keep the server alive for ever.
+            forget_dead_handles(pgdata)
             # The constructor, not pgserver.get_server(): get_server returns its cached
             # object for a data dir without re-registering this pid once that object has
             # been cleaned up, and then another process exiting could stop the server
@@ -194,6 +201,7 @@ def _acquire(pgdata: Path) -> tuple[Path, str]:
             # is running.
             server = server_class(pgdata, cleanup_mode="stop")
             handle = _handles[pgdata] = _Handle(server=server, refs=0)
+            start_watchdog(os.getpid(), pgdata)
         handle.refs += 1
         return pgdata, handle.server.get_uri()
 
