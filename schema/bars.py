@@ -11,6 +11,7 @@ import strawberry
 
 from schema.access_gate import admit_subscription, releaser
 from schema.context import Info
+from schema.pagination import DEFAULT_PAGE, PageInfo, decode_position, encode_position, page_size
 from schema.scalars import Long, Timestamp
 from server.analytics import (
     Analytics,
@@ -22,13 +23,13 @@ from server.analytics import (
 from server.bar_recovery import Gap as GapRecord
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
-from server.history.stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
 from server.market.bars import BarEvent as BarEventRecord
 from server.market.bars import BarEventKind as BarEventKindRecord
 from server.market.timeframes import Bar as BarRecord
 from server.market.timeframes import Timeframe
 from server.services.container import Services
+from server.storage.bar_pages import OPEN_END, OPEN_START, stored_page
 
 MAX_BARS = 5_000
 MAX_SPECS = 20
@@ -96,8 +97,11 @@ class Bar:
     low: float
     close: float
     volume: Long
-    vwap: float
-    trades: int
+    vwap: float = strawberry.field(
+        description="Trade-weighted: the bar's notional over its volume (its close when "
+        "no print of it counted for volume)."
+    )
+    trades: Long
     final: bool
     revision: int = strawberry.field(
         description="0, or how many times late trades changed this bar after it closed."
@@ -116,10 +120,22 @@ class Bar:
             close=b.close,
             volume=Long(b.volume),
             vwap=b.vwap,
-            trades=b.trades,
+            trades=Long(b.trades),
             final=b.final,
             revision=b.revision,
         )
+
+
+@strawberry.type
+class BarEdge:
+    cursor: str
+    node: Bar
+
+
+@strawberry.type(description="A page of bars, oldest first.")
+class BarConnection:
+    edges: list[BarEdge]
+    page_info: PageInfo
 
 
 @strawberry.type(description="A bar update, close or revision (bar set), or a GAP (gap set).")
@@ -205,6 +221,54 @@ class IndicatorValue:
         )
 
 
+def _range(
+    info: Info, symbol: str, from_: Timestamp | None, to: Timestamp | None
+) -> tuple[str, int, int]:
+    sym = info.context.services.directory.resolve(symbol)
+    lo = int(from_) if from_ is not None else OPEN_START
+    hi = int(to) if to is not None else OPEN_END
+    if lo >= hi:
+        raise InvalidInput("from must be before to")
+    return sym, lo, hi
+
+
+async def _bars(  # noqa: PLR0917 - one page's coordinates
+    info: Info,
+    symbol: str,
+    timeframe: Timeframe,
+    lo: int,
+    hi: int,
+    count: int,
+    *,
+    newest: bool,
+    forming: bool,
+) -> list[BarRecord]:
+    """The ``count`` bars starting in ``[lo, hi)`` nearest its start (or with ``newest``
+    its end), oldest first: stored ones merged with the ones in memory (which win: they
+    hold the latest revisions) and the forming bar."""
+    services = info.context.services
+    builder = _analytics(services).book.builder(symbol)
+    memory = builder.recent(timeframe)
+    bar = builder.forming(timeframe) if forming else None
+    if bar is not None:
+        memory.append(bar)
+    by_start: dict[int, BarRecord] = {}
+    if services.database is not None:
+        stored = await stored_page(
+            services.database.pool,
+            symbol,
+            timeframe,
+            start_ms=lo,
+            end_ms=hi,
+            count=count,
+            newest=newest,
+        )
+        by_start = {b.start_ms: b for b in stored}
+    by_start.update({b.start_ms: b for b in memory if lo <= b.start_ms < hi})
+    ordered = [by_start[s] for s in sorted(by_start)]
+    return ordered[-count:] if newest else ordered[:count]
+
+
 def _analytics(services: Services) -> Analytics:
     assert services.analytics is not None
     return services.analytics
@@ -219,8 +283,9 @@ def _specs(specs: list[IndicatorInput]) -> list[IndicatorSpec]:
 @strawberry.type
 class BarsQuery:
     @strawberry.field(
-        description="Bars oldest first: those in [from, to) when given, else the most "
-        "recent `limit`. Includes the forming bar when `to` is omitted."
+        description="The newest `limit` bars starting in [from, to) (either bound may be "
+        "omitted), oldest first; the forming bar too when `to` is omitted. Use "
+        "barsConnection to page through a longer range."
     )
     async def bars(  # noqa: PLR0917 - GraphQL arguments
         self,
@@ -231,36 +296,42 @@ class BarsQuery:
         to: Timestamp | None = None,
         limit: int = 500,
     ) -> list[Bar]:
-        services = info.context.services
-        sym = services.directory.resolve(symbol)
-        tf = timeframe
         if not 1 <= limit <= MAX_BARS:
             raise InvalidInput(f"limit must be between 1 and {MAX_BARS}")
-        start = int(from_) if from_ is not None else None
-        end = int(to) if to is not None else None
-        if start is not None and end is not None and start >= end:
-            raise InvalidInput("from must be before to")
-        builder = _analytics(services).book.builder(sym)
-        memory = builder.recent(tf)
-        forming = builder.forming(tf)
-        if forming is not None and end is None:
-            memory.append(forming)
-        by_start = {}
-        if services.database is not None and tf is not Timeframe.S1:
-            stored = StoredHistory(services.database.pool)
-            if start is not None:
-                older = await stored.range(sym, tf, start, end if end is not None else 2**62)
-            else:
-                first = memory[0].start_ms if memory else end or 2**62
-                older = await stored.bars(sym, tf, end_ms=first, count=limit)
-            by_start = {b.start_ms: b for b in older}
-        by_start.update({b.start_ms: b for b in memory})
-        chosen = [
-            b
-            for s, b in sorted(by_start.items())
-            if (start is None or s >= start) and (end is None or s < end)
-        ]
-        return [Bar.of(b) for b in chosen[-limit:]]
+        sym, lo, hi = _range(info, symbol, from_, to)
+        bars = await _bars(info, sym, timeframe, lo, hi, limit + 1, newest=True, forming=to is None)
+        return [Bar.of(b) for b in bars[-limit:]]
+
+    @strawberry.field(
+        description="Bars starting in [from, to) oldest first, a page at a time: `first` "
+        "bars after the `after` cursor (an endCursor of the previous page). Every stored "
+        "bar can be reached: 1s (recent days), 1m and 1d as stored, 5m/15m/1h merged from "
+        "1m, the bars in memory and, when `to` is omitted, the forming bar last."
+    )
+    async def bars_connection(  # noqa: PLR0917 - GraphQL arguments
+        self,
+        info: Info,
+        symbol: str,
+        timeframe: Timeframe,
+        from_: Annotated[Timestamp | None, strawberry.argument(name="from")] = None,
+        to: Timestamp | None = None,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> BarConnection:
+        size = page_size(first, MAX_BARS)
+        sym, lo, hi = _range(info, symbol, from_, to)
+        if after is not None:
+            lo = max(lo, decode_position("b", after, "barsConnection") + 1)
+        bars = await _bars(info, sym, timeframe, lo, hi, size + 1, newest=False, forming=to is None)
+        page = bars[:size]
+        edges = [BarEdge(cursor=encode_position("b", b.start_ms), node=Bar.of(b)) for b in page]
+        return BarConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(bars) > size,
+                end_cursor=edges[-1].cursor if edges else after,
+            ),
+        )
 
     @strawberry.field(
         description="Windows this server's feed missed for the symbol (reconnects, "

@@ -72,7 +72,7 @@ _COLUMNS: Final = (
     "trades",
     "revision",
 )
-_COLUMN_LIST: Final = ", ".join(_COLUMNS)
+COLUMN_LIST: Final = ", ".join(_COLUMNS)
 
 # Per session, reused by every flush on that connection: ON COMMIT DELETE ROWS empties it
 # at the end of each transaction, and keeping it (rather than ON COMMIT DROP) spares the
@@ -84,8 +84,8 @@ _CREATE_STAGING: Final = (
 # The WHERE keeps a stale version (a retried or reordered batch) from overwriting a newer
 # revision; the same revision is rewritten, so replaying a batch is harmless.
 _UPSERT: Final = f"""
-INSERT INTO bars AS b ({_COLUMN_LIST})
-SELECT {_COLUMN_LIST} FROM bars_staging
+INSERT INTO bars AS b ({COLUMN_LIST})
+SELECT {COLUMN_LIST} FROM bars_staging
 ON CONFLICT (symbol, timeframe, start_ms) DO UPDATE SET
     end_ms = EXCLUDED.end_ms,
     open = EXCLUDED.open,
@@ -103,7 +103,7 @@ WHERE b.revision <= EXCLUDED.revision
 # the bigint extremes (not NULL) so that the bounds are always an index range.
 _LOAD: Final = f"""
 SELECT * FROM (
-    SELECT {_COLUMN_LIST} FROM bars
+    SELECT {COLUMN_LIST} FROM bars
     WHERE symbol = $1 AND timeframe = $2 AND start_ms >= $3 AND start_ms < $4
     ORDER BY start_ms DESC
     LIMIT $5
@@ -218,7 +218,7 @@ async def load_bars(
         _BIGINT_MAX if end_ms is None else end_ms,
         limit,
     )
-    return [_bar(row) for row in rows]
+    return [bar_of_row(row) for row in rows]
 
 
 # The newest day with 1m bars, and whether its day bar is stored (then it closed).
@@ -231,7 +231,7 @@ ORDER BY m.start_ms DESC LIMIT 1
 """
 
 _SESSION: Final = f"""
-SELECT {_COLUMN_LIST} FROM bars
+SELECT {COLUMN_LIST} FROM bars
 WHERE symbol = $1 AND timeframe IN ('1s', '1m') AND start_ms >= $2 AND start_ms < $3
 ORDER BY timeframe, start_ms
 """
@@ -244,7 +244,7 @@ async def load_session(db: Executor, symbol: str) -> list[Bar]:
     if row is None or row["closed"]:
         return []
     start, end = Timeframe.D1.bucket(row["start_ms"])
-    return [_bar(r) for r in await db.fetch(_SESSION, symbol, start, end)]
+    return [bar_of_row(r) for r in await db.fetch(_SESSION, symbol, start, end)]
 
 
 async def prune_seconds(db: Executor, before_ms: int, batch: int = 50_000) -> int:
@@ -264,7 +264,8 @@ async def prune_seconds(db: Executor, before_ms: int, batch: int = 50_000) -> in
             return deleted
 
 
-def _bar(row: Any) -> Bar:
+def bar_of_row(row: Any) -> Bar:
+    """A ``bars`` row (all of ``COLUMN_LIST``) as a final ``Bar``."""
     return Bar(
         row["symbol"],
         Timeframe(row["timeframe"]),
