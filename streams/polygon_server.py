@@ -29,7 +29,9 @@ Playback semantics:
 * Every connection has a bounded outbound buffer (``max_buffered_bytes``, plus the
   websockets write buffer). The pump waits for room, so memory cannot grow with a
   slow client; a client that makes it wait longer than ``slow_consumer_timeout_s``
-  is disconnected, as a real feed does, rather than stall everyone.
+  is disconnected, as a real feed does, rather than stall everyone (paced sources:
+  the simulated market and paced replays). A replay at max speed has no pace to keep:
+  it waits for its slowest client as long as it takes.
 * When a non-looping recording ends, connections stay open and idle (a live feed
   that went quiet) and :attr:`PolygonProtocolServer.finished` is set.
 
@@ -77,6 +79,8 @@ MSG_MAX_CONNECTIONS: Final = (
     "limit for your account. Please contact support to increase your limit."
 )
 CLOSE_POLICY: Final = 1008
+#: A paced source's client that makes the pump wait this long is disconnected.
+DEFAULT_SLOW_CONSUMER_TIMEOUT_S: Final = 10.0
 #: At max speed, the pump yields to the event loop every this many frames.
 UNPACED_YIELD_EVERY: Final = 32
 
@@ -402,7 +406,7 @@ class PolygonProtocolServer:
         faults: Faults | None = None,
         api_keys: Collection[str] | None = None,
         max_buffered_bytes: int = 1 << 20,
-        slow_consumer_timeout_s: float | None = 10.0,
+        slow_consumer_timeout_s: float | None = None,
     ) -> None:
         self.source = source
         self.host = host
@@ -815,7 +819,14 @@ async def start_simulated_server(
 ) -> PolygonProtocolServer:
     """Start a server for the simulated market; ``rate`` is events/s per symbol."""
     source = SimulatedSource(SimulatedMarket(symbols, seed=seed, rate_per_symbol=rate))
-    server = PolygonProtocolServer(source, host=host, port=port, faults=faults, api_keys=api_keys)
+    server = PolygonProtocolServer(
+        source,
+        host=host,
+        port=port,
+        faults=faults,
+        api_keys=api_keys,
+        slow_consumer_timeout_s=DEFAULT_SLOW_CONSUMER_TIMEOUT_S,
+    )
     return await server.start()
 
 
@@ -829,9 +840,22 @@ async def start_replay_server(
     faults: Faults | None = None,
     api_keys: Collection[str] | None = None,
 ) -> PolygonProtocolServer:
-    """Start a server replaying the recording at ``path``."""
+    """Start a server replaying the recording at ``path``.
+
+    At a paced ``speed`` a client that makes the pump wait more than 10 s is a slow
+    consumer and is disconnected, as a live feed does. Unpaced (``speed=None``, the
+    command's ``--speed max``) the replay has no pace of its own to keep: it goes as fast
+    as the slowest subscribed client reads, and nobody is disconnected for being slow.
+    """
     source = RecordingSource(path, speed=speed, loop=loop)
-    server = PolygonProtocolServer(source, host=host, port=port, faults=faults, api_keys=api_keys)
+    server = PolygonProtocolServer(
+        source,
+        host=host,
+        port=port,
+        faults=faults,
+        api_keys=api_keys,
+        slow_consumer_timeout_s=None if speed is None else DEFAULT_SLOW_CONSUMER_TIMEOUT_S,
+    )
     return await server.start()
 
 

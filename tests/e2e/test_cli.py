@@ -115,3 +115,30 @@ async def test_secrets_stay_out_of_logs_even_at_debug(tmp_path: Path, postgres_u
                 await proc.wait()
     assert "feed connected" in out  # the debug log really was captured
     assert secret not in out and "sk-ant-sekrit" not in out
+
+
+async def test_replay_at_max_speed_waits_for_a_slow_reader_and_loses_nothing() -> None:
+    """``--speed max`` is as fast as the client reads: a client that stops reading for
+    longer than a paced replay's 10 s slow-consumer limit is waited for, not dropped."""
+    import orjson
+    import websockets
+
+    from streams.events import Quote, Trade
+    from streams.recording import load_events
+
+    expected = sum(type(e) in (Trade, Quote) for e in load_events(require(AMZN_REPLAY)))
+    args = ("replay", str(require(AMZN_REPLAY)), "--port", "0", "--speed", "max")
+    async with process(*args, env=clean_env(), ready=REPLAY_READY) as (proc, match):
+        async with websockets.connect(match.group(1), max_size=None, max_queue=4) as ws:
+            await ws.recv()  # connected
+            await ws.send(orjson.dumps({"action": "auth", "params": "any"}))
+            await ws.recv()  # auth_success
+            await ws.send(orjson.dumps({"action": "subscribe", "params": "T.AMZN,Q.AMZN"}))
+            await asyncio.sleep(12.0)  # not reading; the kernel and our buffers fill up
+            received = 0
+            async with asyncio.timeout(TIMEOUT * 6):
+                while received < expected:
+                    frame = orjson.loads(await ws.recv())
+                    received += sum(1 for e in frame if e.get("ev") in ("T", "Q"))
+        assert proc.returncode is None
+    assert received == expected
