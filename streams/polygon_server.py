@@ -819,15 +819,7 @@ async def start_simulated_server(
 ) -> PolygonProtocolServer:
     """Start a server for the simulated market; ``rate`` is events/s per symbol."""
     source = SimulatedSource(SimulatedMarket(symbols, seed=seed, rate_per_symbol=rate))
-    server = PolygonProtocolServer(
-        source,
-        host=host,
-        port=port,
-        faults=faults,
-        api_keys=api_keys,
-        slow_consumer_timeout_s=DEFAULT_SLOW_CONSUMER_TIMEOUT_S,
-    )
-    return await server.start()
+    return await _serve(source, host, port, faults, api_keys, DEFAULT_SLOW_CONSUMER_TIMEOUT_S)
 
 
 async def start_replay_server(
@@ -848,13 +840,25 @@ async def start_replay_server(
     as the slowest subscribed client reads, and nobody is disconnected for being slow.
     """
     source = RecordingSource(path, speed=speed, loop=loop)
+    slow = None if speed is None else DEFAULT_SLOW_CONSUMER_TIMEOUT_S
+    return await _serve(source, host, port, faults, api_keys, slow)
+
+
+async def _serve(  # noqa: PLR0917 - the start functions' options, passed on
+    source: FrameSource,
+    host: str,
+    port: int,
+    faults: Faults | None,
+    api_keys: Collection[str] | None,
+    slow_consumer_timeout_s: float | None,
+) -> PolygonProtocolServer:
     server = PolygonProtocolServer(
         source,
         host=host,
         port=port,
         faults=faults,
         api_keys=api_keys,
-        slow_consumer_timeout_s=None if speed is None else DEFAULT_SLOW_CONSUMER_TIMEOUT_S,
+        slow_consumer_timeout_s=slow_consumer_timeout_s,
     )
     return await server.start()
 

@@ -482,23 +482,34 @@ class BarBuilder:
     def _other_bucket(
         self, t_ms: int, price: float, size: int, flags: int, out: list[BarEvent]
     ) -> None:
-        """Route a trade outside the finest forming bar, timeframe by timeframe from the
-        finest: the first open interval holding it takes it; a final bucket is revised;
-        a later bucket closes the interval and opens the new one."""
+        """A trade outside the finest forming bar (once per new bucket, not per trade)."""
+        part = _Content()
+        part.add(t_ms, price, size, flags)
+        self._route(t_ms, part, 0, out)
+
+    def _route(
+        self, t_ms: int, part: _Content, first: int, out: list[BarEvent], *, backfill: bool = False
+    ) -> bool:
+        """Route ``part`` (prints at ``t_ms``, or a whole bar starting there) timeframe by
+        timeframe from ``self._series[first]``: the first open interval holding it takes
+        it (and every coarser one contains that one); a final bucket is revised; a later
+        bucket closes the interval and opens the new one, which takes it. ``backfill``:
+        leave a bucket the feed is filling, or one that has its bar, alone (``False``)."""
         taken = False
-        late: _Content | None = None
         series = self._series
-        for i, sr in enumerate(series):
+        for i in range(first, len(series)):
+            sr = series[i]
             if sr.start <= t_ms < sr.end:
+                if backfill and i == first:
+                    return False  # the feed is filling this bucket: it knows better
                 if not taken:
-                    sr.add(t_ms, price, size, flags)
-                return  # every coarser interval contains this one
+                    sr.absorb(part)
+                return True
             start, end = sr.bucket(t_ms)
             if end <= sr.sealed or end <= self._clock_cut:
-                if late is None:
-                    late = _Content()
-                    late.add(t_ms, price, size, flags)
-                bar = sr.revise(start, end, late)
+                if backfill and i == first and any(b.start_ms == start for b in sr.history):
+                    return False  # we have this bar already (and so do the coarser ones)
+                bar = sr.revise(start, end, part)
                 if bar is not None:
                     out.append(BarEvent(BarEventKind.REVISION, bar))
                 continue
@@ -508,8 +519,9 @@ class BarBuilder:
             sr.open_interval(start, end)
             self._wake_ms = min(self._wake_ms, end)
             if not taken:
-                sr.add(t_ms, price, size, flags)
+                sr.absorb(part)
                 taken = True
+        return True
 
     def _close(self, i: int, out: list[BarEvent]) -> None:
         """Close the open interval of ``self._series[i]``; the next coarser open interval
@@ -597,7 +609,6 @@ class BarBuilder:
         added to the coarser buckets holding it: forming ones silently, final ones as
         ``REVISION``s. ``None`` when the bar was not taken: a bar is there already, the
         feed is filling that bucket now, or the same bar was inserted before."""
-        out: list[BarEvent] = []
         if bar.timeframe not in self._by_tf:
             return None
         seen = (bar.timeframe, bar.start_ms)
@@ -606,33 +617,10 @@ class BarBuilder:
         if len(self._inserted) >= _INSERTED_MAX:
             self._inserted.clear()
         self._inserted.add(seen)
-        part = _Content.of_bar(bar)
-        t = bar.start_ms
-        taken = False
+        out: list[BarEvent] = []
         first = self.timeframes.index(bar.timeframe)
-        for i in range(first, len(self._series)):
-            sr = self._series[i]
-            if sr.start <= t < sr.end:
-                if i == first:
-                    return None  # the feed is filling this bucket: it knows better
-                if not taken:
-                    sr.absorb(part)
-                return out
-            start, end = sr.bucket(t)
-            if end <= sr.sealed or end <= self._clock_cut:
-                if i == first and any(b.start_ms == start for b in sr.history):
-                    return None  # we have this bar already (and so do the coarser ones)
-                revised = sr.revise(start, end, part)
-                if revised is not None:
-                    out.append(BarEvent(BarEventKind.REVISION, revised))
-                continue
-            if sr.end != _NONE:
-                self._close(i, out)
-            sr.open_interval(start, end)
-            self._wake_ms = min(self._wake_ms, end)
-            if not taken:
-                sr.absorb(part)
-                taken = True
+        if not self._route(bar.start_ms, _Content.of_bar(bar), first, out, backfill=True):
+            return None
         return out
 
     def on_clock(self, now_ms: int) -> list[BarEvent]:

@@ -46,9 +46,7 @@ async def stored_page(
     if count < 1 or end_ms <= start_ms:
         return []
     if timeframe in _STORED:
-        rows = await db.fetch(
-            _query(newest), symbol, timeframe.value, start_ms, end_ms, count
-        )
+        rows = await db.fetch(_query(newest), symbol, timeframe.value, start_ms, end_ms, count)
         bars = [bar_of_row(r) for r in rows]
         return bars[::-1] if newest else bars
     size = timeframe.millis

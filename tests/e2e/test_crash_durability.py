@@ -95,6 +95,17 @@ async def until(
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+def server_env(db_url: str, upstream_url: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """A server of AMZN fed by ``upstream_url``, on ``db_url``, its data under ``tmp``."""
+    return clean_env(
+        DATABASE_URL=db_url,
+        POLYGON_WS_URL=upstream_url,
+        TICKGRAPH_SYMBOLS="AMZN",
+        TICKGRAPH_DATA_DIR=str(tmp / "data"),
+        **extra,
+    )
+
+
 async def gql(http: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
     body = (await http.post("/graphql", json={"query": query, "variables": variables})).json()
     assert "errors" not in body, body
@@ -173,13 +184,7 @@ async def test_kill_9_at_max_speed_loses_nothing_durable_and_reports_the_window(
 ) -> None:
     async with await start_replay_server(AMZN_REPLAY, speed=None) as upstream:
         upstream.pause_at(T_0935)
-        env = clean_env(
-            DATABASE_URL=fresh_database_url,
-            POLYGON_WS_URL=upstream.url,
-            TICKGRAPH_SYMBOLS="AMZN",
-            TICKGRAPH_DATA_DIR=str(tmp_path / "data"),
-            TICKGRAPH_LOG_LEVEL="DEBUG",
-        )
+        env = server_env(fresh_database_url, upstream.url, tmp_path, TICKGRAPH_LOG_LEVEL="DEBUG")
         log = tmp_path / "server.log"
         async with tickgraph(env, log) as srv:
             await eventually(upstream.paused.is_set, "the replay to reach 09:35", timeout(6))
@@ -250,12 +255,7 @@ async def test_sigterm_drains_a_backlog_held_longer_than_five_seconds(
 ) -> None:
     async with await start_replay_server(AMZN_REPLAY, speed=None) as upstream:
         upstream.pause_at(T_0935)
-        env = clean_env(
-            DATABASE_URL=fresh_database_url,
-            POLYGON_WS_URL=upstream.url,
-            TICKGRAPH_SYMBOLS="AMZN",
-            TICKGRAPH_DATA_DIR=str(tmp_path / "data"),
-        )
+        env = server_env(fresh_database_url, upstream.url, tmp_path)
         log = tmp_path / "server.log"
         async with tickgraph(env, log) as srv:
             await eventually(upstream.paused.is_set, "the replay to reach 09:35", timeout(6))

@@ -21,8 +21,7 @@ from streams.events import Trade
 from streams.polygon_server import start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
-from tests.e2e.test_crash_durability import tickgraph, until
-from tests.support.cli import clean_env
+from tests.e2e.test_crash_durability import server_env, tickgraph, until
 from tests.support.data import AMZN_REPLAY, require
 from tests.support.fake_polygon_rest import FakePolygonRest, minute_aggs_from_recording
 from tests.support.server import RunningServer, running_server
@@ -158,13 +157,12 @@ async def test_after_kill_9_the_day_is_rebuilt_and_the_rest_announced(
     ):
         rest.add_aggs("AMZN", 1, "minute", minute_aggs_from_recording(AMZN_REPLAY, "AMZN"))
         upstream.pause_at(t_kill)
-        env = clean_env(
-            DATABASE_URL=fresh_database_url,
-            POLYGON_WS_URL=upstream.url,
+        env = server_env(
+            fresh_database_url,
+            upstream.url,
+            tmp_path,
             POLYGON_API_KEY="rest-key",
             POLYGON_REST_URL=rest.base_url,
-            TICKGRAPH_SYMBOLS="AMZN",
-            TICKGRAPH_DATA_DIR=str(tmp_path / "data"),
         )
         log = tmp_path / "server.log"
         async with tickgraph(env, log) as srv:
