@@ -33,6 +33,7 @@ from server.market.timeframes import Timeframe
 from server.services.alerts import output_index
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import decode_frame
+from streams.screening import FeedScreen
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = ("polygon-replay-AMZN-2012-06-21.jsonl.gz", "polygon-replay-GOOG-2012-06-21.jsonl.gz")
@@ -90,8 +91,9 @@ async def build(stage: str, alerts: int) -> tuple[Ingest, Analytics | None]:
     state = MarketState()
     bus = InProcessBus()
     tracker = FeedStatusTracker("polygon", "bench")
+    screen = FeedScreen()
     if stage in ("decode", "state"):
-        return Ingest(state, bus, tracker), None
+        return Ingest(state, bus, tracker, screen=screen), None
     engine = AlertEngine(outputs=output_index, max_per_user=10**9)
     analytics = Analytics(
         bus=bus,
@@ -99,8 +101,9 @@ async def build(stage: str, alerts: int) -> tuple[Ingest, Analytics | None]:
         writer=None,
         engine=engine,
         delivery=None,
+        clock=screen.clock,  # as the runtime wires it: the screen owns the feed clock
     )
-    ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
+    ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event, screen=screen)
     if stage in ("indicators", "alerts"):
         for sym in ("AMZN", "GOOG"):
             for key in STANDARD:

@@ -148,6 +148,8 @@ class Analytics:
         self._evaluated: dict[str, int] = {}
         self._resume: dict[str, int] = {}
         self._on_resume: Callable[[str, int], None] | None = None
+        #: Some event-time bookkeeping is waiting for events (``_note_time``).
+        self._attend = self._own_clock
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
         #: What the feed missed (reconnects, restarts): backfilled or announced.
@@ -162,9 +164,8 @@ class Analytics:
             self._on_trade(ev, item)  # type: ignore[arg-type]
         elif kind is Quote:
             q: Quote = ev  # type: ignore[assignment]
-            self._note_time(q.t, item)
-            if self._resume:
-                self._resumed(q.sym, q.t)
+            if self._attend:
+                self._note_time(q.sym, q.t, item)
             self._evaluated[q.sym] = q.t
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
         else:
@@ -195,23 +196,35 @@ class Analytics:
     def new_session(self) -> None:
         """The upstream reconnected: whatever happened since our last event is missing."""
         self.recovery.new_session(self.clock.time_ms)
+        self._attend = True
 
-    def _note_time(self, t_ms: int, item: Received) -> None:
+    def _note_time(self, symbol: str, t_ms: int, item: Received) -> None:
+        """What only some events need: the clock when this object owns it, the first
+        event after a gap (bars) or a restart (alerts). The hot path calls this only
+        while ``_attend`` says one of them is waiting."""
         if self._own_clock:
             self.clock.note(t_ms, item.received_ns // 1_000_000)
-        if self.recovery.armed:
-            self.recovery.on_event(item.event.sym, t_ms)
+        recovery = self.recovery
+        if recovery.armed:
+            recovery.on_event(symbol, t_ms)
+        if self._resume:
+            self._resumed(symbol, t_ms)
+        self._attend = self._own_clock or recovery.armed or bool(self._resume)
+
+    def restore_session(self, symbol: str, bars: list[Bar]) -> None:
+        """Rebuild ``symbol``'s session from its stored bars (``BarRecovery.restore``)."""
+        self.recovery.restore(symbol, bars)
+        self._attend = True
 
     def _on_trade(self, trade: Trade, item: Received) -> None:
-        self._note_time(trade.t, item)
         symbol = trade.sym
+        if self._attend:
+            self._note_time(symbol, trade.t, item)
         flags = item.flags
         events = self.book.on_trade(symbol, trade.t, trade.p, trade.s, flags)
         if events:
             self._on_bar_events(events, trade.t)
         if flags & LAST:
-            if self._resume:
-                self._resumed(symbol, trade.t)
             self._evaluated[symbol] = trade.t
             self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
@@ -351,6 +364,7 @@ class Analytics:
         times), so the window in between can be recovered."""
         self._resume.update(watermarks)
         self._on_resume = on_resume
+        self._attend = True
 
     def _resumed(self, symbol: str, t_ms: int) -> None:
         if symbol in self._resume:

@@ -205,7 +205,7 @@ async def _restore_sessions(
         bars = await load_session(database.pool, symbol)
         if not bars:
             continue
-        analytics.recovery.restore(symbol, bars)
+        analytics.restore_session(symbol, bars)
         last = max(bars, key=lambda b: (b.end_ms, b.timeframe is Timeframe.S1))
         screen.seed_reference(symbol, last.close)
         log.info("restored %s's session from %d stored bars", symbol, len(bars))

@@ -145,8 +145,11 @@ def _time_of(item: Received) -> int:
     return ev.t if type(ev) is Trade or type(ev) is Quote else ev.s  # type: ignore[union-attr]
 
 
-class FeedScreen:
+class FeedScreen(FeedClock):
     """Judges decoded events; one per feed (``new_session`` per upstream connection).
+
+    It is the feed clock too (a ``FeedClock``: it notes every event it accepts), so the
+    hot path reads and moves the clock without going through another object.
 
     ``admit(item)`` returns ``None`` (apply it), ``HELD`` (it waits) or a ``Reject``.
     Afterwards ``released`` holds earlier events now confirmed, to apply *before* the
@@ -155,13 +158,12 @@ class FeedScreen:
     """
 
     def __init__(self, policy: ScreenPolicy | None = None) -> None:
+        super().__init__()
         self.policy = policy or ScreenPolicy()
-        self.clock = FeedClock()
         self.released: list[Received] = []
         self.dropped: list[Reject] = []
         #: Events held now (waiting for confirmation), for monitoring.
         self.holding = 0
-        self._accepted = 0  # events accepted on the clock this session
         self._held: list[Received] = []  # held by the clock (replays)
         self._held_age = 0  # events accepted on the old clock since the first was held
         self._symbols: dict[str, _Symbol] = {}
@@ -174,8 +176,7 @@ class FeedScreen:
     def new_session(self) -> None:
         """A new upstream connection: the clock starts over (a replay may restart),
         events still held from the old session are dropped. References are kept."""
-        self.clock.reset()
-        self._accepted = 0
+        self.reset()
         self._drop(self._held, RejectReason.TIMESTAMP_UNCONFIRMED, "session ended")
         self._held_age = 0
         for st in self._symbols.values():
@@ -193,70 +194,81 @@ class FeedScreen:
     # -- the hot path -------------------------------------------------------------------
 
     @property
-    def time_ms(self) -> int:
-        """The feed clock (``FeedClock.time_ms``)."""
-        return self.clock._top2
+    def clock(self) -> FeedClock:
+        """The feed clock: this screen itself."""
+        return self
 
     def admit(self, item: Received, recv_ms: int) -> Reject | None:
-        """Judge ``item``, received at ``recv_ms`` (the frame's receive time, in ms)."""
+        """Judge ``item``, received at ``recv_ms`` (the frame's receive time, in ms).
+
+        The common case (a time on the clock, a price in its band, nothing held) is
+        decided here in a few comparisons; anything else goes to ``_admit``."""
         ev = item.event
         kind = type(ev)
         t: int = ev.t if kind is Trade or kind is Quote else ev.s  # type: ignore[union-attr]
+        if t > recv_ms + self._ahead or self._held:
+            return self._admit(item, t, recv_ms)
+        top2 = self._top2  # 0 until two events were accepted: no clock yet
+        if self._live:
+            if t < recv_ms - self._late:
+                return self._admit(item, t, recv_ms)
+        elif not (top2 and top2 - self._late <= t <= top2 + self._ahead):
+            return self._admit(item, t, recv_ms)
+        if self._band:
+            st = self._symbols.get(ev.sym)
+            if st is None or st.held:
+                return self._admit(item, t, recv_ms)
+            if kind is Trade:
+                p: float = ev.p  # type: ignore[union-attr]
+                if not st.lo <= p <= st.hi:
+                    return self._admit(item, t, recv_ms)
+                if p != st.ref:
+                    band = self._band
+                    st.ref = p
+                    st.lo = p / band
+                    st.hi = p * band
+            elif kind is Quote:
+                if st.ref <= 0.0:
+                    return self._admit(item, t, recv_ms)  # the book is the reference yet
+                bp: float = ev.bp  # type: ignore[union-attr]
+                ap: float = ev.ap  # type: ignore[union-attr]
+                lo = st.lo
+                hi = st.hi
+                if (bp > 0.0 and not lo <= bp <= hi) or (ap > 0.0 and not lo <= ap <= hi):
+                    return self._admit(item, t, recv_ms)
+        # FeedClock.note, inlined: accepted.
+        if t > top2:
+            top1 = self._top1
+            if t > top1:
+                self._top2 = top1
+                self._top1 = t
+            else:
+                self._top2 = t
+            self.recv_ms = recv_ms
+        return None
+
+    def _admit(self, item: Received, t: int, recv_ms: int) -> Reject | None:
+        """Everything ``admit`` does not decide on its fast path."""
+        ev = item.event
         if t > recv_ms + self._ahead:
             return Reject(RejectReason.TIMESTAMP_AHEAD, f"{ev.sym} t={t} received {recv_ms}")
-        clock = self.clock
         if self._live:
             if t < recv_ms - self._late:
                 return Reject(RejectReason.TIMESTAMP_STALE, f"{ev.sym} t={t}")
-        elif self._accepted < 2 or not (clock._top2 - self._late <= t <= clock._top2 + self._ahead):
+        else:
             verdict = self._on_clock(item, t)
             if verdict is not None:
                 return verdict
-        # FeedClock.note, inlined.
-        if t > clock._top2:
-            if t > clock._top1:
-                clock._top2 = clock._top1
-                clock._top1 = t
-            else:
-                clock._top2 = t
-            clock.recv_ms = recv_ms
-        self._accepted += 1
+        self.note(t, recv_ms)
         if self._held:
             self._age_held()
-        if not self._band:
-            return None
-        st = self._symbols.get(ev.sym)
-        if st is not None and not st.held:
-            # The common cases of _on_price, inlined.
-            if kind is Trade:
-                p: float = ev.p  # type: ignore[union-attr]
-                if st.lo <= p <= st.hi:
-                    if p != st.ref:
-                        st.ref = p
-                        st.lo = p / self._band
-                        st.hi = p * self._band
-                    return None
-            elif kind is Quote:
-                bp: float = ev.bp  # type: ignore[union-attr]
-                ap: float = ev.ap  # type: ignore[union-attr]
-                if st.ref > 0.0 and (
-                    (bp > 0.0 and not st.lo <= bp <= st.hi)
-                    or (ap > 0.0 and not st.lo <= ap <= st.hi)
-                ):
-                    return self._judge_quote(item, ev)  # type: ignore[arg-type]
-                if bp > 0.0 and ap > 0.0:
-                    st.bid = bp
-                    st.ask = ap
-                return None
-            else:
-                return None
-        return self._on_price(item)
+        return self._on_price(item) if self._band else None
 
     # -- time ---------------------------------------------------------------------------
 
     def _on_clock(self, item: Received, t: int) -> Reject | None:
-        if self._accepted >= 2:
-            c = self.clock.time_ms
+        c = self._top2
+        if c:
             if t < c - self._late:
                 return Reject(RejectReason.TIMESTAMP_STALE, f"{item.event.sym} t={t} clock {c}")
             if t <= c + self._ahead:
@@ -292,8 +304,7 @@ class FeedScreen:
         return None
 
     def _accept_held(self, h: Received) -> None:
-        self.clock.note(_time_of(h), h.received_ns // 1_000_000)
-        self._accepted += 1
+        self.note(_time_of(h), h.received_ns // 1_000_000)
         self._release(h)
 
     def _age_held(self) -> None:

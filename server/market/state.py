@@ -44,25 +44,6 @@ class SymbolState:
         self.quote_q = 0
         self.updated_ns = 0
 
-    def apply_trade(self, item: Received, trade: Trade) -> bool:
-        """Apply a trade; ``False`` if it was dropped as reordered."""
-        if trade.q and trade.q <= self.trade_q:
-            return False
-        self.trade_q = trade.q
-        if item.flags & LAST:
-            self.last_trade = item
-        self.recent_trades.append(item)
-        self.updated_ns = item.received_ns
-        return True
-
-    def apply_quote(self, item: Received, quote: Quote) -> bool:
-        if quote.q and quote.q <= self.quote_q:
-            return False
-        self.quote_q = quote.q
-        self.last_quote = item
-        self.updated_ns = item.received_ns
-        return True
-
     def is_stale(self, now_ns: int, stale_after_ns: int) -> bool:
         return self.updated_ns == 0 or now_ns - self.updated_ns > stale_after_ns
 
@@ -95,19 +76,32 @@ class MarketState:
         return st
 
     def apply(self, item: Received) -> bool:
-        """Apply one received event. ``False`` means it was dropped as reordered."""
+        """Apply one received event. ``False`` means it was dropped as reordered (its
+        ``q`` is not above the last one of its symbol and channel)."""
         ev = item.event
         kind = type(ev)
+        if kind is not Quote and kind is not Trade:
+            return True  # aggregates carry no per-symbol state; they are published as is
+        st = self._symbols.get(ev.sym)
+        if st is None:
+            st = self.state(ev.sym)
+        q: int = ev.q  # type: ignore[union-attr]
         if kind is Quote:
-            ok = self.state(ev.sym).apply_quote(item, ev)  # type: ignore[arg-type]
-        elif kind is Trade:
-            ok = self.state(ev.sym).apply_trade(item, ev)  # type: ignore[arg-type]
+            if q and q <= st.quote_q:
+                self.reordered += 1
+                return False
+            st.quote_q = q
+            st.last_quote = item
         else:
-            # Aggregates carry no per-symbol state yet; they are published as they are.
-            return True
-        if not ok:
-            self.reordered += 1
-        return ok
+            if q and q <= st.trade_q:
+                self.reordered += 1
+                return False
+            st.trade_q = q
+            if item.flags & LAST:
+                st.last_trade = item
+            st.recent_trades.append(item)
+        st.updated_ns = item.received_ns
+        return True
 
     def reset_sequences(self) -> None:
         for st in self._symbols.values():
