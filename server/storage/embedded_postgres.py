@@ -45,7 +45,9 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,11 +201,35 @@ def _acquire(pgdata: Path) -> tuple[Path, str]:
             # been cleaned up, and then another process exiting could stop the server
             # under us. The constructor always registers the pid and checks the server
             # is running.
-            server = server_class(pgdata, cleanup_mode="stop")
+            server = _construct(server_class, pgdata)
             handle = _handles[pgdata] = _Handle(server=server, refs=0)
             start_watchdog(os.getpid(), pgdata)
         handle.refs += 1
         return pgdata, handle.server.get_uri()
+
+
+#: pgserver gives ``pg_ctl -w start`` 10 s; a first start (initdb too) on a loaded machine
+#: can take longer, and the server usually comes up anyway: look again this many times.
+START_ATTEMPTS = 3
+
+
+def _construct(server_class: type[PostgresServer], pgdata: Path) -> PostgresServer:
+    """pgserver's server object, started (or joined). pgserver gives up on a slow start
+    after 10 s (and then fails reading a log the server had no time to write); a start
+    that is merely slow is found running by the next attempt."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return server_class(pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, FileNotFoundError) as exc:
+            if attempt == START_ATTEMPTS:
+                raise
+            logger.warning(
+                "the embedded PostgreSQL in %s is slow to start (%s); looking again",
+                pgdata,
+                type(exc).__name__,
+            )
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _release(pgdata: Path) -> None:
