@@ -182,7 +182,7 @@ async def watermark(db_url: str) -> int:
 async def test_kill_9_at_max_speed_loses_nothing_durable_and_reports_the_window(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
-    async with await start_replay_server(AMZN_REPLAY, speed=None) as upstream:
+    async with await start_replay_server(AMZN_REPLAY, speed=None, loop=True) as upstream:
         upstream.pause_at(T_0935)
         env = server_env(fresh_database_url, upstream.url, tmp_path, TICKGRAPH_LOG_LEVEL="DEBUG")
         log = tmp_path / "server.log"
@@ -190,7 +190,7 @@ async def test_kill_9_at_max_speed_loses_nothing_durable_and_reports_the_window(
             await eventually(upstream.paused.is_set, "the replay to reach 09:35", timeout(6))
             token = await elite_user(srv.http, fresh_database_url)
             once_id, dense = await dense_alerts(srv.http)
-            upstream.resume()  # max speed to the end of the day
+            upstream.resume()  # max speed, the day over and over: the load never stops
             status = await until(
                 lambda: delivery_status(srv.http),
                 lambda st: st["written"] >= 1000,
@@ -202,8 +202,8 @@ async def test_kill_9_at_max_speed_loses_nothing_durable_and_reports_the_window(
             srv.proc.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
             await srv.proc.wait()
-        assert not upstream.finished.is_set(), "the day ended before the kill: no load"
         decided = [d for d in decided_lines(log) if d[0] == "firing"]
+        assert len(decided) > decided_at_poll, "firings were still coming when it was killed"
         stored = await stored_events(fresh_database_url)
         durable = {(r["alert_id"], r["dedup_key"]) for r in stored if r["kind"] == "firing"}
         w = await watermark(fresh_database_url)
@@ -253,7 +253,7 @@ async def test_kill_9_at_max_speed_loses_nothing_durable_and_reports_the_window(
 async def test_sigterm_drains_a_backlog_held_longer_than_five_seconds(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
-    async with await start_replay_server(AMZN_REPLAY, speed=None) as upstream:
+    async with await start_replay_server(AMZN_REPLAY, speed=None, loop=True) as upstream:
         upstream.pause_at(T_0935)
         env = server_env(fresh_database_url, upstream.url, tmp_path)
         log = tmp_path / "server.log"
