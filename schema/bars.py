@@ -63,7 +63,8 @@ class BarEventKind(Enum):
 
 
 @strawberry.type(
-    description="The feed missed from..to (a reconnect, or a restart of this server): "
+    description="The feed missed from..to (a reconnect, a restart, or the part of the day "
+    "before this server's first trade): "
     "bars in it may be missing. filled: the 1m bars wholly inside were fetched from "
     "history and inserted (bars of them); the bar of the minute holding `to` has only "
     "what arrived from then on."
@@ -73,7 +74,10 @@ class Gap:
     to: Timestamp
     filled: bool
     bars: int
-    reason: str = strawberry.field(description='"reconnect" or "restart".')
+    reason: str = strawberry.field(
+        description='"start" (the day before this server\'s first trade of the symbol), '
+        '"restart" or "reconnect".'
+    )
 
     @classmethod
     def of(cls, item: GapRecord) -> Gap:

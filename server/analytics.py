@@ -150,6 +150,8 @@ class Analytics:
         self._on_resume: Callable[[str, int], None] | None = None
         #: Some event-time bookkeeping is waiting for events (``_note_time``).
         self._attend = self._own_clock
+        #: Symbols whose bars this process has been building (or restored).
+        self._traded: set[str] = set()
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
         #: What the feed missed (reconnects, restarts): backfilled or announced.
@@ -214,12 +216,16 @@ class Analytics:
     def restore_session(self, symbol: str, bars: list[Bar]) -> None:
         """Rebuild ``symbol``'s session from its stored bars (``BarRecovery.restore``)."""
         self.recovery.restore(symbol, bars)
+        self._traded.add(symbol)  # its window starts where the stored bars end
         self._attend = True
 
     def _on_trade(self, trade: Trade, item: Received) -> None:
         symbol = trade.sym
         if self._attend:
             self._note_time(symbol, trade.t, item)
+        if symbol not in self._traded:
+            self._traded.add(symbol)
+            self.recovery.first_trade(symbol, trade.t)
         flags = item.flags
         events = self.book.on_trade(symbol, trade.t, trade.p, trade.s, flags)
         if events:

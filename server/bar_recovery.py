@@ -1,7 +1,7 @@
 """Bars through outages and restarts: what the feed missed is backfilled from history or
 announced as a GAP, never left silently short.
 
-Two ways a window goes missing:
+Three ways a window goes missing:
 
 * **A reconnect.** The upstream dropped; everything between the feed clock at the drop
   and the first event of the new session is missing, for every symbol.
@@ -10,6 +10,10 @@ Two ways a window goes missing:
   (``BarBuilder.restore``): the day's statistics and the forming bars go on from where
   they were. The window from the end of the last stored bar to the symbol's first event
   after the restart is missing.
+* **A start.** A symbol whose day this process did not see from its beginning (nothing
+  of it was stored, or the server starts mid-day): the window from the start of the New
+  York day to its first trade is missing. The day's statistics cover what was seen,
+  and the GAP says from when.
 
 When the first event after the window arrives, the 1m bars lying wholly inside it are
 fetched from history (Polygon REST with a real key, our own store, the simulated
@@ -32,6 +36,7 @@ import msgspec
 from server.history.provider import HistoryProvider
 from server.market.bars import BarBook, BarEvent
 from server.market.timeframes import Bar, Timeframe
+from server.market.trading_day import day_window
 from server.storage.bars import BarWriter
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,7 @@ def gaps_topic(symbol: str) -> str:
 class Gap(msgspec.Struct, frozen=True, gc=False):
     """The feed missed ``[from_ms, to_ms)`` (exchange time) of ``symbol``. ``filled``:
     the 1m bars wholly inside were fetched from history and inserted (``bars`` of them);
-    ``reason``: why it happened."""
+    ``reason``: why it happened (``start``, ``restart``, ``reconnect``)."""
 
     symbol: str
     from_ms: int
@@ -90,6 +95,15 @@ class BarRecovery:
         self._restarted[symbol] = max(b.end_ms for b in bars)
         self.armed = True
 
+    def first_trade(self, symbol: str, t_ms: int) -> None:
+        """The first trade of ``symbol`` this process sees (its bars start here): the day
+        before it is missing unless a restart is already waiting to cover it."""
+        if symbol in self._restarted:
+            return
+        start = day_window(t_ms).start_ms
+        if t_ms > start:
+            self._schedule(symbol, start, t_ms, "start")
+
     def new_session(self, clock_ms: int) -> None:
         """The upstream reconnected; its clock was at ``clock_ms`` (0: never started)."""
         if clock_ms:
@@ -118,11 +132,20 @@ class BarRecovery:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _schedule(self, symbol: str, from_ms: int, to_ms: int, reason: str) -> None:
-        task = asyncio.get_running_loop().create_task(
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without an event loop (a benchmark): no history
+            self._announce(Gap(symbol, from_ms, to_ms, False, 0, reason))
+            return
+        task = loop.create_task(
             self._backfill(symbol, from_ms, to_ms, reason), name=f"backfill {symbol}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _announce(self, gap: Gap) -> None:
+        self._gaps.setdefault(gap.symbol, deque(maxlen=GAPS_KEPT)).append(gap)
+        self._publish(gaps_topic(gap.symbol), gap)
 
     async def _backfill(self, symbol: str, from_ms: int, to_ms: int, reason: str) -> None:
         bars: list[Bar] = []
@@ -143,9 +166,7 @@ class BarRecovery:
             )
             if self._writer is not None and not own:
                 self._writer.submit(bar)  # beyond the revision window: still stored
-        gap = Gap(symbol, from_ms, to_ms, bool(bars), len(bars), reason)
-        self._gaps.setdefault(symbol, deque(maxlen=GAPS_KEPT)).append(gap)
-        self._publish(gaps_topic(symbol), gap)
+        self._announce(Gap(symbol, from_ms, to_ms, bool(bars), len(bars), reason))
         log.info(
             "gap %s..%s of %s (%s): %s",
             from_ms,

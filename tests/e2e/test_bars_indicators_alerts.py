@@ -264,11 +264,11 @@ async def test_an_outage_is_reported_as_a_gap_on_the_bars_stream(
             async with graphql_ws(srv.ws) as client:
                 op = await client.subscribe(
                     """subscription { bars(symbol: "AMZN", timeframe: M1) {
-                       kind gap { from to filled bars } } }"""
+                       kind gap { from to filled bars reason } } }"""
                 )
                 while True:
                     event = (await client.next_data(op))["bars"]
-                    if event["kind"] == "GAP":
+                    if event["kind"] == "GAP" and event["gap"]["reason"] == "reconnect":
                         break
     gap = event["gap"]
     assert gap["from"] < gap["to"]

@@ -174,6 +174,12 @@ async def test_after_kill_9_the_day_is_rebuilt_and_the_rest_announced(
                 timeout(3),
                 every_s=0.5,
             )
+            await until(
+                lambda: minutes_stored(fresh_database_url),
+                bool,
+                "the first flush of the bar writer",
+                timeout(2),
+            )
             srv.proc.send_signal(signal.SIGKILL)  # at once: the last flush may be lost
             await srv.proc.wait()
         stored_minutes = await minutes_stored(fresh_database_url)

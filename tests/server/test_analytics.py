@@ -111,3 +111,20 @@ async def test_a_revision_of_the_first_bar_an_indicator_saw_is_applied() -> None
     assert first.close == 50.11 and first.revision == 1
     assert slot.last is not None and slot.last.values is not None
     assert slot.last.values[0] == (50.11 + 50.10) / 2
+
+
+async def test_a_day_not_seen_from_its_start_is_announced() -> None:
+    """A server that starts mid-day (or lost what it had) says its day's bars begin at
+    its first trade: a GAP from New York midnight, unfilled without history."""
+    from server.market.trading_day import day_window
+
+    analytics, bus = make()
+    seen: list[object] = []
+    bus.subscribe("G.AMZN", seen.append)
+    analytics.on_event(trade(T0 + 5_000, 223.0))
+    analytics.on_event(trade(T0 + 6_000, 223.1))
+    await analytics.recovery.wait()
+    (gap,) = analytics.recovery.gaps("AMZN")
+    assert seen == [gap]
+    assert (gap.from_ms, gap.to_ms, gap.reason) == (day_window(T0).start_ms, T0 + 5_000, "start")
+    assert not gap.filled and gap.bars == 0
