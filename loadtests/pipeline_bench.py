@@ -1,5 +1,6 @@
-"""Whole ingest pipeline on one core: real replay frames through decode → market state →
-bus → bars (all six timeframes) → the standard indicators → alert evaluation.
+"""Whole ingest pipeline on one core: real replay frames through decode (with the bounds
+checks) → screen (feed clock, price band) → market state → bus → bars (all six
+timeframes, condition rules) → the standard indicators → alert evaluation.
 
     python -m loadtests.pipeline_bench [--repeat 5] [--alerts 10000]
 
@@ -32,6 +33,7 @@ from server.market.timeframes import Timeframe
 from server.services.alerts import output_index
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import decode_frame
+from streams.screening import FeedScreen
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = ("polygon-replay-AMZN-2012-06-21.jsonl.gz", "polygon-replay-GOOG-2012-06-21.jsonl.gz")
@@ -89,8 +91,9 @@ async def build(stage: str, alerts: int) -> tuple[Ingest, Analytics | None]:
     state = MarketState()
     bus = InProcessBus()
     tracker = FeedStatusTracker("polygon", "bench")
+    screen = FeedScreen()
     if stage in ("decode", "state"):
-        return Ingest(state, bus, tracker), None
+        return Ingest(state, bus, tracker, screen=screen), None
     engine = AlertEngine(outputs=output_index, max_per_user=10**9)
     analytics = Analytics(
         bus=bus,
@@ -98,8 +101,9 @@ async def build(stage: str, alerts: int) -> tuple[Ingest, Analytics | None]:
         writer=None,
         engine=engine,
         delivery=None,
+        clock=screen.clock,  # as the runtime wires it: the screen owns the feed clock
     )
-    ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
+    ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event, screen=screen)
     if stage in ("indicators", "alerts"):
         for sym in ("AMZN", "GOOG"):
             for key in STANDARD:
@@ -118,9 +122,12 @@ def run_once(stage: str, frames: list[bytes], alerts: int) -> float:
             decode_frame(f)
         return time.perf_counter() - start
     on_frame = ingest.on_frame
+    # A real receive time: the screen judges event times against it (a replay's times
+    # are in the past, as they must be).
+    received_ns = time.time_ns()
     start = time.perf_counter()
     for f in frames:
-        on_frame(f, 0)
+        on_frame(f, received_ns)
     return time.perf_counter() - start
 
 

@@ -76,6 +76,8 @@ POLICY: Mapping[tuple[str, str], Level] = {
             "symbols",
             "feedStatus",
             "bars",
+            "barsConnection",
+            "barGaps",
             "indicator",
         )
     },
@@ -87,6 +89,9 @@ POLICY: Mapping[tuple[str, str], Level] = {
     ("Query", "me"): Level.USER,
     ("Query", "alerts"): Level.USER,
     ("Query", "alertHistory"): Level.USER,
+    ("Query", "alertHistoryConnection"): Level.USER,
+    # Operational figures (how this process delivers alerts): any signed-in caller.
+    ("Query", "alertDelivery"): Level.USER,
     ("Subscription", "alertEvents"): Level.USER,
     # Getting a session.
     ("Mutation", "register"): Level.ENTRY,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, cast
 
 import strawberry
@@ -12,7 +13,8 @@ from strawberry.scalars import JSON
 
 from schema.bars import IndicatorInput, Timeframe
 from schema.context import Info
-from schema.scalars import Timestamp, uuid_argument
+from schema.pagination import DEFAULT_PAGE, PageInfo, page_size
+from schema.scalars import Long, Timestamp, uuid_argument
 from schema.subscription_quota import admit_subscription, releaser
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
@@ -21,7 +23,8 @@ from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, TickgraphError
 from server.services.alerts import AlertService
 from server.services.container import Services
-from server.storage.alerts import AlertEventRow, StoredAlert
+from server.storage.alert_events import AlertEventRow, HistoryCursor, alert_history
+from server.storage.alerts import StoredAlert
 
 MAX_HISTORY = 1_000
 #: Firings buffered for a subscriber that reads slowly; past it the stream ends with
@@ -195,6 +198,9 @@ class Alert:
     updated_at: Timestamp
     last_fired_at: Timestamp | None
     fire_count: int
+    suppressed_count: Long = strawberry.field(
+        description="Firings not delivered because of the tier's firing rate."
+    )
 
     @classmethod
     def of(cls, stored: StoredAlert, status: AlertStatus) -> Alert:
@@ -209,28 +215,81 @@ class Alert:
             updated_at=_ms(stored.updated_at),  # type: ignore[arg-type]
             last_fired_at=_ms(stored.last_fired_at),
             fire_count=stored.fire_count,
+            suppressed_count=Long(stored.suppressed_count),
         )
 
 
-@strawberry.type(description="One firing of an alert, with the values that made it fire.")
+@strawberry.enum(
+    description="A firing, or a GAP: a window in which the alert was not "
+    "evaluated (the server was down) and could not be re-evaluated from history."
+)
+class AlertEventKind(Enum):
+    FIRING = "firing"
+    GAP = "gap"
+
+
+@strawberry.type(description="A window in which an alert was not evaluated.")
+class AlertGap:
+    from_: Timestamp = strawberry.field(name="from")
+    to: Timestamp
+    reason: str
+
+
+@strawberry.type(
+    description="One firing of an alert, with the values that made it fire; or a GAP "
+    "(kind GAP, gap set): from..to the alert was not evaluated, so it may have missed "
+    "firings there."
+)
 class AlertEvent:
     id: strawberry.ID
     alert_id: strawberry.ID
     symbol: str
-    fired_at: Timestamp
+    kind: AlertEventKind
+    fired_at: Timestamp = strawberry.field(
+        description="The firing's event time; for a GAP, its end."
+    )
     key: str
     values: JSON
+    gap: AlertGap | None = None
+    suppressed_before: int = strawberry.field(
+        default=0,
+        description="Firings of this alert not delivered (its tier's firing rate) since "
+        "the one before this.",
+    )
 
     @classmethod
     def of(cls, row: AlertEventRow) -> AlertEvent:
+        payload = row.payload
+        gap = None
+        if row.kind == "gap":
+            gap = AlertGap(
+                from_=Timestamp(float(payload.get("fromMs", 0))),
+                to=Timestamp(float(payload.get("toMs", 0))),
+                reason=str(payload.get("reason", "")),
+            )
         return cls(
             id=strawberry.ID(str(row.id)),
             alert_id=strawberry.ID(str(row.alert_id)),
             symbol=row.symbol,
+            kind=AlertEventKind(row.kind),
             fired_at=_ms(row.fired_at),  # type: ignore[arg-type]
             key=row.dedup_key,
-            values=cast(JSON, row.payload),
+            values=cast(JSON, payload),
+            gap=gap,
+            suppressed_before=int(payload.get("suppressedBefore", 0)),
         )
+
+
+@strawberry.type
+class AlertEventEdge:
+    cursor: str
+    node: AlertEvent
+
+
+@strawberry.type(description="A page of alert history, newest first.")
+class AlertEventConnection:
+    edges: list[AlertEventEdge]
+    page_info: PageInfo
 
 
 def _service(info: Info) -> AlertService:
@@ -248,13 +307,50 @@ def _id(raw: strawberry.ID) -> uuid.UUID:
     return uuid_argument(raw, "an alert id")
 
 
+@strawberry.type(
+    description="How fired alerts are being made durable in this server process: "
+    "counts since start-up, and the durability lag (decided to committed) of recent ones."
+)
+class AlertDeliveryStatus:
+    decided: Long
+    written: Long
+    duplicates: Long
+    pending: int
+    suppressed: Long = strawberry.field(description="Over their tier's firing rate.")
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+
+
 @strawberry.type
 class AlertsQuery:
+    @strawberry.field(description="Alert delivery in this server process.")
+    def alert_delivery(self, info: Info) -> AlertDeliveryStatus:
+        info.context.caller.user()  # signed-in callers only
+        services = info.context.services
+        delivery = services.delivery
+        assert delivery is not None
+        st = delivery.status()
+        rates = services.analytics.rates if services.analytics is not None else None
+        return AlertDeliveryStatus(
+            decided=Long(st.decided),
+            written=Long(st.written),
+            duplicates=Long(st.duplicates),
+            pending=st.pending,
+            suppressed=Long(rates.suppressed if rates is not None else 0),
+            lag_p50_ms=st.lag_p50_ms,
+            lag_p99_ms=st.lag_p99_ms,
+            lag_max_ms=st.lag_max_ms,
+        )
+
     @strawberry.field(description="Your alerts, oldest first.")
     async def alerts(self, info: Info) -> list[Alert]:
         return [Alert.of(s, st) for s, st in await _service(info).list(_owner(info))]
 
-    @strawberry.field(description="Your alerts' firings, newest first.")
+    @strawberry.field(
+        description="Your alerts' firings and GAPs, newest first: the newest `limit`. "
+        "Use alertHistoryConnection to page through all of it."
+    )
     async def alert_history(
         self,
         info: Info,
@@ -262,20 +358,56 @@ class AlertsQuery:
         since: Timestamp | None = None,
         limit: int = 100,
     ) -> list[AlertEvent]:
-        from server.storage.alerts import alert_history
-
         if not 1 <= limit <= MAX_HISTORY:
             raise InvalidInput(f"limit must be between 1 and {MAX_HISTORY}")
-        services = info.context.services
-        assert services.database is not None
-        rows = await alert_history(
-            services.database.pool,
-            owner=_owner(info),
-            alert_id=_id(alert_id) if alert_id is not None else None,
-            since=datetime.fromtimestamp(since / 1000).astimezone() if since else None,
-            limit=limit,
-        )
+        rows = await _history(info, alert_id, since, limit, None)
         return [AlertEvent.of(r) for r in rows]
+
+    @strawberry.field(
+        description="Your alerts' firings and GAPs, newest first, a page at a time: "
+        "`first` events after the `after` cursor (an endCursor of the previous page)."
+    )
+    async def alert_history_connection(
+        self,
+        info: Info,
+        alert_id: strawberry.ID | None = None,
+        since: Timestamp | None = None,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> AlertEventConnection:
+        size = page_size(first, MAX_HISTORY)
+        cursor = HistoryCursor.decode(after) if after is not None else None
+        rows = await _history(info, alert_id, since, size + 1, cursor)
+        page = rows[:size]
+        edges = [
+            AlertEventEdge(cursor=HistoryCursor.of(r).encode(), node=AlertEvent.of(r)) for r in page
+        ]
+        return AlertEventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > size,
+                end_cursor=edges[-1].cursor if edges else after,
+            ),
+        )
+
+
+async def _history(
+    info: Info,
+    alert_id: strawberry.ID | None,
+    since: Timestamp | None,
+    limit: int,
+    after: HistoryCursor | None,
+) -> list[AlertEventRow]:
+    services = info.context.services
+    assert services.database is not None
+    return await alert_history(
+        services.database.pool,
+        owner=_owner(info),
+        alert_id=_id(alert_id) if alert_id is not None else None,
+        since=datetime.fromtimestamp(since / 1000, tz=UTC) if since else None,
+        limit=limit,
+        after=after,
+    )
 
 
 @strawberry.type
@@ -285,7 +417,10 @@ class AlertsMutation:
         service = _service(info)
         caller = info.context.caller
         stored = await service.create(
-            _owner(info), input.doc(info.context.services), max_alerts=caller.limits.alerts
+            _owner(info),
+            input.doc(info.context.services),
+            max_alerts=caller.limits.alerts,
+            limits=caller.limits,
         )
         return Alert.of(stored, service.status(stored))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, Callable
 from enum import Enum
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import strawberry
 
 from schema.context import Info
+from schema.pagination import DEFAULT_PAGE, PageInfo, decode_position, encode_position, page_size
 from schema.scalars import Long, Timestamp
 from schema.subscription_quota import admit_subscription, releaser
 from server.analytics import (
@@ -18,10 +20,9 @@ from server.analytics import (
     bars_channel,
     indicator_channel,
 )
-from server.analytics import Gap as GapRecord
+from server.bar_recovery import Gap as GapRecord
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
-from server.history.stored import StoredHistory
 from server.indicators import IndicatorKind, IndicatorSpec
 from server.market import prices
 from server.market.bars import BarEvent as BarEventRecord
@@ -29,6 +30,7 @@ from server.market.bars import BarEventKind as BarEventKindRecord
 from server.market.timeframes import Bar as BarRecord
 from server.market.timeframes import Timeframe
 from server.services.container import Services
+from server.storage.bar_pages import OPEN_END, OPEN_START, stored_page
 
 MAX_BARS = 5_000
 MAX_SPECS = 20
@@ -44,8 +46,12 @@ strawberry.enum(
 strawberry.enum(
     IndicatorKind,
     name="IndicatorKind",
-    description="SMA, EMA, WMA, RSI (Wilder), MACD, BBANDS (Bollinger), ATR, STOCH, VWAP "
-    "(session-anchored, New York day), OBV, ADX, DONCHIAN.",
+    description="SMA, EMA, WMA, RSI (Wilder), MACD, BBANDS (Bollinger), ATR, STOCH, "
+    "VWAP (the session's trade-weighted VWAP, New York day: equals the day's vwap), "
+    "VWAP_HLC3 (session VWAP of each bar's typical price (H+L+C)/3, as charting "
+    "packages compute it), OBV (anchored: from the New York day's first bar intraday, "
+    "the year's first on daily bars), ADX (+DI/-DI from bar n, ADX from bar 2n-1), "
+    "DONCHIAN.",
 )
 
 
@@ -58,14 +64,31 @@ class BarEventKind(Enum):
 
 
 @strawberry.type(
-    description="The feed was down: bars between from and to may be missing. "
-    "filled: the missing 1m bars were fetched from history and stored."
+    description="The feed missed from..to (a reconnect, a restart, or the part of the day "
+    "before this server's first trade): "
+    "bars in it may be missing. filled: the 1m bars wholly inside were fetched from "
+    "history and inserted (bars of them); the bar of the minute holding `to` has only "
+    "what arrived from then on."
 )
 class Gap:
     from_: Timestamp = strawberry.field(name="from")
     to: Timestamp
     filled: bool
     bars: int
+    reason: str = strawberry.field(
+        description='"start" (the day before this server\'s first trade of the symbol), '
+        '"restart" or "reconnect".'
+    )
+
+    @classmethod
+    def of(cls, item: GapRecord) -> Gap:
+        return cls(
+            from_=Timestamp(float(item.from_ms)),
+            to=Timestamp(float(item.to_ms)),
+            filled=item.filled,
+            bars=item.bars,
+            reason=item.reason,
+        )
 
 
 @strawberry.type(description="One OHLCV bar. final is false while its interval runs.")
@@ -79,8 +102,11 @@ class Bar:
     low: float
     close: float
     volume: Long
-    vwap: float
-    trades: int
+    vwap: float = strawberry.field(
+        description="Trade-weighted: the bar's notional over its volume (its close when "
+        "no print of it counted for volume)."
+    )
+    trades: Long
     final: bool
     revision: int = strawberry.field(
         description="0, or how many times late trades changed this bar after it closed."
@@ -99,10 +125,22 @@ class Bar:
             close=b.close,
             volume=Long(b.volume),
             vwap=prices.average_price(b.vwap),
-            trades=b.trades,
+            trades=Long(b.trades),
             final=b.final,
             revision=b.revision,
         )
+
+
+@strawberry.type
+class BarEdge:
+    cursor: str
+    node: Bar
+
+
+@strawberry.type(description="A page of bars, oldest first.")
+class BarConnection:
+    edges: list[BarEdge]
+    page_info: PageInfo
 
 
 @strawberry.type(description="A bar update, close or revision (bar set), or a GAP (gap set).")
@@ -156,7 +194,10 @@ class IndicatorValue:
     symbol: str
     timeframe: Timeframe
     key: str = strawberry.field(description='Canonical name, e.g. "MACD(12,26,9)".')
-    ready: bool = strawberry.field(description="False during warm-up (not enough bars).")
+    ready: bool = strawberry.field(
+        description="False during warm-up (not enough bars for every output; an output "
+        "that has its value already, such as ADX's plus_di before its adx, shows it)."
+    )
     outputs: list[IndicatorOutput]
     bar_start: Timestamp | None
     final: bool = strawberry.field(description="True once the bar it was computed on closed.")
@@ -168,19 +209,69 @@ class IndicatorValue:
     def of(cls, slot: IndicatorSlot, update: IndicatorUpdate | None) -> IndicatorValue:
         values = update.values if update else None
         names = slot.spec.outputs
+        # Not-yet outputs are NaN inside; JSON has no NaN: they are null here.
+        shown = [
+            values[i] if values is not None and math.isfinite(values[i]) else None
+            for i in range(len(names))
+        ]
         return cls(
             symbol=slot.symbol,
             timeframe=slot.timeframe,
             key=slot.key,
-            ready=values is not None,
-            outputs=[
-                IndicatorOutput(name=n, value=values[i] if values else None)
-                for i, n in enumerate(names)
-            ],
+            ready=values is not None and all(v is not None for v in shown),
+            outputs=[IndicatorOutput(name=n, value=shown[i]) for i, n in enumerate(names)],
             bar_start=Timestamp(float(update.bar_start_ms)) if update else None,
             final=update.final if update else False,
             cold_start=slot.cold,
         )
+
+
+def _range(
+    info: Info, symbol: str, from_: Timestamp | None, to: Timestamp | None
+) -> tuple[str, int, int]:
+    sym = info.context.services.directory.resolve(symbol)
+    lo = int(from_) if from_ is not None else OPEN_START
+    hi = int(to) if to is not None else OPEN_END
+    if lo >= hi:
+        raise InvalidInput("from must be before to")
+    return sym, lo, hi
+
+
+async def _bars(  # noqa: PLR0917 - one page's coordinates
+    info: Info,
+    symbol: str,
+    timeframe: Timeframe,
+    lo: int,
+    hi: int,
+    count: int,
+    *,
+    newest: bool,
+    forming: bool,
+) -> list[BarRecord]:
+    """The ``count`` bars starting in ``[lo, hi)`` nearest its start (or with ``newest``
+    its end), oldest first: stored ones merged with the ones in memory (which win: they
+    hold the latest revisions) and the forming bar."""
+    services = info.context.services
+    builder = _analytics(services).book.builder(symbol)
+    memory = builder.recent(timeframe)
+    bar = builder.forming(timeframe) if forming else None
+    if bar is not None:
+        memory.append(bar)
+    by_start: dict[int, BarRecord] = {}
+    if services.database is not None:
+        stored = await stored_page(
+            services.database.pool,
+            symbol,
+            timeframe,
+            start_ms=lo,
+            end_ms=hi,
+            count=count,
+            newest=newest,
+        )
+        by_start = {b.start_ms: b for b in stored}
+    by_start.update({b.start_ms: b for b in memory if lo <= b.start_ms < hi})
+    ordered = [by_start[s] for s in sorted(by_start)]
+    return ordered[-count:] if newest else ordered[:count]
 
 
 def _analytics(services: Services) -> Analytics:
@@ -197,8 +288,9 @@ def _specs(specs: list[IndicatorInput]) -> list[IndicatorSpec]:
 @strawberry.type
 class BarsQuery:
     @strawberry.field(
-        description="Bars oldest first: those in [from, to) when given, else the most "
-        "recent `limit`. Includes the forming bar when `to` is omitted."
+        description="The newest `limit` bars starting in [from, to) (either bound may be "
+        "omitted), oldest first; the forming bar too when `to` is omitted. Use "
+        "barsConnection to page through a longer range."
     )
     async def bars(  # noqa: PLR0917 - GraphQL arguments
         self,
@@ -209,36 +301,51 @@ class BarsQuery:
         to: Timestamp | None = None,
         limit: int = 500,
     ) -> list[Bar]:
-        services = info.context.services
-        sym = services.directory.resolve(symbol)
-        tf = timeframe
         if not 1 <= limit <= MAX_BARS:
             raise InvalidInput(f"limit must be between 1 and {MAX_BARS}")
-        start = int(from_) if from_ is not None else None
-        end = int(to) if to is not None else None
-        if start is not None and end is not None and start >= end:
-            raise InvalidInput("from must be before to")
-        builder = _analytics(services).book.builder(sym)
-        memory = builder.recent(tf)
-        forming = builder.forming(tf)
-        if forming is not None and end is None:
-            memory.append(forming)
-        by_start = {}
-        if services.database is not None and tf is not Timeframe.S1:
-            stored = StoredHistory(services.database.pool)
-            if start is not None:
-                older = await stored.range(sym, tf, start, end if end is not None else 2**62)
-            else:
-                first = memory[0].start_ms if memory else end or 2**62
-                older = await stored.bars(sym, tf, end_ms=first, count=limit)
-            by_start = {b.start_ms: b for b in older}
-        by_start.update({b.start_ms: b for b in memory})
-        chosen = [
-            b
-            for s, b in sorted(by_start.items())
-            if (start is None or s >= start) and (end is None or s < end)
-        ]
-        return [Bar.of(b) for b in chosen[-limit:]]
+        sym, lo, hi = _range(info, symbol, from_, to)
+        bars = await _bars(info, sym, timeframe, lo, hi, limit + 1, newest=True, forming=to is None)
+        return [Bar.of(b) for b in bars[-limit:]]
+
+    @strawberry.field(
+        description="Bars starting in [from, to) oldest first, a page at a time: `first` "
+        "bars after the `after` cursor (an endCursor of the previous page). Every stored "
+        "bar can be reached: 1s (recent days), 1m and 1d as stored, 5m/15m/1h merged from "
+        "1m, the bars in memory and, when `to` is omitted, the forming bar last."
+    )
+    async def bars_connection(  # noqa: PLR0917 - GraphQL arguments
+        self,
+        info: Info,
+        symbol: str,
+        timeframe: Timeframe,
+        from_: Annotated[Timestamp | None, strawberry.argument(name="from")] = None,
+        to: Timestamp | None = None,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> BarConnection:
+        size = page_size(first, MAX_BARS)
+        sym, lo, hi = _range(info, symbol, from_, to)
+        if after is not None:
+            lo = max(lo, decode_position("b", after, "barsConnection") + 1)
+        bars = await _bars(info, sym, timeframe, lo, hi, size + 1, newest=False, forming=to is None)
+        page = bars[:size]
+        edges = [BarEdge(cursor=encode_position("b", b.start_ms), node=Bar.of(b)) for b in page]
+        return BarConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(bars) > size,
+                end_cursor=edges[-1].cursor if edges else after,
+            ),
+        )
+
+    @strawberry.field(
+        description="Windows this server's feed missed for the symbol (reconnects, "
+        "restarts), oldest first, with whether history filled them."
+    )
+    def bar_gaps(self, info: Info, symbol: str) -> list[Gap]:
+        services = info.context.services
+        sym = services.directory.resolve(symbol)
+        return [Gap.of(g) for g in _analytics(services).recovery.gaps(sym)]
 
     @strawberry.field(description="An indicator's current value (warmed up from history).")
     async def indicator(
@@ -362,13 +469,7 @@ IndicatorItem = tuple[IndicatorSlot, "IndicatorUpdate | None"]
 
 def _bar_event(item: BarEventRecord | GapRecord, snapshot: bool, _dropped: int) -> BarEvent:
     if isinstance(item, GapRecord):
-        gap = Gap(
-            from_=Timestamp(float(item.from_ms)),
-            to=Timestamp(float(item.to_ms)),
-            filled=item.filled,
-            bars=item.bars,
-        )
-        return BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=gap)
+        return BarEvent(kind=BarEventKind.GAP, bar=None, snapshot=False, gap=Gap.of(item))
     return BarEvent(kind=BarEventKind(item.kind.value), bar=Bar.of(item.bar), snapshot=snapshot)
 
 

@@ -9,7 +9,11 @@ The cost is computed from the document, the schema and the request's variables:
   list argument (``symbols``, ``specs``, ``ids``), with the schema's default when the
   argument is omitted; a list field without such an argument counts
   ``default_list_size`` items, and so does every further level of a nested list type;
-* fragments and inline fragments count where they are spread.
+* fragments and inline fragments count where they are spread;
+* a connection (a field with a count argument whose type is an object, not a list,
+  such as ``barsConnection(first: 500) { edges { node { open } } pageInfo { ... } }``)
+  costs once, and its count sizes the lists directly inside it (``edges``): a page of
+  500 bars costs what ``bars(limit: 500)`` costs.
 
 So ``a: bars(limit: 5000) { open close }`` costs ``1 + 5000 * 2`` and a list inside a
 list multiplies twice. A subscription field sized by ``symbols`` (one snapshot, then a
@@ -134,8 +138,10 @@ class _CostWalk:
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        self.fragment_costs: dict[str, int] = {}
+        self.fragment_costs: dict[tuple[str, int | None], int] = {}
         self.in_progress: set[str] = set()
+        #: Per selection level: the page size a connection hands to its inner lists.
+        self.carry: list[int | None] = [None]
 
     def selection_set(self, node: SelectionSetNode, parent: Any) -> int:
         total = 0
@@ -151,7 +157,8 @@ class _CostWalk:
         return min(total, COST_CEILING)
 
     def fragment(self, name: str) -> int:
-        known = self.fragment_costs.get(name)
+        memo = (name, self.carry[-1])  # a fragment inside a connection sees its page size
+        known = self.fragment_costs.get(memo)
         if known is not None:
             return known
         definition = self.fragments.get(name)
@@ -162,7 +169,7 @@ class _CostWalk:
         scope = self.schema.get_type(definition.type_condition.name.value)
         cost = self.selection_set(definition.selection_set, scope) if scope else 0
         self.in_progress.discard(name)
-        self.fragment_costs[name] = cost
+        self.fragment_costs[memo] = cost
         return cost
 
     def field(self, node: FieldNode, parent: Any) -> int:
@@ -178,29 +185,51 @@ class _CostWalk:
         item_type, list_levels = _unwrap(definition.type)
         if node.selection_set is None:
             return 1
-        items = self.items(node, definition, list_levels)
-        return min(1 + items * self.selection_set(node.selection_set, item_type), COST_CEILING)
+        items, carry = self.items(node, definition, list_levels)
+        self.carry.append(carry)
+        try:
+            inner = self.selection_set(node.selection_set, item_type)
+        finally:
+            self.carry.pop()
+        return min(1 + items * inner, COST_CEILING)
 
-    def items(self, node: FieldNode, definition: GraphQLField, list_levels: int) -> int:
-        """How many times the field's selection runs: its size arguments when it has
-        any, else the default size per list level."""
+    def items(
+        self, node: FieldNode, definition: GraphQLField, list_levels: int
+    ) -> tuple[int, int | None]:
+        """How many times the field's selection runs (its size arguments when it has
+        any, else the default size per list level, else the page size of the connection
+        it is in), and the page size it hands to its own inner lists (a connection)."""
         model = self.model
         sizes = [
             size
             for arg_name, arg in definition.args.items()
             if (size := self.size(node, arg_name, arg)) is not None
         ]
+        inherited = self.carry[-1]
         if sizes:
             items = 1
             for size in sizes:
                 items = min(items * size, COST_CEILING)
+            counted = any(a.name.value in model.count_arguments for a in node.arguments or ())
+            if not list_levels and (counted or self._counts_by_default(definition)):
+                return 1, items  # a connection: its count sizes the lists inside it
             # The arguments size the outer list; inner lists are unknown.
             list_levels = max(list_levels - 1, 0)
+        elif inherited is not None and list_levels:
+            items = inherited
+            list_levels -= 1
         else:
             items = 1
         for _ in range(list_levels):
             items = min(items * model.default_list_size, COST_CEILING)
-        return items
+        return items, None
+
+    def _counts_by_default(self, definition: GraphQLField) -> bool:
+        """The field has a count argument (with a default) and no list argument."""
+        names = set(definition.args)
+        return bool(names & self.model.count_arguments) and not (
+            names & self.model.length_arguments
+        )
 
     def size(self, node: FieldNode, arg_name: str, arg: GraphQLArgument) -> int | None:
         model = self.model

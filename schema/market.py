@@ -14,8 +14,10 @@ from schema.subscription_quota import admit_subscription, releaser
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput
 from server.market import prices
-from server.market.state import DayStats as DayStatsState
 from server.market.state import SymbolState
+from server.market.timeframes import Bar as BarRecord
+from server.market.timeframes import Timeframe
+from server.market.trading_day import day_window
 from server.services.container import Services
 from streams.events import Quote as QuoteEvent
 from streams.events import Received
@@ -128,27 +130,47 @@ class Trade:
         )
 
 
-@strawberry.type(description="The symbol's trades on one New York calendar day.")
+@strawberry.type(
+    description="The symbol's trades on one New York calendar day: the day's bar (every "
+    "print counted by the consolidated tape's condition rules, docs/market-data.md)."
+)
 class DayStats:
     date: date
     open: float
     high: float
     low: float
+    close: float
     volume: Long
-    vwap: float | None
-    trades: int
+    vwap: float | None = strawberry.field(description="Trade-weighted: notional / volume.")
+    trades: Long
+    final: bool = strawberry.field(description="True once the day has closed.")
 
     @classmethod
-    def of(cls, d: DayStatsState) -> DayStats:
+    def of(cls, bar: BarRecord) -> DayStats:
         return cls(
-            date=d.window.day,
-            open=d.open,
-            high=d.high,
-            low=d.low,
-            volume=Long(d.volume),
-            vwap=prices.average_price(d.vwap) if d.vwap is not None else None,
-            trades=d.trades,
+            date=day_window(bar.start_ms).day,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=Long(bar.volume),
+            vwap=prices.average_price(bar.vwap) if bar.volume else None,
+            trades=Long(bar.trades),
+            final=bar.final,
         )
+
+
+def day_bar(services: Services, symbol: str) -> BarRecord | None:
+    """The day's bar: forming, or the last one closed."""
+    analytics = services.analytics
+    builder = analytics.book.get(symbol) if analytics is not None else None
+    if builder is None:
+        return None
+    forming = builder.forming(Timeframe.D1)
+    if forming is not None:
+        return forming
+    closed = builder.recent(Timeframe.D1, 1)
+    return closed[-1] if closed else None
 
 
 @strawberry.type(description="Everything this server currently knows about one symbol.")
@@ -177,16 +199,23 @@ class SymbolInfo:
 
 
 def _snapshot(info: Info, symbol: str, st: SymbolState | None) -> MarketSnapshot:
-    settings = info.context.services.settings
+    services = info.context.services
+    settings = services.settings
+    day = day_bar(services, symbol)
     if st is None:
         return MarketSnapshot(
-            symbol=symbol, quote=None, last_trade=None, day=None, updated_at=None, stale=True
+            symbol=symbol,
+            quote=None,
+            last_trade=None,
+            day=DayStats.of(day) if day else None,
+            updated_at=None,
+            stale=True,
         )
     return MarketSnapshot(
         symbol=symbol,
         quote=Quote.of(st.last_quote) if st.last_quote else None,
         last_trade=Trade.of(st.last_trade) if st.last_trade else None,
-        day=DayStats.of(st.day) if st.day else None,
+        day=DayStats.of(day) if day else None,
         updated_at=ms_from_ns(st.updated_ns) if st.updated_ns else None,
         stale=st.is_stale(time.time_ns(), int(settings.stale_after_s * 1e9)),
     )

@@ -32,22 +32,22 @@ from dataclasses import dataclass, field
 import msgspec
 
 from server.alerts import AlertEngine, Fired, IndicatorKey
+from server.bar_recovery import BarRecovery
 from server.delivery.bus import Bus
 from server.delivery.firings import AlertDelivery, Firing
 from server.errors import Unavailable
-from server.history.provider import HistoryProvider
+from server.history.provider import MAX_BARS, HistoryProvider
 from server.indicators import Indicator, IndicatorSpec
+from server.indicators.warmup import anchor_start, bars_needed
+from server.limits.firing_rates import FiringRates
 from server.market.bars import BarBook, BarEvent, BarEventKind, compare_with_aggregate
 from server.market.timeframes import Bar, Timeframe
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter
+from streams.conditions import LAST
 from streams.events import Aggregate, MinuteAggregate, Quote, Received, Trade
+from streams.screening import FeedClock
 
 log = logging.getLogger(__name__)
-
-#: Bars fed to a new indicator before the live ones, as a multiple of its warm-up:
-#: recursive indicators (EMA, RSI, ADX) converge to their full-history values.
-WARMUP_FACTOR = 5
-MAX_WARMUP_BARS = 2_000
 
 
 # Topics end with the symbol, so the hub can count interest per symbol (and have the
@@ -68,21 +68,6 @@ def bars_topic(timeframe: Timeframe, symbol: str) -> str:
 
 def indicator_topic(timeframe: Timeframe, symbol: str, key: str) -> str:
     return f"{indicator_channel(timeframe, key)}.{symbol}"
-
-
-def gaps_topic(symbol: str) -> str:
-    return f"G.{symbol}"
-
-
-class Gap(msgspec.Struct, frozen=True, gc=False):
-    """The feed was down between ``from_ms`` and ``to_ms`` (exchange time). ``filled``:
-    the missing 1m bars were fetched from history and stored."""
-
-    symbol: str
-    from_ms: int
-    to_ms: int
-    filled: bool
-    bars: int
 
 
 class IndicatorUpdate(msgspec.Struct, frozen=True, gc=False):
@@ -140,8 +125,14 @@ class Analytics:
         engine: AlertEngine,
         delivery: AlertDelivery | None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock: FeedClock | None = None,
+        rates: FiringRates | None = None,
     ) -> None:
         self._bus = bus
+        #: The feed's clock. The ingest's screen owns it when given (it notes accepted
+        #: events); otherwise this object notes the events it sees.
+        self.clock = clock if clock is not None else FeedClock()
+        self._own_clock = clock is None
         self._history = history
         self._writer = writer
         self.engine = engine
@@ -151,16 +142,20 @@ class Analytics:
         self._slots: dict[tuple[str, Timeframe, str], IndicatorSlot] = {}
         self._watch: dict[str, dict[Timeframe, _Watch]] = {}
         self._alert_slots: dict[IndicatorKey, IndicatorSlot] = {}
-        # The feed's clock: exchange time of the newest event and when it arrived.
-        self._feed_t_ms = 0
-        self._feed_wall_ms = 0
         self.fired = 0
+        #: Per-alert and per-user firing rates (wall clock); None: unlimited.
+        self.rates = rates
+        self._evaluated: dict[str, int] = {}
+        self._resume: dict[str, int] = {}
+        self._on_resume: Callable[[str, int], None] | None = None
+        #: Some event-time bookkeeping is waiting for events (``_note_time``).
+        self._attend = self._own_clock
+        #: Symbols whose bars this process has been building (or restored).
+        self._traded: set[str] = set()
         self.aggregates_checked = 0
         self.aggregate_mismatches = 0
-        #: Set by a reconnect: the exchange time up to which we had data.
-        self._gap_from_ms: int | None = None
-        self.gaps: list[Gap] = []
-        self._backfills: set[asyncio.Task[None]] = set()
+        #: What the feed missed (reconnects, restarts): backfilled or announced.
+        self.recovery = BarRecovery(self.book, history, writer, bus.publish, self._on_bar_events)
 
     # ------------------------------------------------------------ the hot path
 
@@ -168,10 +163,12 @@ class Analytics:
         ev = item.event
         kind = type(ev)
         if kind is Trade:
-            self._on_trade(ev)  # type: ignore[arg-type]
+            self._on_trade(ev, item)  # type: ignore[arg-type]
         elif kind is Quote:
             q: Quote = ev  # type: ignore[assignment]
-            self._note_time(q.t)
+            if self._attend:
+                self._note_time(q.sym, q.t, item)
+            self._evaluated[q.sym] = q.t
             self._deliver(self.engine.on_quote(q.sym, q.bp, q.ap, q.t))
         else:
             self._check_aggregate(ev)  # type: ignore[arg-type]
@@ -200,27 +197,42 @@ class Analytics:
 
     def new_session(self) -> None:
         """The upstream reconnected: whatever happened since our last event is missing."""
-        if self._feed_t_ms:
-            self._gap_from_ms = self._feed_t_ms
+        self.recovery.new_session(self.clock.time_ms)
+        self._attend = True
 
-    def _note_time(self, t_ms: int) -> None:
-        if self._gap_from_ms is not None:
-            gap_from, self._gap_from_ms = self._gap_from_ms, None
-            if t_ms > gap_from:
-                task = asyncio.get_running_loop().create_task(self._backfill(gap_from, t_ms))
-                self._backfills.add(task)
-                task.add_done_callback(self._backfills.discard)
-        if t_ms > self._feed_t_ms:
-            self._feed_t_ms = t_ms
-            self._feed_wall_ms = self._wall_ms()
+    def _note_time(self, symbol: str, t_ms: int, item: Received) -> None:
+        """What only some events need: the clock when this object owns it, the first
+        event after a gap (bars) or a restart (alerts). The hot path calls this only
+        while ``_attend`` says one of them is waiting."""
+        if self._own_clock:
+            self.clock.note(t_ms, item.received_ns // 1_000_000)
+        recovery = self.recovery
+        if recovery.armed:
+            recovery.on_event(symbol, t_ms)
+        if self._resume:
+            self._resumed(symbol, t_ms)
+        self._attend = self._own_clock or recovery.armed or bool(self._resume)
 
-    def _on_trade(self, trade: Trade) -> None:
-        self._note_time(trade.t)
+    def restore_session(self, symbol: str, bars: list[Bar]) -> None:
+        """Rebuild ``symbol``'s session from its stored bars (``BarRecovery.restore``)."""
+        self.recovery.restore(symbol, bars)
+        self._traded.add(symbol)  # its window starts where the stored bars end
+        self._attend = True
+
+    def _on_trade(self, trade: Trade, item: Received) -> None:
         symbol = trade.sym
-        events = self.book.on_trade(symbol, trade.t, trade.p, trade.s)
+        if self._attend:
+            self._note_time(symbol, trade.t, item)
+        if symbol not in self._traded:
+            self._traded.add(symbol)
+            self.recovery.first_trade(symbol, trade.t)
+        flags = item.flags
+        events = self.book.on_trade(symbol, trade.t, trade.p, trade.s, flags)
         if events:
             self._on_bar_events(events, trade.t)
-        self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
+        if flags & LAST:
+            self._evaluated[symbol] = trade.t
+            self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
         if watched:
             builder = self.book.builder(symbol)
@@ -279,10 +291,13 @@ class Analytics:
             if watch is not None and watch.bar_watchers:
                 self._bus.publish(bars_topic(bar.timeframe, bar.symbol), event)
             if event.kind is BarEventKind.CLOSE:
+                # A close happens at the bar's end, whatever made us notice it (the next
+                # trade, or the clock while the symbol was quiet): that is the time its
+                # final values and its oncePerBarClose firings carry.
                 if watch is not None and watch.slots:
-                    self._feed_slots(watch.slots, bar, t_ms, final=True)
+                    self._feed_slots(watch.slots, bar, bar.end_ms, final=True)
                 self._deliver(
-                    self.engine.on_bar_close(bar.symbol, bar.timeframe, bar.start_ms, t_ms)
+                    self.engine.on_bar_close(bar.symbol, bar.timeframe, bar.start_ms, bar.end_ms)
                 )
             elif event.kind is BarEventKind.REVISION and watch is not None:
                 for slot in watch.slots:
@@ -292,7 +307,7 @@ class Analytics:
         """Undo the inputs from the revised bar on and feed the bars again."""
         starts = slot.starts
         depth = sum(1 for s in starts if s >= revised.start_ms)
-        if depth > len(starts) - 1 or depth > slot.indicator.max_rollback:
+        if not depth or depth > slot.indicator.max_rollback or depth > slot.indicator.count:
             return  # older than what we can undo: the bar store still gets the revision
         for _ in range(depth):
             slot.indicator.remove()
@@ -320,10 +335,12 @@ class Analytics:
             self._bus.publish(slot.topic, slot.last)
 
     def on_clock(self) -> None:
-        """Close bars whose interval ended on the feed's clock (quiet symbols)."""
-        if not self._feed_t_ms:
+        """Close bars whose interval ended on the feed's clock (quiet symbols). The clock
+        is robust (``FeedClock``: no single event moves it), extrapolated by wall time
+        while the feed is quiet."""
+        feed_now = self.clock.now_ms(self._wall_ms())
+        if not feed_now:
             return
-        feed_now = self._feed_t_ms + (self._wall_ms() - self._feed_wall_ms)
         events = self.book.on_clock(feed_now)
         if events:
             self._on_bar_events(events, feed_now)
@@ -334,8 +351,38 @@ class Analytics:
         self.fired += len(fired)
         if self._delivery is None:
             return
+        rates = self.rates
+        now_us = self._wall_ms() * 1000 if rates is not None else 0
         for f in fired:
-            self._delivery.submit(firing_of(f))
+            suppressed = 0
+            if rates is not None:
+                admitted = rates.admit(f.alert_id, f.owner, now_us, ends_alert=f.done)
+                if admitted is None:
+                    continue
+                suppressed = admitted
+            self._delivery.submit(firing_of(f, suppressed))
+
+    def expect_resume(
+        self, watermarks: dict[str, int], on_resume: Callable[[str, int], None]
+    ) -> None:
+        """After a restart: call ``on_resume(symbol, t)`` at the first event evaluated for
+        each of these symbols (whose alerts were last durably evaluated at the given
+        times), so the window in between can be recovered."""
+        self._resume.update(watermarks)
+        self._on_resume = on_resume
+        self._attend = True
+
+    def _resumed(self, symbol: str, t_ms: int) -> None:
+        if symbol in self._resume:
+            del self._resume[symbol]
+            if self._on_resume is not None:
+                self._on_resume(symbol, t_ms)
+
+    def take_evaluated(self) -> dict[str, int]:
+        """The exchange time of the last event each symbol's alerts were evaluated on,
+        for the symbols evaluated since the previous call (the delivery's watermark)."""
+        taken, self._evaluated = self._evaluated, {}
+        return taken
 
     # ------------------------------------------------------- who needs what
 
@@ -370,7 +417,7 @@ class Analytics:
         k = (symbol, timeframe, spec.key)
         slot = self._slots.get(k)
         if slot is None:
-            slot = IndicatorSlot(symbol, timeframe, spec, spec.create())
+            slot = IndicatorSlot(symbol, timeframe, spec, spec.create(timeframe=timeframe))
             slot.ready = asyncio.get_running_loop().create_future()
             self._slots[k] = slot
             slot.warming = asyncio.create_task(
@@ -396,32 +443,42 @@ class Analytics:
             self._prune(slot.symbol, slot.timeframe)
 
     async def _warm(self, slot: IndicatorSlot) -> None:
+        """Feed a new indicator the history that makes its value the one a server
+        running all along would have (``server.indicators.warmup``): the session (or
+        year) so far for anchored ones, enough bars to forget the seed for recursive
+        ones, the window for the rest; then the bars in memory and the forming bar."""
         assert slot.ready is not None
         builder = self.book.builder(slot.symbol)
         in_memory = builder.recent(slot.timeframe)
         forming = builder.forming(slot.timeframe)
-        want = min(MAX_WARMUP_BARS, max(slot.spec.warmup * WARMUP_FACTOR, slot.spec.warmup + 50))
+        latest = (
+            forming.start_ms
+            if forming
+            else in_memory[-1].start_ms
+            if in_memory
+            else self.clock.time_ms or self._wall_ms()
+        )
+        first = in_memory[0].start_ms if in_memory else forming.start_ms if forming else latest
+        anchor = anchor_start(slot.spec, slot.timeframe, latest)
         history: list[Bar] = []
-        if len(in_memory) < want:
-            first = (
-                in_memory[0].start_ms
-                if in_memory
-                else forming.start_ms
-                if forming
-                else self._feed_t_ms or self._wall_ms()
+        try:
+            if anchor is not None:
+                if anchor < first:
+                    history = await self._history_range(slot, anchor, first)
+            else:
+                want = bars_needed(slot.spec) or 0
+                if len(in_memory) < want:
+                    history = await self._history.bars(
+                        slot.symbol, slot.timeframe, end_ms=first, count=want - len(in_memory)
+                    )
+        except Unavailable as exc:
+            slot.cold = True
+            log.warning(
+                "no history for %s %s %s: %s", slot.key, slot.symbol, slot.timeframe.value, exc
             )
-            try:
-                history = await self._history.bars(
-                    slot.symbol, slot.timeframe, end_ms=first, count=want - len(in_memory)
-                )
-            except Unavailable as exc:
-                slot.cold = True
-                log.warning(
-                    "no history for %s %s %s: %s", slot.key, slot.symbol, slot.timeframe.value, exc
-                )
-            except Exception:
-                slot.cold = True
-                log.exception("history failed for %s %s", slot.symbol, slot.timeframe.value)
+        except Exception:
+            slot.cold = True
+            log.exception("history failed for %s %s", slot.symbol, slot.timeframe.value)
         # From here on nothing awaits: the bars in memory cannot change under us.
         in_memory = builder.recent(slot.timeframe)
         forming = builder.forming(slot.timeframe)
@@ -430,6 +487,8 @@ class Analytics:
         bars.extend(in_memory)
         if forming is not None:
             bars.append(forming)
+        if anchor is not None:
+            bars = [b for b in bars if b.start_ms >= anchor]  # it starts afresh there
         for bar in bars:
             slot.indicator.add(bar)
             slot.starts.append(bar.start_ms)
@@ -443,7 +502,7 @@ class Analytics:
                 slot.indicator.value,
                 last.start_ms,
                 last.final,
-                self._feed_t_ms,
+                self.clock.time_ms,
             )
         if slot.refs > 0:
             self._watch.setdefault(slot.symbol, {}).setdefault(
@@ -452,22 +511,18 @@ class Analytics:
         if not slot.ready.done():
             slot.ready.set_result(None)
 
-    async def _backfill(self, from_ms: int, to_ms: int) -> None:
-        """Fetch the 1m bars the outage cost us (for stored history and later warm-ups)
-        and tell bar subscribers about the gap, filled or not."""
-        for symbol in self.book.symbols():
-            bars: list[Bar] = []
-            try:
-                bars = await self._history.range(symbol, Timeframe.M1, from_ms, to_ms)
-            except Exception as exc:
-                log.warning("gap %s..%s for %s not backfilled: %s", from_ms, to_ms, symbol, exc)
-            if self._writer is not None:
-                for bar in bars:
-                    self._writer.submit(bar)
-            gap = Gap(symbol, from_ms, to_ms, bool(bars), len(bars))
-            self.gaps.append(gap)
-            del self.gaps[:-100]
-            self._bus.publish(gaps_topic(symbol), gap)
+    async def _history_range(self, slot: IndicatorSlot, start_ms: int, end_ms: int) -> list[Bar]:
+        """Every closed bar of the slot's timeframe in ``[start_ms, end_ms)``, fetched in
+        pieces a provider accepts (a session of 1s bars is more than one request)."""
+        size = slot.timeframe.millis or 86_400_000
+        step = size * (MAX_BARS - 1)
+        out: list[Bar] = []
+        lo = start_ms
+        while lo < end_ms:
+            hi = min(end_ms, lo + step)
+            out.extend(await self._history.range(slot.symbol, slot.timeframe, lo, hi))
+            lo = hi
+        return out
 
     async def sync_alert_indicators(self) -> None:
         """Compute exactly the indicators armed alerts read (after alerts change)."""
@@ -503,13 +558,17 @@ class Analytics:
                 log.exception("bar clock failed")
 
 
-def firing_of(fired: Fired) -> Firing:
+def firing_of(fired: Fired, suppressed: int = 0) -> Firing:
+    payload = fired.payload()
+    if suppressed:
+        payload["suppressedBefore"] = suppressed
     return Firing(
         alert_id=uuid.UUID(fired.alert_id),
         owner=fired.owner,
         symbol=fired.symbol,
         dedup_key=fired.key,
         fired_at_ms=fired.t_ms,
-        payload=fired.payload(),
+        payload=payload,
         done=fired.done,
+        suppressed=suppressed,
     )

@@ -1,8 +1,13 @@
-"""The hot path: upstream frame → decode → market state → bus.
+"""The hot path: upstream frame → decode → screen → market state → bus.
 
-Each frame is decoded once; each event is applied once to its symbol's state and
-published once. Nothing here awaits. Bad input is counted per reason and logged
-once per reason (a broken upstream must not flood the log), and the feed goes on.
+Each frame is decoded once (every numeric field checked against its bounds,
+``streams.polygon_protocol.check_event``); each event is then screened once against the
+feed's clock, the receive time and its symbol's reference price
+(``streams.screening``), applied once to its symbol's state and published once. The
+live feed, replays and the simulated market all arrive here through the same Polygon
+client, so they are judged by exactly the same rules. Nothing here awaits. Bad input is
+counted per reason and logged once per reason (a broken upstream must not flood the
+log), and the feed goes on.
 """
 
 from __future__ import annotations
@@ -12,11 +17,20 @@ from collections.abc import Callable
 
 from server.delivery.bus import Bus
 from server.market.state import MarketState
-from streams.events import CHANNEL_OF, Received, Status
+from streams.conditions import ALL, flags_for
+from streams.events import CHANNEL_OF, MarketEvent, Received, Status, Trade
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import Reject, RejectReason, decode_frame
+from streams.screening import HELD, FeedScreen
 
 log = logging.getLogger(__name__)
+
+
+def trade_flags(trade: Trade) -> int:
+    """What a print may update (``streams.conditions``); a size-0 print is a marker."""
+    if not trade.s:
+        return 0
+    return flags_for(trade.c) if trade.c else ALL
 
 
 class Ingest:
@@ -25,8 +39,10 @@ class Ingest:
         state: MarketState,
         bus: Bus,
         status: FeedStatusTracker,
+        *,
         on_notice: Callable[[Status], None] | None = None,
         on_applied: Callable[[Received], None] | None = None,
+        screen: FeedScreen | None = None,
     ) -> None:
         self._state = state
         #: Bars, indicators and alerts: called with each event after it was applied
@@ -35,11 +51,14 @@ class Ingest:
         self._bus = bus
         self._status = status
         self.on_notice = on_notice
+        self.screen = screen if screen is not None else FeedScreen()
         self._logged: set[RejectReason] = set()
 
     def new_session(self) -> None:
-        """A new upstream connection: sequence numbers start over."""
+        """A new upstream connection: sequence numbers and the feed clock start over."""
         self._state.reset_sequences()
+        self.screen.new_session()
+        self._drain_screen()
 
     def on_frame(self, data: str | bytes, received_ns: int) -> None:
         try:
@@ -56,21 +75,63 @@ class Ingest:
         if decoded.statuses and self.on_notice is not None:
             for notice in decoded.statuses:
                 self.on_notice(notice)
+        screen = self.screen
+        admit = screen.admit
         apply = self._state.apply
         publish = self._bus.publish
         after = self.on_applied
+        recv_ms = received_ns // 1_000_000
         applied = 0
         for ev in decoded.events:
-            item = Received(ev, received_ns)
-            if not apply(item):
-                self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
-                continue
-            publish(f"{CHANNEL_OF[type(ev)]}.{ev.sym}", item)
-            if after is not None:
-                after(item)
-            applied += 1
+            kind = type(ev)
+            if kind is Trade:
+                # trade_flags, inlined: a size-0 print is a marker.
+                c: tuple[int, ...] = ev.c  # type: ignore[assignment]
+                flags = (flags_for(c) if c else ALL) if ev.s else 0  # type: ignore[union-attr]
+                item = Received(ev, received_ns, flags)
+            else:
+                item = Received(ev, received_ns)
+            verdict = admit(item, recv_ms)
+            if screen.released or screen.dropped:
+                applied += self._drain_screen()
+            if verdict is None:
+                if not apply(item):
+                    self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
+                    continue
+                publish(f"{CHANNEL_OF[kind]}.{ev.sym}", item)
+                if after is not None:
+                    after(item)
+                applied += 1
+            elif verdict is not HELD:
+                self._reject(verdict)
         if applied:
             self._status.count_events(applied, received_ns)
+
+    def _apply(self, item: Received, ev: MarketEvent) -> int:
+        if not self._state.apply(item):
+            self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
+            return 0
+        self._bus.publish(f"{CHANNEL_OF[type(ev)]}.{ev.sym}", item)
+        after = self.on_applied
+        if after is not None:
+            after(item)
+        return 1
+
+    def _drain_screen(self) -> int:
+        """Apply the events the screen released (in arrival order), count its drops."""
+        screen = self.screen
+        applied = 0
+        if screen.released:
+            released = list(screen.released)
+            screen.released.clear()
+            for item in released:
+                applied += self._apply(item, item.event)
+        if screen.dropped:
+            dropped = list(screen.dropped)
+            screen.dropped.clear()
+            for reject in dropped:
+                self._reject(reject)
+        return applied
 
     def _reject(self, reject: Reject) -> None:
         self._status.count_reject(reject.reason.value)

@@ -141,7 +141,10 @@ class RedactingFormatter(logging.Formatter):
 
 class Throttle(logging.Filter):
     """Per message template: ``burst`` lines, then at most ``rate`` a second; the count
-    of suppressed lines is added to the next line of that template that goes out."""
+    of suppressed lines is added to the next line of that template that goes out.
+
+    DEBUG lines are let through: an operator who asks for DEBUG asks for every line
+    (tests and investigations read them one by one), and production runs at INFO."""
 
     def __init__(self, *, burst: int = 20, rate: float = 1.0, max_keys: int = 10_000) -> None:
         super().__init__()
@@ -152,6 +155,8 @@ class Throttle(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
         key = (record.name, record.msg, record.levelno)
         now = time.monotonic()
         with self._lock:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.alerts import AlertEngine
-from server.analytics import Analytics
+from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
 from server.auth.standing import AccountStanding, StandingListener
@@ -28,14 +28,17 @@ from server.history.provider import ChainedHistory, HistoryProvider
 from server.history.simulated import SimulatedHistory
 from server.history.stored import StoredHistory
 from server.ingest import Ingest
+from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
+from server.market.timeframes import Timeframe
+from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.container import Services
 from server.settings import MarketSource, Settings
-from server.storage.bars import BarWriter
+from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
 from server.websocket.connections import Connections
@@ -44,6 +47,7 @@ from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed
 from streams.polygon_protocol import topics_for
 from streams.polygon_server import PolygonProtocolServer, start_simulated_server
+from streams.screening import FeedScreen, ScreenPolicy
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +82,7 @@ class Runtime:
         cls, settings: Settings, database: Database, stack: contextlib.AsyncExitStack
     ) -> Runtime:
         source = "simulated" if settings.market_source is MarketSource.SIMULATED else "polygon"
-        # Only add what is missing: names/exchanges from a reference load must survive.
-        await ensure_symbols(
-            database.pool,
-            [
-                SymbolRow(symbol=s, source="simulated" if source == "simulated" else "config")
-                for s in settings.symbols
-            ],
-        )
-        reference = [
-            SymbolInfo(r.symbol, r.name, r.exchange)
-            for r in await load_symbols(database.pool)
-            if r.active
-        ]
-        directory = SymbolDirectory(
-            settings.symbols, reference, on_demand=settings.streams_on_demand
-        )
+        directory = await _directory(settings, database, source)
 
         simulator: PolygonProtocolServer | None = None
         if settings.market_source is MarketSource.SIMULATED:
@@ -113,27 +102,18 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        bar_writer = BarWriter(database.pool)
-        delivery = AlertDelivery(database.pool, bus)
-        analytics = Analytics(
-            bus=bus,
-            history=_history(settings, database),
-            writer=bar_writer,
-            # Per-user limits depend on the tier: the service and the database check them.
-            engine=AlertEngine(outputs=output_index),
-            delivery=delivery,
-        )
-        alerts = AlertService(database.pool, analytics)
+        bar_writer, delivery, screen, analytics, alerts = _analytics(settings, database, bus)
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
-        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event)
+        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event, screen=screen)
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
         def on_session() -> None:
-            # A new upstream connection: sequence numbers restart, and the time since
-            # our last event is a gap to backfill.
-            ingest.new_session()
+            # A new upstream connection: the time since our last event is a gap to
+            # backfill (read from the feed clock before it starts over), sequence
+            # numbers and the feed clock restart.
             analytics.new_session()
+            ingest.new_session()
 
         feed = PolygonFeed(
             api_key=api_key,
@@ -155,13 +135,15 @@ class Runtime:
             (feed.want if wanted else feed.unwant)(topics_for(symbol))
 
         hub.on_interest = on_interest
-        _start_writers(stack, bar_writer, delivery)
+        _start_writers(stack, bar_writer, delivery, settings.drain_stall_timeout_s)
+        await _restore_sessions(settings, database, analytics, screen)
         armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
         background = [
             asyncio.create_task(analytics.run_clock(), name="bar-clock"),
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
             asyncio.create_task(listener.run(), name="auth-listener"),
+            *_retention(settings, database),
         ]
         stack.push_async_callback(_cancel, background)
         stack.push_async_callback(_cancel, [feed_task])
@@ -184,6 +166,7 @@ class Runtime:
             access=access,
             login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
             connections=connections,
+            delivery=delivery,
         )
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
@@ -195,15 +178,45 @@ class Runtime:
         await self.stack.aclose()
 
 
+def _analytics(
+    settings: Settings, database: Database, bus: InProcessBus
+) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
+    """Bars, indicators and alerts after the screen, with their writers."""
+    bar_writer = _bar_writer(settings, database)
+    delivery = AlertDelivery(database.pool, bus)
+    screen = FeedScreen(screen_policy(settings))
+    rates = FiringRates()
+    history = _history(settings, database)
+    analytics = Analytics(
+        bus=bus,
+        history=history,
+        writer=bar_writer,
+        # Per-user limits depend on the tier: the service and the database check them.
+        engine=AlertEngine(outputs=output_index),
+        delivery=delivery,
+        clock=screen.clock,
+        rates=rates,
+    )
+    delivery.take_evaluated = analytics.take_evaluated
+    recovery = AlertRecovery(history, delivery, output_index, firing_of)
+    alerts = AlertService(database.pool, analytics, recovery=recovery)
+    rates.limits_for = alerts.limits_for
+    return bar_writer, delivery, screen, analytics, alerts
+
+
 def _start_writers(
-    stack: contextlib.AsyncExitStack, bar_writer: BarWriter, delivery: AlertDelivery
+    stack: contextlib.AsyncExitStack,
+    bar_writer: BarWriter,
+    delivery: AlertDelivery,
+    drain_stall_timeout_s: float,
 ) -> None:
     """Start the writers; they stop after the feed (pushed first, popped last), so what
-    the feed produced last is written before the database goes away."""
+    the feed produced last is written before the database goes away: every firing is
+    drained unless the database stops making progress for ``drain_stall_timeout_s``."""
     bar_writer.start()
     stack.push_async_callback(bar_writer.close)
     delivery.start()
-    stack.push_async_callback(delivery.close)
+    stack.push_async_callback(delivery.close, drain_stall_timeout_s)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -212,6 +225,81 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _restore_sessions(
+    settings: Settings, database: Database, analytics: Analytics, screen: FeedScreen
+) -> None:
+    """Rebuild each universe symbol's session that was running when the server stopped
+    (its day and forming bars, from the stored 1s and 1m bars); what came after the last
+    stored bar is backfilled or announced when the feed is back (``bar_recovery``)."""
+    for symbol in settings.symbols:
+        bars = await load_session(database.pool, symbol)
+        if not bars:
+            continue
+        analytics.restore_session(symbol, bars)
+        last = max(bars, key=lambda b: (b.end_ms, b.timeframe is Timeframe.S1))
+        screen.seed_reference(symbol, last.close)
+        log.info("restored %s's session from %d stored bars", symbol, len(bars))
+
+
+async def _directory(settings: Settings, database: Database, source: str) -> SymbolDirectory:
+    # Only add what is missing: names/exchanges from a reference load must survive.
+    await ensure_symbols(
+        database.pool,
+        [
+            SymbolRow(symbol=s, source="simulated" if source == "simulated" else "config")
+            for s in settings.symbols
+        ],
+    )
+    reference = [
+        SymbolInfo(r.symbol, r.name, r.exchange)
+        for r in await load_symbols(database.pool)
+        if r.active
+    ]
+    return SymbolDirectory(settings.symbols, reference, on_demand=settings.streams_on_demand)
+
+
+def _bar_writer(settings: Settings, database: Database) -> BarWriter:
+    stored = STORED_TIMEFRAMES
+    if not settings.second_bars_days:
+        stored = stored - {Timeframe.S1}
+    return BarWriter(database.pool, timeframes=stored)
+
+
+def _retention(settings: Settings, database: Database) -> list[asyncio.Task[None]]:
+    if not settings.second_bars_days:
+        return []
+    days = settings.second_bars_days
+    return [asyncio.create_task(_prune_seconds(database, days), name="bar-retention")]
+
+
+async def _prune_seconds(database: Database, days: int, every_s: float = 3600.0) -> None:
+    """Keep ``days`` days of 1-second bars, counted back from the newest one stored (so
+    a replayed past is kept like a live present)."""
+    while True:
+        try:
+            newest = await database.pool.fetchval(
+                "SELECT max(start_ms) FROM bars WHERE timeframe = '1s'"
+            )
+            if newest is not None:
+                gone = await prune_seconds(database.pool, newest - days * 86_400_000)
+                if gone:
+                    log.info("deleted %d 1-second bars older than %d days", gone, days)
+        except Exception:
+            log.warning("could not prune 1-second bars", exc_info=True)
+        await asyncio.sleep(every_s)
+
+
+def screen_policy(settings: Settings) -> ScreenPolicy:
+    """The market-data screening tolerances of ``settings`` (docs/market-data.md)."""
+    return ScreenPolicy(
+        live=settings.source_is_live,
+        live_ahead_ms=round(settings.live_clock_tolerance_s * 1000),
+        ahead_ms=round(settings.replay_clock_tolerance_s * 1000),
+        late_ms=round(settings.late_tolerance_s * 1000),
+        band=settings.price_band_percent / 100.0,
+    )
 
 
 def _identity(

@@ -104,6 +104,19 @@ class Settings:
 
     stale_after_s: float = 10.0
     trades_kept: int = 1000
+    #: Market-data screening (docs/market-data.md). ``feed_live``: the source is known
+    #: to be live, so event times are judged against the receive time; None: decided
+    #: from the source (the simulated market and a non-loopback Polygon URL are live).
+    feed_live: bool | None = None
+    live_clock_tolerance_s: float = 5.0
+    replay_clock_tolerance_s: float = 60.0
+    late_tolerance_s: float = 3600.0
+    price_band_percent: float = 50.0
+    #: 1-second bars are stored for this many days (0: not stored).
+    second_bars_days: int = 7
+    #: Graceful shutdown writes every pending firing; it gives up only after the
+    #: database made no progress for this long.
+    drain_stall_timeout_s: float = 30.0
     feed_backoff_initial_s: float = 0.5
     feed_backoff_max_s: float = 30.0
     ws_init_timeout_s: float = 5.0
@@ -194,6 +207,33 @@ class Settings:
             trades_kept=reader.get(
                 "TICKGRAPH_TRADES_KEPT", _int_range(1, 100_000), defaults.trades_kept
             ),
+            feed_live=reader.get("TICKGRAPH_FEED_LIVE", _auto_bool, None),
+            live_clock_tolerance_s=reader.get(
+                "TICKGRAPH_LIVE_CLOCK_TOLERANCE",
+                _float_range(0.1, 3600.0),
+                defaults.live_clock_tolerance_s,
+            ),
+            replay_clock_tolerance_s=reader.get(
+                "TICKGRAPH_REPLAY_CLOCK_TOLERANCE",
+                _float_range(0.1, 86_400.0),
+                defaults.replay_clock_tolerance_s,
+            ),
+            late_tolerance_s=reader.get(
+                "TICKGRAPH_LATE_TOLERANCE",
+                _float_range(1.0, 7 * 86_400.0),
+                defaults.late_tolerance_s,
+            ),
+            price_band_percent=reader.get(
+                "TICKGRAPH_PRICE_BAND", _float_range(0.0, 10_000.0), defaults.price_band_percent
+            ),
+            second_bars_days=reader.get(
+                "TICKGRAPH_SECOND_BARS_DAYS", _int_range(0, 3650), defaults.second_bars_days
+            ),
+            drain_stall_timeout_s=reader.get(
+                "TICKGRAPH_DRAIN_STALL_TIMEOUT",
+                _float_range(0.1, 3600.0),
+                defaults.drain_stall_timeout_s,
+            ),
             feed_backoff_initial_s=reader.get(
                 "TICKGRAPH_FEED_BACKOFF_INITIAL",
                 _float_range(0.01, 60.0),
@@ -283,6 +323,15 @@ class Settings:
             return True
         return self.polygon_api_key != Secret(LOCAL_REPLAY_KEY)
 
+    @property
+    def source_is_live(self) -> bool:
+        """Whether event times can be judged against the receive time."""
+        if self.feed_live is not None:
+            return self.feed_live
+        if self.market_source is MarketSource.SIMULATED:
+            return True
+        return not _is_loopback(self.polygon_endpoint.feed)
+
     def describe(self) -> dict[str, object]:
         """What the server runs with, safe to log: secrets appear only as set/unset."""
         return {
@@ -363,6 +412,15 @@ def _bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false")
+
+
+def _auto_bool(raw: str) -> bool | None:
+    if raw.lower() == "auto":
+        return None
+    try:
+        return _bool(raw)
+    except ValueError:
+        raise ValueError("must be auto, true or false") from None
 
 
 def _enum(kind: type[Environment]) -> Callable[[str], Environment]:

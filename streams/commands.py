@@ -142,7 +142,10 @@ def add_replay_command(
             "Serve a recorded Polygon feed (JSONL, optionally gzip) at "
             "ws://HOST:PORT/stocks, speaking Polygon's protocol. Playback advances only "
             "while some client is subscribed, so a new client starts at the beginning "
-            "and a reconnecting one continues where it was."
+            "and a reconnecting one continues where it was. At a paced speed a client "
+            "that stops reading for 10 s is disconnected as a slow consumer, as a live "
+            "feed does; at --speed max playback goes exactly as fast as the slowest "
+            "subscribed client reads, and nobody is disconnected for being slow."
         ),
     )
     parser.add_argument("file", type=_existing_file, help="recording (.jsonl or .jsonl.gz)")
@@ -154,7 +157,8 @@ def add_replay_command(
         "--speed",
         type=_speed,
         default=1.0,
-        help="times real time, or 'max' for as fast as clients read (default 1)",
+        help="times real time, or 'max': as fast as the slowest client reads, never "
+        "disconnecting it (default 1)",
     )
     parser.add_argument("--loop", action="store_true", help="start over at the end, forever")
     parser.add_argument(

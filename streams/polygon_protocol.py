@@ -10,7 +10,7 @@ and log them.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +19,13 @@ import msgspec
 
 from streams.events import (
     CHANNEL_OF,
+    MAX_CODE,
+    MAX_PRICE,
+    MAX_SEQUENCE,
+    MAX_SIZE,
+    MAX_TIME_MS,
+    MAX_VOLUME,
+    MIN_TIME_MS,
     Aggregate,
     MarketEvent,
     MinuteAggregate,
@@ -43,9 +50,19 @@ class RejectReason(StrEnum):
     MALFORMED_EVENT = "malformed_event"
     INVALID_PRICE = "invalid_price"
     INVALID_SIZE = "invalid_size"
+    INVALID_TIME = "invalid_time"
+    INVALID_SEQUENCE = "invalid_sequence"
+    INVALID_CODE = "invalid_code"
     CROSSED_QUOTE = "crossed_quote"
     INVALID_BAR = "invalid_bar"
     REORDERED = "reordered"
+    # Judged against the feed's own clock and the receive time (streams.screening).
+    TIMESTAMP_AHEAD = "timestamp_ahead"
+    TIMESTAMP_STALE = "timestamp_stale"
+    TIMESTAMP_UNCONFIRMED = "timestamp_unconfirmed"
+    # Judged against the symbol's reference price (streams.screening).
+    PRICE_OUT_OF_BAND = "price_out_of_band"
+    PRICE_UNCONFIRMED = "price_unconfirmed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,34 +80,62 @@ class DecodedFrame:
     rejects: list[Reject] = field(default_factory=list)
 
 
-def _price_ok(p: float) -> bool:
-    return math.isfinite(p) and p > 0.0
-
-
 def check_event(ev: MarketEvent) -> Reject | None:
-    """Semantic checks msgspec's types cannot express. ``None`` means the event is sound."""
-    if isinstance(ev, Trade):
-        if not _price_ok(ev.p):
-            return Reject(RejectReason.INVALID_PRICE, f"trade {ev.sym} price {ev.p!r}")
-        if ev.s < 0:
-            return Reject(RejectReason.INVALID_SIZE, f"trade {ev.sym} size {ev.s}")
+    """The checks across fields that msgspec's per-field bounds cannot express (the
+    bounds themselves are in ``streams.events`` and enforced while decoding). ``None``
+    means the event is sound on its own; the clocks and the reference price are judged
+    later (``streams.screening``)."""
+    kind = type(ev)
+    if kind is Trade:
         return None
-    if isinstance(ev, Quote):
-        # A zero side means "no quote on that side", which real feeds do send.
-        if not (math.isfinite(ev.bp) and math.isfinite(ev.ap)) or ev.bp < 0.0 or ev.ap < 0.0:
-            return Reject(RejectReason.INVALID_PRICE, f"quote {ev.sym} {ev.bp!r} x {ev.ap!r}")
-        if ev.bs < 0 or ev.ask_size < 0:
-            return Reject(RejectReason.INVALID_SIZE, f"quote {ev.sym} sizes {ev.bs}/{ev.ask_size}")
-        if ev.bp > 0.0 and ev.ap > 0.0 and ev.bp > ev.ap:
-            return Reject(RejectReason.CROSSED_QUOTE, f"quote {ev.sym} {ev.bp} > {ev.ap}")
+    if kind is Quote:
+        q: Quote = ev  # type: ignore[assignment]
+        if q.bp > q.ap > 0.0:
+            return Reject(RejectReason.CROSSED_QUOTE, f"quote {q.sym} {q.bp} > {q.ap}")
         return None
-    # Aggregates (A and AM).
-    prices = (ev.o, ev.h, ev.l, ev.c)
-    if not all(_price_ok(x) for x in prices):
-        return Reject(RejectReason.INVALID_PRICE, f"bar {ev.sym} ohlc {prices!r}")
-    if not (ev.l <= min(ev.o, ev.c) and max(ev.o, ev.c) <= ev.h) or ev.v < 0 or ev.e < ev.s:
-        return Reject(RejectReason.INVALID_BAR, f"bar {ev.sym} ohlc {prices!r} v={ev.v}")
+    a: Aggregate = ev  # type: ignore[assignment]
+    if not (a.l <= min(a.o, a.c) and max(a.o, a.c) <= a.h) or a.e < a.s:
+        return Reject(RejectReason.INVALID_BAR, f"bar {a.sym} ohlc {a.o, a.h, a.l, a.c!r}")
     return None
+
+
+#: Which reason a field out of its bounds gives, per event type.
+_FIELD_REASONS: dict[str, dict[str, RejectReason]] = {
+    "T": {
+        "p": RejectReason.INVALID_PRICE,
+        "s": RejectReason.INVALID_SIZE,
+        "t": RejectReason.INVALID_TIME,
+        "q": RejectReason.INVALID_SEQUENCE,
+        "x": RejectReason.INVALID_CODE,
+        "z": RejectReason.INVALID_CODE,
+        "c": RejectReason.INVALID_CODE,
+    },
+    "Q": {
+        "bp": RejectReason.INVALID_PRICE,
+        "ap": RejectReason.INVALID_PRICE,
+        "bs": RejectReason.INVALID_SIZE,
+        "as": RejectReason.INVALID_SIZE,
+        "t": RejectReason.INVALID_TIME,
+        "q": RejectReason.INVALID_SEQUENCE,
+        "bx": RejectReason.INVALID_CODE,
+        "ax": RejectReason.INVALID_CODE,
+        "c": RejectReason.INVALID_CODE,
+        "i": RejectReason.INVALID_CODE,
+        "z": RejectReason.INVALID_CODE,
+    },
+    "A": {
+        **{f: RejectReason.INVALID_PRICE for f in ("o", "h", "l", "c", "vw", "op", "a")},
+        "v": RejectReason.INVALID_SIZE,
+        "av": RejectReason.INVALID_SIZE,
+        "s": RejectReason.INVALID_TIME,
+        "e": RejectReason.INVALID_TIME,
+        "z": RejectReason.INVALID_CODE,
+    },
+}
+_FIELD_REASONS["AM"] = _FIELD_REASONS["A"]
+#: msgspec's message for a value out of its bounds: "Expected `int` <= 1000 - at `$.s`"
+#: or "Number out of range - at `$.p`"; the field is the first name of the path.
+_OUT_OF_BOUNDS = re.compile(r"(?:[<>]=? |out of range).* - at `\$\.(\w+)")
 
 
 def _classify_decode_error(raw: bytes, err: msgspec.DecodeError) -> Reject:
@@ -101,13 +146,23 @@ def _classify_decode_error(raw: bytes, err: msgspec.DecodeError) -> Reject:
     ev = head.get("ev")
     if not isinstance(ev, str) or ev not in ("T", "Q", "A", "AM", "status"):
         return Reject(RejectReason.UNKNOWN_EVENT, f"ev={ev!r}")
+    bounds = _OUT_OF_BOUNDS.search(str(err))
+    if bounds is not None:
+        reason = _FIELD_REASONS.get(ev, {}).get(bounds.group(1))
+        if reason is not None:
+            return Reject(reason, f"{ev} {head.get('sym')!r}: {err}")
     return Reject(RejectReason.MALFORMED_EVENT, f"{ev}: {err}")
 
 
 def _sort(decoded: Iterable[WireEvent], out: DecodedFrame) -> None:
+    events = out.events
     for ev in decoded:
-        if type(ev) is Status:
-            out.statuses.append(ev)
+        kind = type(ev)
+        if kind is Trade:
+            events.append(ev)  # type: ignore[arg-type]
+            continue
+        if kind is Status:
+            out.statuses.append(ev)  # type: ignore[arg-type]
             continue
         reject = check_event(ev)  # type: ignore[arg-type]
         if reject is None:
@@ -190,6 +245,13 @@ def channel_of(ev: MarketEvent) -> str:
 
 
 __all__ = [
+    "MAX_CODE",
+    "MAX_PRICE",
+    "MAX_SEQUENCE",
+    "MAX_SIZE",
+    "MAX_TIME_MS",
+    "MAX_VOLUME",
+    "MIN_TIME_MS",
     "Aggregate",
     "DecodedFrame",
     "MinuteAggregate",

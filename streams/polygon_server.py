@@ -29,7 +29,9 @@ Playback semantics:
 * Every connection has a bounded outbound buffer (``max_buffered_bytes``, plus the
   websockets write buffer). The pump waits for room, so memory cannot grow with a
   slow client; a client that makes it wait longer than ``slow_consumer_timeout_s``
-  is disconnected, as a real feed does, rather than stall everyone.
+  is disconnected, as a real feed does, rather than stall everyone (paced sources:
+  the simulated market and paced replays). A replay at max speed has no pace to keep:
+  it waits for its slowest client as long as it takes.
 * When a non-looping recording ends, connections stay open and idle (a live feed
   that went quiet) and :attr:`PolygonProtocolServer.finished` is set.
 
@@ -77,6 +79,8 @@ MSG_MAX_CONNECTIONS: Final = (
     "limit for your account. Please contact support to increase your limit."
 )
 CLOSE_POLICY: Final = 1008
+#: A paced source's client that makes the pump wait this long is disconnected.
+DEFAULT_SLOW_CONSUMER_TIMEOUT_S: Final = 10.0
 #: At max speed, the pump yields to the event loop every this many frames.
 UNPACED_YIELD_EVERY: Final = 32
 
@@ -402,7 +406,7 @@ class PolygonProtocolServer:
         faults: Faults | None = None,
         api_keys: Collection[str] | None = None,
         max_buffered_bytes: int = 1 << 20,
-        slow_consumer_timeout_s: float | None = 10.0,
+        slow_consumer_timeout_s: float | None = None,
     ) -> None:
         self.source = source
         self.host = host
@@ -412,6 +416,12 @@ class PolygonProtocolServer:
         self.slow_consumer_timeout_s = slow_consumer_timeout_s
         #: Set when a non-looping recording has been fully played.
         self.finished = asyncio.Event()
+        #: Set while playback is paused at ``pause_at`` (tests inject input there).
+        self.paused = asyncio.Event()
+        self._pause_at: int | None = None
+        self._skip_to: int | None = None
+        self._resumed = asyncio.Event()
+        self.frames_skipped = 0
         # Counters.
         self.connections = 0
         self.frames_read = 0  # frames taken from the source: the playback position
@@ -514,6 +524,33 @@ class PolygonProtocolServer:
         """Bytes waiting to be sent, over all connections: our buffers plus the transports'."""
         return sum(c.buffered + c.write_buffer_size() for c in self._clients.values())
 
+    # --- test control ------------------------------------------------------------------
+
+    def pause_at(self, t_ms: int) -> None:
+        """Hold playback before the first frame stamped at or after ``t_ms`` (``paused``
+        is set then) until ``resume``: tests read or inject at a known position."""
+        self._pause_at = t_ms
+
+    def resume(self, until_ms: int | None = None, *, skip_to_ms: int | None = None) -> None:
+        """Go on playing (until ``until_ms``, when given, as ``pause_at``). With
+        ``skip_to_ms``, the frames before it are dropped first, as a live feed goes on
+        while nobody listens: what a server that was down never gets."""
+        self._pause_at = until_ms
+        self._skip_to = skip_to_ms
+        self.paused.clear()
+        self._resumed.set()
+
+    async def inject(self, data: bytes | str) -> int:
+        """Send one raw frame, as it is, to every subscribed connection, in order with
+        the data already queued; returns how many got it. Fault injection for tests: a
+        frame may hold anything a broken upstream could send."""
+        raw = data.encode() if isinstance(data, str) else data
+        sent = 0
+        for client in tuple(self._clients.values()):
+            if client.subscribed and await client.put(_Outgoing(raw), self.slow_consumer_timeout_s):
+                sent += 1
+        return sent
+
     # --- playback ----------------------------------------------------------------------
 
     async def _pump(self) -> None:
@@ -528,6 +565,15 @@ class PolygonProtocolServer:
                 log.info("source finished after %d frames; connections stay open", self.frames_read)
                 return
             self.frames_read += 1
+            if frame and self._pause_at is not None and _time_of(frame[0]) >= self._pause_at:
+                self._resumed.clear()
+                self.paused.set()
+                await self._resumed.wait()
+            if frame and self._skip_to is not None:
+                if _time_of(frame[0]) < self._skip_to:
+                    self.frames_skipped += 1
+                    continue
+                self._skip_to = None
             if not self._playing.is_set():
                 # Everyone left while this frame was being paced.
                 source.pause()
@@ -773,8 +819,7 @@ async def start_simulated_server(
 ) -> PolygonProtocolServer:
     """Start a server for the simulated market; ``rate`` is events/s per symbol."""
     source = SimulatedSource(SimulatedMarket(symbols, seed=seed, rate_per_symbol=rate))
-    server = PolygonProtocolServer(source, host=host, port=port, faults=faults, api_keys=api_keys)
-    return await server.start()
+    return await _serve(source, host, port, faults, api_keys, DEFAULT_SLOW_CONSUMER_TIMEOUT_S)
 
 
 async def start_replay_server(
@@ -787,9 +832,34 @@ async def start_replay_server(
     faults: Faults | None = None,
     api_keys: Collection[str] | None = None,
 ) -> PolygonProtocolServer:
-    """Start a server replaying the recording at ``path``."""
+    """Start a server replaying the recording at ``path``.
+
+    At a paced ``speed`` a client that makes the pump wait more than 10 s is a slow
+    consumer and is disconnected, as a live feed does. Unpaced (``speed=None``, the
+    command's ``--speed max``) the replay has no pace of its own to keep: it goes as fast
+    as the slowest subscribed client reads, and nobody is disconnected for being slow.
+    """
     source = RecordingSource(path, speed=speed, loop=loop)
-    server = PolygonProtocolServer(source, host=host, port=port, faults=faults, api_keys=api_keys)
+    slow = None if speed is None else DEFAULT_SLOW_CONSUMER_TIMEOUT_S
+    return await _serve(source, host, port, faults, api_keys, slow)
+
+
+async def _serve(  # noqa: PLR0917 - the start functions' options, passed on
+    source: FrameSource,
+    host: str,
+    port: int,
+    faults: Faults | None,
+    api_keys: Collection[str] | None,
+    slow_consumer_timeout_s: float | None,
+) -> PolygonProtocolServer:
+    server = PolygonProtocolServer(
+        source,
+        host=host,
+        port=port,
+        faults=faults,
+        api_keys=api_keys,
+        slow_consumer_timeout_s=slow_consumer_timeout_s,
+    )
     return await server.start()
 
 

@@ -21,7 +21,12 @@ PROJECT = ("server", "schema", "streams", "brokers")
 
 # Packages whose every module is pure, and single pure modules elsewhere.
 PURE_PACKAGES = ("server/market", "server/indicators", "server/alerts", "server/trading")
-PURE_MODULES = ("streams/polygon_protocol.py", "streams/events.py")
+PURE_MODULES = (
+    "streams/polygon_protocol.py",
+    "streams/events.py",
+    "streams/conditions.py",
+    "streams/screening.py",
+)
 
 FORBIDDEN = frozenset(
     {

@@ -12,12 +12,26 @@ Values and observations
     output of that key (``on_indicators`` sets several keys in one event). A
     condition is *observed* at an input event that updates one of its streams.
 
-Evaluation points
-    Every accepted input call for a symbol (trade, quote, indicator update, bar close)
-    is an evaluation of that symbol's alerts, except ``oncePerBarClose`` alerts, which
-    are evaluated only at ``on_bar_close`` of their trigger timeframe (see below). Time
-    only moves with input events: a condition that stays true fires again (when its
-    trigger mode allows) at the next event of the symbol, not on a timer.
+Evaluation points and the time a firing carries
+    An alert is evaluated only on events of its symbol, and a firing carries the time of
+    the event it was evaluated on; nothing is evaluated at a time between events.
+
+    - Tick trigger modes (once, oncePerBar, everyTime): at every trade that may set the
+      last price (``on_trade``; the consolidated tape's condition rules decide which),
+      every accepted quote (``on_quote``) and every provisional indicator update
+      (``on_indicator(s)`` with ``final`` false: a forming bar moved by a trade, at
+      that trade's time). The firing carries that event's exchange time.
+    - oncePerBarClose(tf): only at ``on_bar_close(symbol, tf)``, and the firing carries
+      the bar's *end* (its interval is ``[start, end)``), whether the close was caused
+      by the first trade of a later bar or by the feed clock passing the end while the
+      symbol was quiet.
+    - A bar close and the final indicator values delivered with it (``final`` true)
+      are observations (values are set, an edge compares with them next time) but
+      never an evaluation point of the tick modes: a close caused by the clock is no
+      market event, and its values equal the last provisional ones anyway.
+
+    Time only moves with input events: a condition that stays true fires again (when
+    its trigger mode allows) at the next event of the symbol, not on a timer.
 
 Levels (greaterThan, lessThan, insideChannel, outsideChannel, movingUp, movingDown)
     True at an evaluation when the current values satisfy the predicate, whenever they

@@ -591,9 +591,9 @@ class AlertEngine:
         bar_start_ms: int,
         final: bool,
     ) -> list[Fired]:
-        """One indicator's outputs (``None`` while warming up). Provisional (forming
-        bar) and final values are treated alike; ``bar_start_ms``/``final`` are
-        accepted for the caller's bookkeeping."""
+        """One indicator's outputs (``None`` while warming up). Provisional values (a
+        forming bar's, at the time of the trade that moved it) are an evaluation point;
+        final ones (a bar's close) only set the values (see ``on_indicators``)."""
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -602,7 +602,7 @@ class AlertEngine:
         outs = st.ind.get(k)
         if outs is None:
             ready = st.ready
-            if ready and ready[0][0] <= t_ms:
+            if not final and ready and ready[0][0] <= t_ms:
                 return self._finish(st, t_ms, _NO_CANDS, 0)
             return []
         self._event += 1
@@ -610,7 +610,7 @@ class AlertEngine:
         cands: list[_Alert] = []
         for index, s in outs.items():
             self._update(s, clean_output(values, index), ev, cands)
-        return self._finish(st, t_ms, cands, ev)
+        return self._finish(st, t_ms, cands, ev, ticks=not final)
 
     def on_indicators(  # noqa: PLR0917 - the market pipeline's call shape
         self,
@@ -623,7 +623,9 @@ class AlertEngine:
     ) -> list[Fired]:
         """Several indicators of one timeframe computed from the same bar update, as
         one event: a crossing of two of them (EMA vs SMA) is judged on both new values,
-        never on one new and one old."""
+        never on one new and one old. ``final`` values (delivered at a bar's close,
+        before ``on_bar_close``) are observed but fire nothing: a close is an evaluation
+        point of oncePerBarClose alerts only."""
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -637,14 +639,15 @@ class AlertEngine:
             if outs:
                 for index, s in outs.items():
                     self._update(s, clean_output(vals, index), ev, cands)
-        return self._finish(st, t_ms, cands, ev)
+        return self._finish(st, t_ms, cands, ev, ticks=not final)
 
     def on_bar_close(
         self, symbol: str, timeframe: Timeframe, bar_start_ms: int, t_ms: int
     ) -> list[Fired]:
         """A bar of ``timeframe`` closed: oncePerBarClose alerts of that timeframe are
         evaluated on the current values, then the closes are recorded in the
-        movingUp/Down histories."""
+        movingUp/Down histories. ``t_ms`` is the bar's end: the time its firings carry.
+        Tick trigger modes are not evaluated here (a close is no market event)."""
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -677,7 +680,7 @@ class AlertEngine:
                         truth = self._set_threshold(c, h)
                         if truth != c.truth:
                             self._set_truth(c, truth)
-        return self._finish(st, t_ms, [], ev, out)
+        return self._finish(st, t_ms, [], ev, out, ticks=False)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -797,12 +800,20 @@ class AlertEngine:
         cands: list[_Alert],
         ev: int,
         out: list[tuple[int, Fired]] | None = None,
+        *,
+        ticks: bool = True,
     ) -> list[Fired]:
-        """Fire what is true and allowed at the end of an event."""
+        """Fire what is true and allowed at the end of an event. ``ticks=False``: the
+        event is a bar close (or its final values), which is no evaluation point of the
+        tick trigger modes (conditions.py): their state is updated, nothing fires."""
         if out is None:
             out = []
         if self._general_due:
             self._judge_general(ev, cands)
+        if not ticks:
+            if len(out) > 1:
+                out.sort(key=_first)
+            return [f for _, f in out]
         for a in cands:
             if a.active and not a.false and a.eligible <= t < a.expires:
                 for c in a.edges:

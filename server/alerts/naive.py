@@ -232,12 +232,12 @@ class NaiveEngine:
         for key, vals in values.items():
             raw[(timeframe, key)] = vals
             touched.add((timeframe, key))
-        return self._evaluate(symbol, t_ms, touched)
+        return self._evaluate(symbol, t_ms, touched, ticks=not final)
 
     def on_bar_close(
         self, symbol: str, timeframe: Timeframe, bar_start_ms: int, t_ms: int
     ) -> list[Fired]:
-        return self._evaluate(symbol, t_ms, set(), (timeframe, bar_start_ms))
+        return self._evaluate(symbol, t_ms, set(), (timeframe, bar_start_ms), ticks=False)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -282,7 +282,11 @@ class NaiveEngine:
         t: int,
         touched: set[_Touched],
         close: tuple[Timeframe, int] | None = None,
+        *,
+        ticks: bool = True,
     ) -> list[Fired]:
+        """``ticks=False``: a bar close or its final values: tick-mode alerts observe
+        (edges take the new values as their previous ones) but do not fire."""
         out: list[tuple[int, Fired]] = []
         if self._scan_all:
             mine = [a for a in self._alerts.values() if a.alert.symbol == symbol]
@@ -328,7 +332,7 @@ class NaiveEngine:
                     hit = cur is not None and holds(c.op, cur)
                 values.append((cur, prev))
                 ok = ok and hit
-            if ok:
+            if ok and ticks:
                 f = self._maybe_fire(a, t, values, None)
                 if f is not None:
                     out.append((a.seq, f))

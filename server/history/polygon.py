@@ -15,17 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import msgspec
 import urllib3.exceptions
 from polygon import RESTClient
 from polygon.exceptions import BadResponse
 
 from server.history.provider import (
+    MAX_TRADES,
     HistoryUnavailable,
     check_count,
     check_range,
 )
 from server.market.timeframes import Bar, Timeframe
 from server.settings import Secret
+from streams.events import Trade
 
 _T = TypeVar("_T")
 
@@ -225,6 +228,46 @@ class PolygonHistory:
             got = await self._fetch(symbol, timeframe, start_ms, end_ms - 1)
         return [b for b in got if b.start_ms >= start_ms and b.end_ms <= end_ms]
 
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None:
+        """Every print in ``[start_ms, end_ms)`` from ``/v3/trades/{T}`` (SIP time), oldest
+        first; ``HistoryUnavailable`` on failure or beyond ``MAX_TRADES`` prints. A print
+        the live decoder would refuse (a field out of bounds) is left out."""
+        if end_ms <= start_ms:
+            return []
+
+        def work(slot: _Slot, cancelled: threading.Event) -> list[Trade]:
+            slot.decoder.begin()
+            out: list[Trade] = []
+            for t in slot.client.list_trades(
+                symbol,
+                timestamp_gte=start_ms * 1_000_000,
+                timestamp_lt=end_ms * 1_000_000,
+                sort="timestamp",
+                order="asc",
+                limit=_POLYGON_PAGE_LIMIT,
+            ):
+                if cancelled.is_set():
+                    return out
+                trade = _polygon_trade(symbol, t)
+                if trade is not None:
+                    out.append(trade)
+                if len(out) > MAX_TRADES:
+                    raise _Malformed(f"more than {MAX_TRADES} prints in the window")
+            slot.decoder.check_complete()
+            return out
+
+        # A window of prints is many pages: it gets several times the bars' deadline.
+        try:
+            async with asyncio.timeout(self._timeout_s * 6):
+                return await self._in_thread(work)
+        except TimeoutError:
+            raise HistoryUnavailable(
+                f"Polygon prints for {symbol}: no answer within {self._timeout_s * 6:g} s",
+                provider="polygon",
+            ) from None
+        except (_Malformed, BadResponse, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unavailable(symbol, Timeframe.S1, exc) from None
+
     @contextlib.asynccontextmanager
     async def _deadline(self, symbol: str, timeframe: Timeframe) -> AsyncIterator[None]:
         try:
@@ -310,6 +353,29 @@ class PolygonHistory:
         text = text.replace(self._key, "***")
         text = re.sub(r"(?i)(apikey=)[^&\s'\"]+", r"\1***", text)
         return re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+
+
+def _polygon_trade(symbol: str, t: Any) -> Trade | None:
+    """A ``/v3/trades`` result as the live feed's ``Trade`` (times in ms), or ``None`` if
+    a field is missing or out of the decoder's bounds."""
+    try:
+        size = t.size
+        if size is None or t.price is None or t.sip_timestamp is None or size != int(size):
+            return None
+        raw = {
+            "sym": symbol,
+            "p": t.price,
+            "s": int(size),
+            "t": t.sip_timestamp // 1_000_000,
+            "q": t.sequence_number or 0,
+            "x": t.exchange or 0,
+            "i": str(t.id or ""),
+            "z": t.tape or 0,
+            "c": list(t.conditions or ()),
+        }
+        return msgspec.convert(raw, Trade)
+    except (msgspec.ValidationError, TypeError, ValueError):
+        return None
 
 
 def _polygon_error(body: str) -> str:

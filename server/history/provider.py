@@ -9,6 +9,10 @@ A ``HistoryProvider`` answers two questions about closed bars:
   ``[start_ms, end_ms)``, oldest first, for filling a gap (bars cut by either edge are
   left out: the caller aligns the gap to buckets or gets the partial bars live).
 
+- ``trades(symbol, start_ms, end_ms)``: every print in ``[start_ms, end_ms)``, oldest
+  first, for re-evaluating alerts over a window the server missed (a crash); ``None``
+  when the source keeps no prints (only Polygon does).
+
 Every bar returned is ``final=True``, carries ``Timeframe.bucket`` boundaries (the same
 ones the live ``BarBuilder`` uses, so history and live bars line up) and is at most
 ``MAX_BARS`` long per call. Failures of the source raise ``HistoryUnavailable``.
@@ -32,6 +36,7 @@ from typing import Final, Protocol, TypeVar
 
 from server.errors import LimitExceeded, Unavailable
 from server.market.timeframes import Bar, Timeframe
+from streams.events import Trade
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,12 @@ class HistoryProvider(Protocol):
     async def range(
         self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int
     ) -> list[Bar]: ...
+
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None: ...
+
+
+#: Most prints one ``trades`` call returns; a longer window is not re-evaluated.
+MAX_TRADES: Final = 1_000_000
 
 
 def check_count(count: int) -> int:
@@ -193,6 +204,15 @@ class ChainedHistory:
             raise HistoryUnavailable("; ".join(failures))
         return []
 
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None:
+        """The first provider that keeps prints answers (its failure is raised: a
+        window half from one source and half from another is no re-evaluation)."""
+        for provider in self.providers:
+            got = await provider.trades(symbol, start_ms, end_ms)
+            if got is not None:
+                return got
+        return None
+
     @staticmethod
     def _failed(provider: HistoryProvider, exc: HistoryUnavailable) -> str:
         name = type(provider).__name__
@@ -202,6 +222,7 @@ class ChainedHistory:
 
 __all__ = [
     "MAX_BARS",
+    "MAX_TRADES",
     "ChainedHistory",
     "HistoryProvider",
     "HistoryUnavailable",

@@ -19,6 +19,7 @@ from server.history.provider import (
 )
 from server.market.timeframes import Bar, Timeframe
 from server.market.trading_day import day_window
+from streams.events import Trade
 from streams.simulated_market import MIN_PRICE, start_price
 
 _T = TypeVar("_T")
@@ -153,6 +154,10 @@ class SimulatedHistory:
             close = open_  # walking backwards: this bar's open is the previous bar's close
         out.reverse()
         return out
+
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None:
+        """The simulated market keeps no prints of its past."""
+        return None
 
     async def _generate(self, symbol: str, timeframe: Timeframe, starts: list[int]) -> list[Bar]:
         if len(starts) <= _SIM_INLINE_MAX:

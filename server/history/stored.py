@@ -1,4 +1,4 @@
-"""Historical bars from our own ``bars`` table: 1m and 1d as stored, 5m/15m/1h merged
+"""Historical bars from our own ``bars`` table: 1s, 1m and 1d as stored, 5m/15m/1h merged
 from 1m rows, the newest revision of each bar.
 """
 
@@ -16,6 +16,7 @@ from server.history.provider import (
     merge_into,
 )
 from server.market.timeframes import Bar, Timeframe
+from streams.events import Trade
 
 _T = TypeVar("_T")
 
@@ -23,7 +24,7 @@ _T = TypeVar("_T")
 _MINUTE_MS: Final = 60_000
 
 
-_STORED: Final = frozenset({Timeframe.M1, Timeframe.D1})
+_STORED: Final = frozenset({Timeframe.S1, Timeframe.M1, Timeframe.D1})
 _DERIVED_FROM_MINUTES: Final = frozenset({Timeframe.M5, Timeframe.M15, Timeframe.H1})
 
 # DISTINCT ON keeps the highest revision should a writer ever keep several per bucket;
@@ -50,11 +51,11 @@ ORDER BY start_ms ASC, revision DESC
 
 
 class StoredHistory:
-    """Bars from the ``bars`` table, which holds 1m and 1d rows.
+    """Bars from the ``bars`` table, which holds 1s (recent days), 1m and 1d rows.
 
     5m, 15m and 1h bars are merged from the stored 1m rows (``merge_bars``); a bucket
     with missing minutes is merged from the minutes it has, as Polygon does for minutes
-    without trades. 1s bars are not stored: always empty.
+    without trades.
     """
 
     def __init__(self, pool: Any) -> None:
@@ -64,7 +65,7 @@ class StoredHistory:
         self, symbol: str, timeframe: Timeframe, *, end_ms: int, count: int
     ) -> list[Bar]:
         count = check_count(count)
-        if count == 0 or timeframe is Timeframe.S1:
+        if count == 0:
             return []
         if timeframe in _STORED:
             rows = await self._fetch(_SQL_LATEST, symbol, timeframe.value, end_ms, count)
@@ -83,7 +84,7 @@ class StoredHistory:
     async def range(
         self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int
     ) -> list[Bar]:
-        if timeframe is Timeframe.S1 or not check_range(timeframe, start_ms, end_ms):
+        if not check_range(timeframe, start_ms, end_ms):
             return []
         if timeframe in _STORED:
             rows = await self._fetch(_SQL_RANGE, symbol, timeframe.value, start_ms, end_ms)
@@ -96,6 +97,10 @@ class StoredHistory:
             return []
         rows = await self._fetch(_SQL_RANGE, symbol, Timeframe.M1.value, lo, hi)
         return merge_into(timeframe, [_row_bar(symbol, Timeframe.M1, r) for r in rows])
+
+    async def trades(self, symbol: str, start_ms: int, end_ms: int) -> list[Trade] | None:
+        """Prints are not stored, only bars."""
+        return None
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
         try:

@@ -89,9 +89,11 @@ class Indicator(ABC):
     """One incremental indicator over a series of bars.
 
     ``value`` is the latest output (a tuple with one float per name in ``outputs``),
-    or ``None`` while fewer than ``warmup + 1`` bars have been added. ``warmup`` is
-    TA-Lib's *lookback*: the number of bars consumed before the first value, so a
-    caller wanting a value on the first live bar seeds ``warmup`` closed bars first.
+    or ``None`` while no output has a value yet; ``ready`` once every output has one
+    (``warmup + 1`` bars added). ``warmup`` is TA-Lib's *lookback*: the number of bars
+    consumed before the first value, so a caller wanting a value on the first live bar
+    seeds ``warmup`` closed bars first. An indicator whose outputs start at different
+    bars (ADX: +DI/-DI before ADX, as in TA-Lib) gives NaN for those not there yet.
     """
 
     __slots__ = ("_n", "max_rollback", "warmup")

@@ -165,16 +165,17 @@ def _session_ids(start_ms: Sequence[int]) -> npt.NDArray[np.int64]:
     return np.asarray(days, dtype=np.int64)
 
 
-def vwap(start_ms: Sequence[int], high: Array, low: Array, close: Array, volume: Array) -> Array:
-    typical = (high + low + close) / 3.0
+def vwap(start_ms: Sequence[int], price: Array, volume: Array) -> Array:
+    """Session VWAP of ``price`` (the bars' trade-weighted ``vwap`` for VWAP, the typical
+    price for VWAP_HLC3), reset every New York day."""
     session = _session_ids(start_ms)
-    out = _nan(len(close))
+    out = _nan(len(price))
     for day in np.unique(session):
         idx = np.flatnonzero(session == day)
-        pv = np.cumsum(typical[idx] * volume[idx])
+        pv = np.cumsum(price[idx] * volume[idx])
         v = np.cumsum(volume[idx])
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[idx] = np.where(v == 0.0, typical[idx], pv / v)
+            out[idx] = np.where(v == 0.0, price[idx], pv / v)
     return out
 
 
@@ -255,7 +256,13 @@ def compute(spec: IndicatorSpec, bars: Sequence[OHLCV]) -> tuple[Array, ...]:
                 high, low, close, k_period=int(p[0]), k_smooth=int(p[1]), d_period=int(p[2])
             )
         case IndicatorKind.VWAP:
-            return (vwap([b.start_ms for b in bars], high, low, close, volume),)
+            traded = np.array(
+                [getattr(b, "vwap", (b.high + b.low + b.close) / 3.0) for b in bars],
+                dtype=np.float64,
+            )
+            return (vwap([b.start_ms for b in bars], traded, volume),)
+        case IndicatorKind.VWAP_HLC3:
+            return (vwap([b.start_ms for b in bars], (high + low + close) / 3.0, volume),)
         case IndicatorKind.OBV:
             return (obv(close, volume),)
         case IndicatorKind.ADX:

@@ -19,8 +19,9 @@ MACD      fast, slow, signal                     12, 26, 9
 BBANDS    period, std_dev                        20, 2
 ATR       period                                 14
 STOCH     k_period, k_smooth, d_period           14, 3, 3
-VWAP      (none)
-OBV       (none)
+VWAP      (none)                                 trade-weighted, session
+VWAP_HLC3 (none)                                 typical price, session
+OBV       (none)                                 anchored (see ``create``)
 ADX       period                                 14
 DONCHIAN  period                                 20
 ========  =====================================  ============
@@ -43,7 +44,8 @@ from server.indicators.moving_averages import EMA, SMA, WMA
 from server.indicators.oscillators import MACD, RSI, Stochastic
 from server.indicators.trend import ADX
 from server.indicators.volatility import ATR, BollingerBands, DonchianChannel
-from server.indicators.volume import OBV, VWAP
+from server.indicators.volume import OBV, VWAP, VWAPTypical, ny_session, ny_year
+from server.market.timeframes import Timeframe
 
 MAX_PERIOD = 10_000
 MAX_STD_DEV = 10.0
@@ -66,6 +68,7 @@ class IndicatorKind(StrEnum):
     ATR = "ATR"
     STOCH = "STOCH"
     VWAP = "VWAP"
+    VWAP_HLC3 = "VWAP_HLC3"
     OBV = "OBV"
     ADX = "ADX"
     DONCHIAN = "DONCHIAN"
@@ -96,6 +99,7 @@ _PARAMS: dict[IndicatorKind, tuple[_ParamDef, ...]] = {
         _period(3, "d_period"),
     ),
     IndicatorKind.VWAP: (),
+    IndicatorKind.VWAP_HLC3: (),
     IndicatorKind.OBV: (),
     IndicatorKind.ADX: (_period(14),),
     IndicatorKind.DONCHIAN: (_period(20),),
@@ -111,12 +115,13 @@ _CLASSES: dict[IndicatorKind, type[Indicator]] = {
     IndicatorKind.ATR: ATR,
     IndicatorKind.STOCH: Stochastic,
     IndicatorKind.VWAP: VWAP,
+    IndicatorKind.VWAP_HLC3: VWAPTypical,
     IndicatorKind.OBV: OBV,
     IndicatorKind.ADX: ADX,
     IndicatorKind.DONCHIAN: DonchianChannel,
 }
 
-_CALL = re.compile(r"\s*([A-Za-z_]+)\s*(?:\((.*)\))?\s*", re.DOTALL)
+_CALL = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*", re.DOTALL)
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NAME = re.compile(r"[A-Za-z_]+")
@@ -307,9 +312,16 @@ class IndicatorSpec:
     def __str__(self) -> str:
         return self.key
 
-    def create(self, max_rollback: int = DEFAULT_MAX_ROLLBACK) -> Indicator:
-        """A fresh incremental indicator for this spec."""
+    def create(
+        self, max_rollback: int = DEFAULT_MAX_ROLLBACK, timeframe: Timeframe | None = None
+    ) -> Indicator:
+        """A fresh incremental indicator for this spec. Given the ``timeframe`` of the bars
+        it will see, a cumulative indicator (OBV) is anchored: it starts afresh every New
+        York day on intraday bars, every New York year on daily bars."""
         factory: Callable[..., Indicator] = _CLASSES[self.kind]
+        if self.kind is IndicatorKind.OBV and timeframe is not None:
+            anchor = ny_year if timeframe is Timeframe.D1 else ny_session
+            return OBV(max_rollback=max_rollback, anchor=anchor)
         return factory(*self.params, max_rollback=max_rollback)
 
     @property

@@ -9,8 +9,9 @@ Wilder's definitions as TA-Lib implements them, operation for operation:
   then ``s = s - s/n + x`` from bar n on. +DI = 100*(+DM sum)/(TR sum), likewise -DI.
 * DX = 100*|+DI - -DI|/(+DI + -DI); the first ADX is the mean of the DX of bars
   n..2n-1, then ``adx = (adx*(n-1) + dx)/n``.
-* Outputs ("adx", "plus_di", "minus_di") all start at bar 2n-1 (warm-up 2n-1 = 27
-  for n = 14), though TA-Lib's PLUS_DI/MINUS_DI start at bar n.
+* "adx" starts at bar 2n-1 (warm-up 2n-1 = 27 for n = 14), as TA-Lib's ADX; "plus_di"
+  and "minus_di" start at bar n, as TA-Lib's PLUS_DI and MINUS_DI: from bar n to 2n-2
+  the value is ``(nan, +DI, -DI)`` (``ready`` stays false until the ADX is there).
 * Where the TR sum is zero the DIs are 0 and the ADX carries over unchanged (no DX
   that bar); likewise when +DI + -DI is zero. "Zero" means exactly zero, as in
   TA-Lib 0.8 (classic TA-Lib C releases, <= 0.6, tested |x| < 1e-8, which misfires
@@ -24,6 +25,7 @@ from collections import deque
 from server.indicators.base import DEFAULT_MAX_ROLLBACK, Indicator
 from server.market.timeframes import OHLCV
 
+_NAN = float("nan")
 _State = tuple[float, float, float, float, float, float, float, float]
 _Forming = tuple[float, float, float, float, float, float]
 
@@ -223,4 +225,9 @@ class ADX(Indicator):
 
     @property
     def value(self) -> tuple[float, float, float] | None:
-        return (self._x1, self._pdi, self._mdi) if self._n > self.warmup else None
+        n = self._n
+        if n > self.warmup:
+            return (self._x1, self._pdi, self._mdi)
+        if n > self._p:
+            return (_NAN, self._pdi, self._mdi)  # the DIs are there before the ADX
+        return None

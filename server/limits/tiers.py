@@ -11,6 +11,10 @@
 | orders_per_minute            | 0         | 10    | 60    | 300    |
 | order_burst                  | 0         | 5     | 20    | 60     |
 | query_cost (one operation)   | 10000     | 10000 | 50000 | 200000 |
+| alert firings/s (one alert)  | -         | 1     | 5     | 20     |
+| alert firing burst (alert)   | -         | 5     | 20    | 50     |
+| alert firings/s (one user)   | -         | 5     | 50    | 200    |
+| alert firing burst (user)    | -         | 20    | 100   | 300    |
 
 Why these numbers:
 
@@ -29,6 +33,13 @@ Why these numbers:
   close }`` costs 10,001). 10,000 (the schema's default budget) lets a free user load
   a trading day of 1-minute bars with every field, about 2,400 points, several times
   over; pro and elite are for bulk history.
+- Alert firings are bounded per alert and per user (wall-clock token buckets), so one
+  alert that is true on every tick cannot flood the writer or its owner's stream: the
+  durability lag is measured at these rates (loadtests/firing_durability.py). The
+  bursts are sized so that a whole burst commits in one batch well inside the 50 ms
+  lag target (a 1,000-row batch takes 45-90 ms to commit on the test machine). A firing
+  above them is not delivered; it is counted on the alert (``suppressedCount``) and in
+  the next delivered firing. A firing that ends its alert (ONCE) is never suppressed.
 - Anonymous callers (no token; keyed per IP) get the free tier's read limits and no
   writes at all (``read_only``): no alerts, analyses or orders.
 """
@@ -64,6 +75,12 @@ class TierLimits:
     order_burst: int
     #: Maximum cost of one GraphQL operation, subscriptions included.
     query_cost: int
+    #: Alert firings delivered per second for one alert and for all of a user's
+    #: alerts, with their bursts (GCRA, wall clock).
+    alert_firings_per_second: float = 1.0
+    alert_firing_burst: int = 5
+    user_firings_per_second: float = 5.0
+    user_firing_burst: int = 20
     #: No mutations at all (anonymous callers).
     read_only: bool = False
 
@@ -86,6 +103,14 @@ class TierLimits:
         )
         if any(n < 0 for n in counts):
             raise ValueError(f"{self.name}: limits must not be negative")
+        firing = (
+            self.alert_firings_per_second,
+            self.alert_firing_burst,
+            self.user_firings_per_second,
+            self.user_firing_burst,
+        )
+        if not all(x > 0 for x in firing):
+            raise ValueError(f"{self.name}: firing rates and bursts must be positive")
 
     @property
     def requests_per_second(self) -> float:
@@ -125,6 +150,10 @@ PRO = TierLimits(
     orders_per_minute=60,
     order_burst=20,
     query_cost=50_000,
+    alert_firings_per_second=5.0,
+    alert_firing_burst=20,
+    user_firings_per_second=50.0,
+    user_firing_burst=100,
 )
 
 ELITE = TierLimits(
@@ -138,6 +167,10 @@ ELITE = TierLimits(
     orders_per_minute=300,
     order_burst=60,
     query_cost=200_000,
+    alert_firings_per_second=20.0,
+    alert_firing_burst=50,
+    user_firings_per_second=200.0,
+    user_firing_burst=300,
 )
 
 #: Callers without a token: the free tier's read limits, nothing that writes.

@@ -43,9 +43,23 @@ Cost
     ``UPDATE`` events are opt-in (``emit_updates``), since most consumers want closes
     and can read ``forming()`` when they need the live bar.
 
-Which prints count (Polygon's per-condition rules, e.g. odd lots not setting high/low)
-is the caller's decision; the builder takes every trade it is given, except that
-non-positive sizes and prices are ignored (counted in ``ignored``).
+Which prints count for what
+    Every trade comes with its consolidated-tape update flags (``streams.conditions``):
+    only prints that may set high/low set the high and the low, only prints that may set
+    the last price set the open and the close, only prints that count for volume add to
+    the volume and the VWAP's notional. A bucket holding no print that may set high/low
+    has no bar (its volume still counts in the coarser bars around it). A bar whose
+    prints set high/low but none the last price (e.g. only derivatively priced prints)
+    takes its open and close from those prints, so every bar is well formed. A bar with
+    no volume-counting print has volume 0 and its VWAP is its close. Prints with no
+    flags, non-positive sizes or prices are ignored (counted in ``ignored``).
+
+Restart and backfill
+    ``restore`` rebuilds a fresh builder from the closed bars stored for a session (1s
+    and 1m): closed history, and the open intervals of the coarser timeframes with what
+    they held. ``insert_bar`` adds a closed bar fetched from history for a bucket the
+    feed missed: it is recorded in its timeframe and its content is added to the coarser
+    buckets holding it (forming ones silently, final ones as a ``REVISION``).
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ import msgspec
 
 from server.market.timeframes import ALL_TIMEFRAMES, Bar, Timeframe
 from server.market.trading_day import day_window
+from streams.conditions import ALL, HIGH_LOW, LAST, VOLUME
 from streams.events import Aggregate, MinuteAggregate
 
 #: Closed bars per timeframe that a late trade may still revise.
@@ -72,6 +87,8 @@ DEFAULT_CLOSE_DELAY_MS = 500
 #: "No open interval": ``start <= t < end`` is false for every t.
 _NONE = 0
 _NEVER = 2**62
+#: Backfilled bars remembered per symbol (a gap is hours of minutes at most).
+_INSERTED_MAX = 100_000
 _INF = float("inf")
 
 
@@ -87,36 +104,52 @@ class BarEvent(msgspec.Struct, frozen=True, gc=False):
 
 
 #: A final bar that a late trade may still change, with what a revision needs besides the
-#: bar: the exact notional (for VWAP) and the times of its first and last prints (for the
-#: open and close). A plain tuple: one is built per closed bar.
-_Closed: TypeAlias = tuple[Bar, float, int, int]
+#: bar: the exact notional (for VWAP), the times of its first and last prints (for the
+#: open and close) and the rank of its open/close (see ``_Content``). A plain tuple: one
+#: is built per closed bar.
+_Closed: TypeAlias = tuple[Bar, float, int, int, int]
 
 
-def _revised(closed: _Closed, t_ms: int, price: float, size: int) -> _Closed:
-    bar, notional, first_t, last_t = closed
-    o, c = bar.open, bar.close
-    if t_ms < first_t:
-        first_t, o = t_ms, price
-    if t_ms >= last_t:
-        last_t, c = t_ms, price
-    volume = bar.volume + size
-    notional += price * size
+def _revised(closed: _Closed, part: _Content) -> _Closed:
+    """``closed`` with the prints of ``part`` added (``part.rank`` must be > 0 or its
+    volume is all it adds)."""
+    bar, notional, first_t, last_t, rank = closed
+    o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+    pr = part.rank
+    if pr:
+        h = max(h, part.high)
+        lo = min(lo, part.low)
+        if pr > rank:
+            o, c, first_t, last_t, rank = part.open, part.close, part.first_t, part.last_t, pr
+        elif pr == rank:
+            if part.first_t < first_t:
+                first_t, o = part.first_t, part.open
+            if part.last_t >= last_t:
+                last_t, c = part.last_t, part.close
+    volume = bar.volume + part.volume
+    notional += part.notional
     revised = msgspec.structs.replace(
         bar,
         open=o,
-        high=max(bar.high, price),
-        low=min(bar.low, price),
+        high=h,
+        low=lo,
         close=c,
         volume=volume,
-        vwap=notional / volume,
-        trades=bar.trades + 1,
+        vwap=notional / volume if volume else c,
+        trades=bar.trades + part.trades,
         revision=bar.revision + 1,
     )
-    return revised, notional, first_t, last_t
+    return revised, notional, first_t, last_t, rank
 
 
 class _Content:
-    """OHLCV of a set of prints, plus the times of the first and last (for open/close)."""
+    """OHLCV of a set of prints, plus the times of the first and last (for open/close).
+
+    ``rank`` says where the open and close come from: 0, no print that may set high/low
+    (the other price fields mean nothing); 1, only high/low prints (their open and
+    close stand in); 2, prints that may set the last price. Prints of a lower rank
+    never move the open or close of a higher one. ``trades`` counts every print.
+    """
 
     __slots__ = (
         "close",
@@ -126,6 +159,7 @@ class _Content:
         "low",
         "notional",
         "open",
+        "rank",
         "trades",
         "volume",
     )
@@ -135,50 +169,80 @@ class _Content:
         self.volume = 0
         self.notional = 0.0
         self.trades = 0  # 0: empty, the other fields mean nothing
+        self.rank = 0
         self.first_t = self.last_t = 0
 
-    def add(self, t_ms: int, price: float, size: int) -> None:
-        if self.trades == 0:
-            self.open = self.high = self.low = self.close = price
+    def add(self, t_ms: int, price: float, size: int, flags: int = ALL) -> None:
+        self.trades += 1
+        if flags & VOLUME:
+            self.volume += size
+            self.notional += price * size
+        if not flags & HIGH_LOW:
+            return
+        r = 2 if flags & LAST else 1
+        rank = self.rank
+        if r > rank:
+            if rank:
+                if price > self.high:  # noqa: PLR1730 - an if is twice as fast as max()
+                    self.high = price
+                if price < self.low:  # noqa: PLR1730
+                    self.low = price
+            else:
+                self.high = self.low = price
+            self.open = self.close = price
             self.first_t = self.last_t = t_ms
-            self.volume = size
-            self.notional = price * size
-            self.trades = 1
+            self.rank = r
             return
         if price > self.high:
             self.high = price
         elif price < self.low:
             self.low = price
+        if r < rank:
+            return
         if t_ms >= self.last_t:
             self.last_t = t_ms
             self.close = price
         elif t_ms < self.first_t:
             self.first_t = t_ms
             self.open = price
-        self.volume += size
-        self.notional += price * size
-        self.trades += 1
 
     def absorb(self, part: _Content) -> None:
         """Add the prints of ``part``; on equal times ``part`` counts as arriving later."""
         if part.trades == 0:
             return
-        if self.trades == 0:
+        self.trades += part.trades
+        self.volume += part.volume
+        self.notional += part.notional
+        pr = part.rank
+        if not pr:
+            return
+        rank = self.rank
+        if not rank:
             self.open, self.high, self.low, self.close = part.open, part.high, part.low, part.close
-            self.first_t, self.last_t = part.first_t, part.last_t
-            self.volume, self.notional, self.trades = part.volume, part.notional, part.trades
+            self.first_t, self.last_t, self.rank = part.first_t, part.last_t, pr
             return
         if part.high > self.high:  # noqa: PLR1730 - an if is twice as fast as max()
             self.high = part.high
         if part.low < self.low:  # noqa: PLR1730
             self.low = part.low
-        if part.first_t < self.first_t:
-            self.first_t, self.open = part.first_t, part.open
-        if part.last_t >= self.last_t:
-            self.last_t, self.close = part.last_t, part.close
-        self.volume += part.volume
-        self.notional += part.notional
-        self.trades += part.trades
+        if pr > rank:
+            self.open, self.close = part.open, part.close
+            self.first_t, self.last_t, self.rank = part.first_t, part.last_t, pr
+        elif pr == rank:
+            if part.first_t < self.first_t:
+                self.first_t, self.open = part.first_t, part.open
+            if part.last_t >= self.last_t:
+                self.last_t, self.close = part.last_t, part.close
+
+    @classmethod
+    def of_bar(cls, bar: Bar) -> _Content:
+        """A closed bar as content: its prints span its interval, open and close at its
+        edges (so it orders correctly against other bars' content)."""
+        c = cls()
+        c.open, c.high, c.low, c.close = bar.open, bar.high, bar.low, bar.close
+        c.volume, c.notional, c.trades = bar.volume, bar.vwap * bar.volume, bar.trades
+        c.first_t, c.last_t, c.rank = bar.start_ms, bar.end_ms - 1, 2
+        return c
 
 
 class _Series(_Content):
@@ -227,56 +291,48 @@ class _Series(_Content):
     def open_interval(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
-        self.trades = 0
+        self.trades = self.volume = self.rank = 0
+        self.notional = 0.0
         self.sealed = max(self.sealed, start)  # every earlier bucket is over
 
     def close_interval(self) -> Bar | None:
-        """End the open interval; its final bar, or ``None`` if it held no trade."""
+        """End the open interval; its final bar, or ``None`` if no print in it may set
+        high/low (then its volume lives on only in the coarser bars)."""
         start, end = self.start, self.end
         self.start = self.end = _NONE
-        if self.trades == 0:
+        if self.rank == 0:
             return None
-        bar = Bar(
-            self.symbol,
-            self.tf,
-            start,
-            end,
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            self.notional / self.volume,
-            self.trades,
-            True,
-            0,
-        )
-        self.closed.append((bar, self.notional, self.first_t, self.last_t))  # maxlen 0: no-op
+        bar = self.bar_of(self, True, start, end)
+        self.closed.append((bar, self.notional, self.first_t, self.last_t, self.rank))
         self.history.append(bar)
         return bar
 
-    def bar_of(self, content: _Content, final: bool) -> Bar:
-        """``content`` as this interval's bar (``content.trades`` must be > 0)."""
+    def bar_of(
+        self, content: _Content, final: bool, start: int | None = None, end: int | None = None
+    ) -> Bar:
+        """``content`` as this interval's bar (``content.rank`` must be > 0)."""
+        volume = content.volume
         return Bar(
             self.symbol,
             self.tf,
-            self.start,
-            self.end,
+            self.start if start is None else start,
+            self.end if end is None else end,
             content.open,
             content.high,
             content.low,
             content.close,
-            content.volume,
-            content.notional / content.volume,
+            volume,
+            content.notional / volume if volume else content.close,
             content.trades,
             final,
             0,
         )
 
-    def revise(self, t_ms: int, price: float, size: int) -> Bar | None:
-        """Apply a late trade to the final bucket holding ``t_ms``; ``None`` if too late."""
+    def revise(self, start: int, end: int, part: _Content) -> Bar | None:
+        """Add ``part`` (late prints, or a backfilled bar) to the final bucket
+        ``[start, end)``; the revised bar, or ``None`` if that bucket is out of the
+        revision window (counted in ``late_dropped``) or ``part`` cannot make a bar."""
         closed = self.closed
-        start, end = self.bucket(t_ms)
         if not closed or start < closed[0][0].start_ms:
             self.late_dropped += 1
             return None
@@ -285,17 +341,38 @@ class _Series(_Content):
             i -= 1
         record: _Closed
         if closed[i][0].start_ms == start:
-            record = closed[i] = _revised(closed[i], t_ms, price, size)
+            record = closed[i] = _revised(closed[i], part)
         else:
-            p = price
-            gap = Bar(self.symbol, self.tf, start, end, p, p, p, p, size, p, 1, True, 1)
-            record = (gap, price * size, t_ms, t_ms)
+            if not part.rank:
+                return None  # volume alone makes no bar; the coarser buckets keep it
+            bar = self.bar_of(part, True, start, end)
+            record = (
+                msgspec.structs.replace(bar, revision=1),
+                part.notional,
+                part.first_t,
+                part.last_t,
+                part.rank,
+            )
             if len(closed) == closed.maxlen:
                 closed.popleft()  # the gap bar takes the oldest one's place in the window
                 i -= 1
             closed.insert(i + 1, record)
         _put_in_order(self.history, record[0])
         return record[0]
+
+
+def _start(bar: Bar) -> int:
+    return bar.start_ms
+
+
+def _restore_closed(sr: _Series, closed: list[tuple[Bar, _Content]]) -> None:
+    """Closed bars (oldest first) as a series' history, the newest in its revision
+    window; its buckets up to the last one's end are final."""
+    for bar, c in closed:
+        sr.history.append(bar)
+        sr.closed.append((bar, c.notional, c.first_t, c.last_t, c.rank or 2))
+    if closed:
+        sr.sealed = max(sr.sealed, closed[-1][0].end_ms)
 
 
 def _put_in_order(history: deque[Bar], bar: Bar) -> None:
@@ -364,19 +441,23 @@ class BarBuilder:
         self._clock_cut = 0
         #: No open interval ends before this: on_clock has nothing to close until then.
         self._wake_ms = _NEVER
+        #: (timeframe, start) of the bars ``insert_bar`` took, so none counts twice.
+        self._inserted: set[tuple[Timeframe, int]] = set()
 
     # -- the hot path ------------------------------------------------------------------
 
-    def on_trade(self, t_ms: int, price: float, size: int) -> list[BarEvent]:
-        """Apply one trade; return the events it caused, in order."""
+    def on_trade(self, t_ms: int, price: float, size: int, flags: int = ALL) -> list[BarEvent]:
+        """Apply one trade with its update flags (``streams.conditions``); return the
+        events it caused, in order."""
         out: list[BarEvent] = []
-        if size <= 0 or not 0.0 < price < _INF:  # the comparison is also false for NaN
+        if size <= 0 or not flags or not 0.0 < price < _INF:  # also false for NaN
             self.ignored += 1
             return out
         fine = self._fine
-        if fine.start <= t_ms < fine.end:
-            # _Content.add inlined for the common case: the finest bar is open, so not
-            # empty. The coarser intervals contain it and absorb it when it closes.
+        if fine.start <= t_ms < fine.end and flags == ALL and fine.rank == 2:
+            # _Content.add inlined for the common case: a regular print in the open
+            # finest bar, which already has a last-price print. The coarser intervals
+            # contain it and absorb it when it closes.
             if price > fine.high:
                 fine.high = price
             elif price < fine.low:
@@ -390,26 +471,45 @@ class BarBuilder:
             fine.volume += size
             fine.notional += price * size
             fine.trades += 1
+        elif fine.start <= t_ms < fine.end:
+            fine.add(t_ms, price, size, flags)
         else:
-            self._other_bucket(t_ms, price, size, out)
+            self._other_bucket(t_ms, price, size, flags, out)
         if self.emit_updates:
             self._append_updates(t_ms, out)
         return out
 
-    def _other_bucket(self, t_ms: int, price: float, size: int, out: list[BarEvent]) -> None:
-        """Route a trade outside the finest forming bar, timeframe by timeframe from the
-        finest: the first open interval holding it takes it; a final bucket is revised;
-        a later bucket closes the interval and opens the new one."""
+    def _other_bucket(
+        self, t_ms: int, price: float, size: int, flags: int, out: list[BarEvent]
+    ) -> None:
+        """A trade outside the finest forming bar (once per new bucket, not per trade)."""
+        part = _Content()
+        part.add(t_ms, price, size, flags)
+        self._route(t_ms, part, 0, out)
+
+    def _route(
+        self, t_ms: int, part: _Content, first: int, out: list[BarEvent], *, backfill: bool = False
+    ) -> bool:
+        """Route ``part`` (prints at ``t_ms``, or a whole bar starting there) timeframe by
+        timeframe from ``self._series[first]``: the first open interval holding it takes
+        it (and every coarser one contains that one); a final bucket is revised; a later
+        bucket closes the interval and opens the new one, which takes it. ``backfill``:
+        leave a bucket the feed is filling, or one that has its bar, alone (``False``)."""
         taken = False
         series = self._series
-        for i, sr in enumerate(series):
+        for i in range(first, len(series)):
+            sr = series[i]
             if sr.start <= t_ms < sr.end:
+                if backfill and i == first:
+                    return False  # the feed is filling this bucket: it knows better
                 if not taken:
-                    sr.add(t_ms, price, size)
-                return  # every coarser interval contains this one
+                    sr.absorb(part)
+                return True
             start, end = sr.bucket(t_ms)
             if end <= sr.sealed or end <= self._clock_cut:
-                bar = sr.revise(t_ms, price, size)
+                if backfill and i == first and any(b.start_ms == start for b in sr.history):
+                    return False  # we have this bar already (and so do the coarser ones)
+                bar = sr.revise(start, end, part)
                 if bar is not None:
                     out.append(BarEvent(BarEventKind.REVISION, bar))
                 continue
@@ -419,8 +519,9 @@ class BarBuilder:
             sr.open_interval(start, end)
             self._wake_ms = min(self._wake_ms, end)
             if not taken:
-                sr.add(t_ms, price, size)
+                sr.absorb(part)
                 taken = True
+        return True
 
     def _close(self, i: int, out: list[BarEvent]) -> None:
         """Close the open interval of ``self._series[i]``; the next coarser open interval
@@ -434,6 +535,93 @@ class BarBuilder:
         bar = sr.close_interval()
         if bar is not None:
             out.append(BarEvent(BarEventKind.CLOSE, bar))
+
+    # -- restart and backfill ---------------------------------------------------------
+
+    def restore(self, bars: Iterable[Bar]) -> list[BarEvent]:
+        """Rebuild this fresh builder from the closed 1s and 1m bars stored for one
+        session (others are ignored: coarser bars are rebuilt from the minutes).
+
+        Afterwards the closed history is what was stored, and every coarser timeframe's
+        bucket holding the last stored minute is open with what those minutes held, so
+        the day's bar (and the hour's...) go on from where they were. Seconds stored
+        after the last stored minute make up the 1m bars not stored yet: the last one is
+        open, earlier ones are returned as ``CLOSE`` events (to be stored).
+        """
+        if any(sr.end != _NONE or sr.history for sr in self._series):
+            raise ValueError(f"{self.symbol}: restore needs a builder that saw nothing")
+        bars = list(bars)
+        seconds = sorted((b for b in bars if b.timeframe is Timeframe.S1), key=_start)
+        minutes = sorted((b for b in bars if b.timeframe is Timeframe.M1), key=_start)
+        out: list[BarEvent] = []
+        units = [(m.start_ms, _Content.of_bar(m)) for m in minutes]
+        after = minutes[-1].end_ms if minutes else -_NEVER
+        derived: dict[int, _Content] = {}
+        for sec in seconds:
+            if sec.start_ms >= after:
+                minute = sec.start_ms - sec.start_ms % 60_000
+                derived.setdefault(minute, _Content()).absorb(_Content.of_bar(sec))
+        pending = sorted(derived.items())
+        open_minute = pending.pop() if pending else None
+        by_tf = self._by_tf
+        if Timeframe.S1 in by_tf:
+            _restore_closed(by_tf[Timeframe.S1], [(b, _Content.of_bar(b)) for b in seconds])
+        if Timeframe.M1 in by_tf:
+            sr = by_tf[Timeframe.M1]
+            extra = [(sr.bar_of(c, True, m, m + 60_000), c) for m, c in pending]
+            _restore_closed(sr, [(b, _Content.of_bar(b)) for b in minutes] + extra)
+            out.extend(BarEvent(BarEventKind.CLOSE, b) for b, _ in extra)
+            if open_minute is not None:
+                sr.open_interval(open_minute[0], open_minute[0] + 60_000)
+                sr.absorb(open_minute[1])
+        units.extend(pending)
+        finer_open = (open_minute[0], open_minute[0] + 60_000) if open_minute is not None else None
+        if open_minute is not None:
+            units.append(open_minute)
+        if not units:
+            return out
+        last = max(start for start, _ in units)
+        for sr in self._series:
+            if sr.tf in (Timeframe.S1, Timeframe.M1):
+                continue
+            start, end = sr.bucket(last)
+            groups: dict[int, _Content] = {}
+            own = _Content()
+            for u_start, content in units:
+                if u_start >= start:
+                    if finer_open is None or not finer_open[0] <= u_start < finer_open[1]:
+                        own.absorb(content)
+                else:
+                    groups.setdefault(sr.bucket(u_start)[0], _Content()).absorb(content)
+            _restore_closed(
+                sr, [(sr.bar_of(c, True, *sr.bucket(g)), c) for g, c in sorted(groups.items())]
+            )
+            sr.open_interval(start, end)
+            sr.absorb(own)
+            self._wake_ms = min(self._wake_ms, end)
+            finer_open = (start, end)
+        return out
+
+    def insert_bar(self, bar: Bar) -> list[BarEvent] | None:
+        """Add a closed bar fetched from history for a bucket the feed missed (a gap):
+        it becomes a bar of its timeframe (``REVISION``: a final "no bar" was revised;
+        none when the bucket is older than the revision window) and its content is
+        added to the coarser buckets holding it: forming ones silently, final ones as
+        ``REVISION``s. ``None`` when the bar was not taken: a bar is there already, the
+        feed is filling that bucket now, or the same bar was inserted before."""
+        if bar.timeframe not in self._by_tf:
+            return None
+        seen = (bar.timeframe, bar.start_ms)
+        if seen in self._inserted:
+            return None  # once is enough, whatever became of it
+        if len(self._inserted) >= _INSERTED_MAX:
+            self._inserted.clear()
+        self._inserted.add(seen)
+        out: list[BarEvent] = []
+        first = self.timeframes.index(bar.timeframe)
+        if not self._route(bar.start_ms, _Content.of_bar(bar), first, out, backfill=True):
+            return None
+        return out
 
     def on_clock(self, now_ms: int) -> list[BarEvent]:
         """Close the bars whose bucket ended at least ``close_delay_ms`` before ``now_ms``;
@@ -472,7 +660,7 @@ class BarBuilder:
 
     def _append_updates(self, t_ms: int, out: list[BarEvent]) -> None:
         for sr, content in self._open_contents():
-            if sr.start <= t_ms < sr.end and content.trades:
+            if sr.start <= t_ms < sr.end and content.rank:
                 out.append(BarEvent(BarEventKind.UPDATE, sr.bar_of(content, False)))
 
     def forming(self, timeframe: Timeframe) -> Bar | None:
@@ -480,7 +668,7 @@ class BarBuilder:
         wanted = self._get(timeframe)
         for sr, content in self._open_contents():
             if sr is wanted:
-                return sr.bar_of(content, False) if content.trades else None
+                return sr.bar_of(content, False) if content.rank else None
         return None
 
     def recent(self, timeframe: Timeframe, limit: int | None = None) -> list[Bar]:
@@ -542,8 +730,10 @@ class BarBook:
         """Every symbol that has had a trade."""
         return list(self._builders)
 
-    def on_trade(self, symbol: str, t_ms: int, price: float, size: int) -> list[BarEvent]:
-        return self.builder(symbol).on_trade(t_ms, price, size)
+    def on_trade(
+        self, symbol: str, t_ms: int, price: float, size: int, flags: int = ALL
+    ) -> list[BarEvent]:
+        return self.builder(symbol).on_trade(t_ms, price, size, flags)
 
     def on_clock(self, now_ms: int) -> list[BarEvent]:
         out: list[BarEvent] = []

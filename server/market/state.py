@@ -1,4 +1,4 @@
-"""Market state per symbol: last trade, last quote, the day's statistics, recent trades.
+"""Market state per symbol: last trade, last quote, recent trades.
 
 Pure and synchronous: the ingest applies each decoded event exactly once, and the
 GraphQL layer reads snapshots. Nothing here waits or does I/O.
@@ -8,52 +8,24 @@ so it detects reordering, not gaps. An event whose ``q`` is not greater than the
 last one seen on the same connection is dropped. ``q`` is only comparable within
 one upstream session (a restarted replay starts again at 1), so the ingest calls
 ``reset_sequences`` on every new upstream connection.
+
+The last trade is the last print that may set the consolidated last price
+(``streams.conditions``: an odd lot or an average-price print does not); every print is
+kept in the recent trades. The day's statistics are the day's bar
+(``server.market.bars``), built by the same rules, so the two can never disagree.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from server.market.trading_day import DayWindow, day_window
+from streams.conditions import LAST
 from streams.events import Quote, Received, Trade
-
-
-@dataclass(slots=True)
-class DayStats:
-    """Open/high/low/volume/VWAP of the symbol's trades on one New York calendar day."""
-
-    window: DayWindow
-    open: float
-    high: float
-    low: float
-    volume: int
-    notional: float
-    trades: int
-
-    @classmethod
-    def first(cls, window: DayWindow, trade: Trade) -> DayStats:
-        return cls(window, trade.p, trade.p, trade.p, trade.s, trade.p * trade.s, 1)
-
-    def add(self, trade: Trade) -> None:
-        p = trade.p
-        if p > self.high:
-            self.high = p
-        elif p < self.low:
-            self.low = p
-        self.volume += trade.s
-        self.notional += p * trade.s
-        self.trades += 1
-
-    @property
-    def vwap(self) -> float | None:
-        return self.notional / self.volume if self.volume else None
 
 
 class SymbolState:
     __slots__ = (
-        "day",
         "last_quote",
         "last_trade",
         "quote_q",
@@ -67,35 +39,10 @@ class SymbolState:
         self.symbol = symbol
         self.last_trade: Received | None = None
         self.last_quote: Received | None = None
-        self.day: DayStats | None = None
         self.recent_trades: deque[Received] = deque(maxlen=trades_kept)
         self.trade_q = 0
         self.quote_q = 0
         self.updated_ns = 0
-
-    def apply_trade(self, item: Received, trade: Trade) -> bool:
-        """Apply a trade; ``False`` if it was dropped as reordered."""
-        if trade.q and trade.q <= self.trade_q:
-            return False
-        self.trade_q = trade.q
-        day = self.day
-        if day is not None and day.window.contains(trade.t):
-            day.add(trade)
-        elif day is None or trade.t >= day.window.end_ms:
-            self.day = DayStats.first(day_window(trade.t), trade)
-        # else: a trade from an earlier day than the one we track: last/recent only.
-        self.last_trade = item
-        self.recent_trades.append(item)
-        self.updated_ns = item.received_ns
-        return True
-
-    def apply_quote(self, item: Received, quote: Quote) -> bool:
-        if quote.q and quote.q <= self.quote_q:
-            return False
-        self.quote_q = quote.q
-        self.last_quote = item
-        self.updated_ns = item.received_ns
-        return True
 
     def is_stale(self, now_ns: int, stale_after_ns: int) -> bool:
         return self.updated_ns == 0 or now_ns - self.updated_ns > stale_after_ns
@@ -129,19 +76,32 @@ class MarketState:
         return st
 
     def apply(self, item: Received) -> bool:
-        """Apply one received event. ``False`` means it was dropped as reordered."""
+        """Apply one received event. ``False`` means it was dropped as reordered (its
+        ``q`` is not above the last one of its symbol and channel)."""
         ev = item.event
         kind = type(ev)
+        if kind is not Quote and kind is not Trade:
+            return True  # aggregates carry no per-symbol state; they are published as is
+        st = self._symbols.get(ev.sym)
+        if st is None:
+            st = self.state(ev.sym)
+        q: int = ev.q  # type: ignore[union-attr]
         if kind is Quote:
-            ok = self.state(ev.sym).apply_quote(item, ev)  # type: ignore[arg-type]
-        elif kind is Trade:
-            ok = self.state(ev.sym).apply_trade(item, ev)  # type: ignore[arg-type]
+            if q and q <= st.quote_q:
+                self.reordered += 1
+                return False
+            st.quote_q = q
+            st.last_quote = item
         else:
-            # Aggregates carry no per-symbol state yet; they are published as they are.
-            return True
-        if not ok:
-            self.reordered += 1
-        return ok
+            if q and q <= st.trade_q:
+                self.reordered += 1
+                return False
+            st.trade_q = q
+            if item.flags & LAST:
+                st.last_trade = item
+            st.recent_trades.append(item)
+        st.updated_ns = item.received_ns
+        return True
 
     def reset_sequences(self) -> None:
         for st in self._symbols.values():

@@ -24,7 +24,10 @@ from server.alerts.model import InvalidAlert
 from server.analytics import Analytics
 from server.errors import TickgraphError
 from server.indicators import IndicatorSpec
+from server.limits.tiers import FREE, Tier, TierLimits, limits_for
+from server.services.alert_recovery import AlertRecovery
 from server.storage import alerts as alert_store
+from server.storage.alert_events import load_watermarks
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +83,37 @@ class AlertService:
         *,
         max_per_user: int = DEFAULT_MAX_ALERTS_PER_USER,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        recovery: AlertRecovery | None = None,
     ) -> None:
         self._pool = pool
+        #: Re-evaluates (or records as GAPs) what the restart missed; None: nothing is.
+        self.recovery = recovery
         self._analytics = analytics
         self.engine: AlertEngine = analytics.engine
         self.max_per_user = max_per_user
         self._wall_ms = wall_ms
         # Alert changes and indicator (re)subscriptions happen one at a time.
         self._lock = asyncio.Lock()
+        #: Each owner's tier limits (firing rates), learnt at start-up and from every
+        #: create/update, refreshed by ``run_expiry``.
+        self._owner_limits: dict[str, TierLimits] = {}
+
+    def limits_for(self, owner: str) -> TierLimits:
+        return self._owner_limits.get(owner, FREE)
+
+    async def refresh_owner_limits(self) -> None:
+        """Read the tiers of every owner with alerts (a tier changes with setUserTier)."""
+        rows = await self._pool.fetch(
+            "SELECT u.id::text AS owner, u.tier FROM users u "
+            "WHERE u.id::text IN (SELECT DISTINCT owner FROM alerts WHERE NOT done)"
+        )
+        self._owner_limits.update({r["owner"]: limits_for(Tier(r["tier"])) for r in rows})
 
     async def start(self) -> int:
-        """Re-arm every stored alert that is not done. Returns how many."""
+        """Re-arm every stored alert that is not done, and set up the recovery of the
+        window since their last durable evaluation. Returns how many."""
         armed = 0
+        restored: list[tuple[Alert, FireState]] = []
         for stored in await alert_store.load_armed(self._pool):
             try:
                 alert = self._validate(stored.id, stored.owner, stored.definition, restoring=True)
@@ -105,7 +127,13 @@ class AlertService:
                 done=stored.done,
             )
             self.engine.restore(alert, state)
+            restored.append((alert, state))
             armed += 1
+        if self.recovery is not None:
+            watermarks = await load_watermarks(self._pool)
+            watch = self.recovery.arm(restored, watermarks)
+            self._analytics.expect_resume(watch, self.recovery.on_resume)
+        await self.refresh_owner_limits()
         await self._analytics.sync_alert_indicators()
         return armed
 
@@ -123,10 +151,18 @@ class AlertService:
         )
 
     async def create(
-        self, owner: str, definition: dict[str, Any], *, max_alerts: int | None = None
+        self,
+        owner: str,
+        definition: dict[str, Any],
+        *,
+        max_alerts: int | None = None,
+        limits: TierLimits | None = None,
     ) -> alert_store.StoredAlert:
-        """``max_alerts``: the owner's limit (their tier's), else the service default."""
+        """``max_alerts``: the owner's limit (their tier's), else the service default;
+        ``limits``: the owner's tier (its firing rates apply to this owner's alerts)."""
         limit = self.max_per_user if max_alerts is None else max_alerts
+        if limits is not None:
+            self._owner_limits[owner] = limits
         async with self._lock:
             alert_id = uuid.uuid4()
             alert = validate(
@@ -229,10 +265,18 @@ class AlertService:
             return AlertStatus.EXPIRED if expired else AlertStatus.DONE
         return AlertStatus.ACTIVE if stored.enabled else AlertStatus.DISABLED
 
-    async def run_expiry(self, interval_s: float = 1.0) -> None:
-        """Retire expired alerts in the database as the engine expires them."""
+    async def run_expiry(self, interval_s: float = 1.0, refresh_every: int = 60) -> None:
+        """Retire expired alerts in the database as the engine expires them; re-read
+        the owners' tiers every ``refresh_every`` rounds."""
+        rounds = 0
         while True:
             await asyncio.sleep(interval_s)
+            rounds += 1
+            if rounds % refresh_every == 0:
+                try:
+                    await self.refresh_owner_limits()
+                except (asyncpg.PostgresError, OSError):
+                    log.warning("could not refresh the owners' tiers", exc_info=True)
             expired = self.engine.expire(self._wall_ms())
             if expired:
                 try:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from server.auth.access import AccessControl
     from server.auth.users import UserService
     from server.delivery.bus import Bus
+    from server.delivery.firings import AlertDelivery
     from server.limits.login_throttle import LoginThrottle
     from server.services.alerts import AlertService
     from server.storage.database import Database
@@ -41,6 +42,7 @@ class Services:
     login_throttle: LoginThrottle | None = None
     #: This process's open WebSockets by account (revocation lands here).
     connections: Connections | None = None
+    delivery: AlertDelivery | None = None
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

@@ -18,6 +18,22 @@ import asyncpg
 import orjson
 
 from server.errors import LimitExceeded
+from server.storage.alert_events import AlertEventRow, alert_history, record_firing
+
+__all__ = [
+    "AlertEventRow",
+    "StoredAlert",
+    "alert_history",
+    "delete_alert",
+    "get_alert",
+    "insert_alert",
+    "list_alerts",
+    "load_armed",
+    "mark_done",
+    "record_firing",
+    "replace_alert",
+    "set_enabled",
+]
 
 #: A pool or a connection (so callers can use these inside their own transaction).
 #: asyncpg's pool/connection methods are not typed as a shared protocol.
@@ -38,22 +54,13 @@ class StoredAlert:
     fire_count: int
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEventRow:
-    id: int
-    alert_id: uuid.UUID
-    owner: str
-    symbol: str
-    dedup_key: str
-    fired_at: datetime
-    payload: dict[str, Any]
+    #: Firings above the tier's rate that were not delivered.
+    suppressed_count: int = 0
 
 
 _ALERT_COLUMNS = (
     "id, owner, symbol, definition, enabled, done, expires_at, last_fired_key, "
-    "last_fired_at, fire_count, created_at, updated_at"
+    "last_fired_at, fire_count, suppressed_count, created_at, updated_at"
 )
 
 
@@ -69,20 +76,9 @@ def _alert(row: asyncpg.Record) -> StoredAlert:
         last_fired_key=row["last_fired_key"],
         last_fired_at=row["last_fired_at"],
         fire_count=row["fire_count"],
+        suppressed_count=row["suppressed_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-    )
-
-
-def _event(row: asyncpg.Record) -> AlertEventRow:
-    return AlertEventRow(
-        id=row["id"],
-        alert_id=row["alert_id"],
-        owner=row["owner"],
-        symbol=row["symbol"],
-        dedup_key=row["dedup_key"],
-        fired_at=row["fired_at"],
-        payload=orjson.loads(row["payload"]),
     )
 
 
@@ -205,68 +201,3 @@ async def mark_done(db: Executor, alert_ids: Sequence[uuid.UUID]) -> None:
             "UPDATE alerts SET done = true, updated_at = now() WHERE id = ANY($1::uuid[])",
             list(alert_ids),
         )
-
-
-async def record_firing(
-    pool: asyncpg.Pool,
-    *,
-    alert_id: uuid.UUID,
-    owner: str,
-    symbol: str,
-    dedup_key: str,
-    fired_at: datetime,
-    payload: dict[str, Any],
-    done: bool,
-) -> AlertEventRow | None:
-    """Write one firing and the alert's new state in one transaction.
-
-    Returns the stored event, or ``None`` if this firing was already recorded (the
-    caller must then not publish it again).
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "INSERT INTO alert_events (alert_id, owner, symbol, dedup_key, fired_at, payload) "
-            "VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
-            "ON CONFLICT (alert_id, dedup_key) DO NOTHING "
-            "RETURNING id, alert_id, owner, symbol, dedup_key, fired_at, payload",
-            alert_id,
-            owner,
-            symbol,
-            dedup_key,
-            fired_at,
-            _json(payload),
-        )
-        if row is None:
-            return None
-        await conn.execute(
-            "UPDATE alerts SET last_fired_key = $2, last_fired_at = $3, "
-            "fire_count = fire_count + 1, done = done OR $4, updated_at = now() "
-            "WHERE id = $1",
-            alert_id,
-            dedup_key,
-            fired_at,
-            done,
-        )
-    return _event(row)
-
-
-async def alert_history(
-    db: Executor,
-    *,
-    owner: str,
-    alert_id: uuid.UUID | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[AlertEventRow]:
-    """The owner's firings, newest first."""
-    rows = await db.fetch(
-        "SELECT id, alert_id, owner, symbol, dedup_key, fired_at, payload FROM alert_events "
-        "WHERE owner = $1 AND ($2::uuid IS NULL OR alert_id = $2) "
-        "AND ($3::timestamptz IS NULL OR fired_at >= $3) "
-        "ORDER BY fired_at DESC, id DESC LIMIT $4",
-        owner,
-        alert_id,
-        since,
-        limit,
-    )
-    return [_event(r) for r in rows]

@@ -1,4 +1,5 @@
-"""The ``bars`` table: closed 1-minute and daily bars, written in batches off the hot path.
+"""The ``bars`` table: closed 1-second, 1-minute and daily bars, written in batches off the
+hot path. 1-second bars are kept ``TICKGRAPH_SECOND_BARS_DAYS`` days (``prune_seconds``).
 
 Writing: the ingest hands every closed or revised bar to ``BarWriter.submit``, which only
 puts it in an in-memory buffer and returns; a background task writes the buffer every
@@ -12,7 +13,8 @@ bars; when full, the oldest pending bar is dropped and counted. While PostgreSQL
 unavailable the writer keeps the buffer (within that bound), retries with backoff and
 writes everything once the database answers again; ``submit`` is never affected.
 
-Reading: ``load_bars`` for ``Query.bars`` and indicator warm-up.
+Reading: ``load_bars``/``page_bars`` for the bars queries, ``load_session`` for rebuilding
+a session at start-up (``server.bar_recovery``).
 
 Call ``submit`` from the event loop's thread (it wakes the writer task).
 """
@@ -39,8 +41,8 @@ logger = logging.getLogger(__name__)
 #: An asyncpg pool or connection; asyncpg ships no type information.
 Executor: TypeAlias = Any
 
-#: The timeframes the table stores (see migrations/0002_bars.sql).
-STORED_TIMEFRAMES: Final = frozenset({Timeframe.M1, Timeframe.D1})
+#: The timeframes the table stores (see migrations/0002_bars.sql and 0006).
+STORED_TIMEFRAMES: Final = frozenset({Timeframe.S1, Timeframe.M1, Timeframe.D1})
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_BATCH_SIZE = 5_000
@@ -70,7 +72,7 @@ _COLUMNS: Final = (
     "trades",
     "revision",
 )
-_COLUMN_LIST: Final = ", ".join(_COLUMNS)
+COLUMN_LIST: Final = ", ".join(_COLUMNS)
 
 # Per session, reused by every flush on that connection: ON COMMIT DELETE ROWS empties it
 # at the end of each transaction, and keeping it (rather than ON COMMIT DROP) spares the
@@ -82,8 +84,8 @@ _CREATE_STAGING: Final = (
 # The WHERE keeps a stale version (a retried or reordered batch) from overwriting a newer
 # revision; the same revision is rewritten, so replaying a batch is harmless.
 _UPSERT: Final = f"""
-INSERT INTO bars AS b ({_COLUMN_LIST})
-SELECT {_COLUMN_LIST} FROM bars_staging
+INSERT INTO bars AS b ({COLUMN_LIST})
+SELECT {COLUMN_LIST} FROM bars_staging
 ON CONFLICT (symbol, timeframe, start_ms) DO UPDATE SET
     end_ms = EXCLUDED.end_ms,
     open = EXCLUDED.open,
@@ -101,7 +103,7 @@ WHERE b.revision <= EXCLUDED.revision
 # the bigint extremes (not NULL) so that the bounds are always an index range.
 _LOAD: Final = f"""
 SELECT * FROM (
-    SELECT {_COLUMN_LIST} FROM bars
+    SELECT {COLUMN_LIST} FROM bars
     WHERE symbol = $1 AND timeframe = $2 AND start_ms >= $3 AND start_ms < $4
     ORDER BY start_ms DESC
     LIMIT $5
@@ -147,10 +149,10 @@ def invalid_reason(bar: Bar) -> str | None:
         return "non-finite price"
     if not (bar.low <= bar.open <= bar.high and bar.low <= bar.close <= bar.high):
         return "open/close outside low..high"
-    if bar.end_ms <= bar.start_ms or bar.volume <= 0 or bar.trades <= 0 or bar.revision < 0:
-        return "empty interval, non-positive volume or trades, or negative revision"
-    if not (_BIGINT_MIN <= bar.volume <= _BIGINT_MAX and bar.trades < 2**31):
-        return "volume or trades out of range"
+    if bar.end_ms <= bar.start_ms or bar.volume < 0 or bar.trades <= 0 or bar.revision < 0:
+        return "empty interval, negative volume, no trades, or negative revision"
+    if not (bar.volume <= _BIGINT_MAX and bar.trades <= _BIGINT_MAX and bar.revision < 2**31):
+        return "volume, trades or revision out of range"
     return None
 
 
@@ -200,7 +202,7 @@ async def load_bars(
     timeframe = Timeframe(timeframe)
     if timeframe not in STORED_TIMEFRAMES:
         raise InvalidInput(
-            f"{timeframe} bars are not stored (stored: 1m, 1d)", timeframe=timeframe.value
+            f"{timeframe} bars are not stored (stored: 1s, 1m, 1d)", timeframe=timeframe.value
         )
     if limit < 1:
         raise InvalidInput(f"limit must be at least 1, got {limit}", limit=limit)
@@ -216,10 +218,54 @@ async def load_bars(
         _BIGINT_MAX if end_ms is None else end_ms,
         limit,
     )
-    return [_bar(row) for row in rows]
+    return [bar_of_row(row) for row in rows]
 
 
-def _bar(row: Any) -> Bar:
+# The newest day with 1m bars, and whether its day bar is stored (then it closed).
+_LATEST_SESSION: Final = """
+SELECT m.start_ms,
+       EXISTS (SELECT 1 FROM bars d WHERE d.symbol = $1 AND d.timeframe = '1d'
+               AND d.start_ms <= m.start_ms AND m.start_ms < d.end_ms) AS closed
+FROM bars m WHERE m.symbol = $1 AND m.timeframe = '1m'
+ORDER BY m.start_ms DESC LIMIT 1
+"""
+
+_SESSION: Final = f"""
+SELECT {COLUMN_LIST} FROM bars
+WHERE symbol = $1 AND timeframe IN ('1s', '1m') AND start_ms >= $2 AND start_ms < $3
+ORDER BY timeframe, start_ms
+"""
+
+
+async def load_session(db: Executor, symbol: str) -> list[Bar]:
+    """The stored 1s and 1m bars of ``symbol``'s latest session, if that session did not
+    close (its day bar is not stored: the server stopped during it); else nothing."""
+    row = await db.fetchrow(_LATEST_SESSION, symbol)
+    if row is None or row["closed"]:
+        return []
+    start, end = Timeframe.D1.bucket(row["start_ms"])
+    return [bar_of_row(r) for r in await db.fetch(_SESSION, symbol, start, end)]
+
+
+async def prune_seconds(db: Executor, before_ms: int, batch: int = 50_000) -> int:
+    """Delete 1-second bars that started before ``before_ms`` (in batches, so a large
+    backlog never holds long locks); how many were deleted."""
+    deleted = 0
+    while True:
+        status: str = await db.execute(
+            "DELETE FROM bars WHERE ctid IN (SELECT ctid FROM bars WHERE timeframe = '1s' "
+            "AND start_ms < $1 LIMIT $2)",
+            before_ms,
+            batch,
+        )
+        n = int(status.rsplit(" ", 1)[1])
+        deleted += n
+        if n < batch:
+            return deleted
+
+
+def bar_of_row(row: Any) -> Bar:
+    """A ``bars`` row (all of ``COLUMN_LIST``) as a final ``Bar``."""
     return Bar(
         row["symbol"],
         Timeframe(row["timeframe"]),
@@ -260,10 +306,13 @@ class BarWriter:
         max_pending: int = DEFAULT_MAX_PENDING,
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
         backoff: Backoff | None = None,
+        timeframes: frozenset[Timeframe] = STORED_TIMEFRAMES,
     ) -> None:
         if flush_interval_s <= 0 or batch_size < 1 or max_pending < batch_size:
             raise ValueError("need flush_interval_s > 0 and 1 <= batch_size <= max_pending")
         self._pool = pool
+        #: What is stored (1s bars only while TICKGRAPH_SECOND_BARS_DAYS > 0).
+        self.timeframes = timeframes & STORED_TIMEFRAMES
         self._flush_interval_s = flush_interval_s
         self._batch_size = batch_size
         self._max_pending = max_pending
@@ -289,11 +338,11 @@ class BarWriter:
     def submit(self, bar: Bar) -> bool:
         """Queue a closed (or revised) bar for writing; never blocks, never raises.
 
-        Returns ``False`` for bars the table does not take: not final, a timeframe other
-        than 1m and 1d (so callers can pass every bar event), or invalid (counted in
+        Returns ``False`` for bars the table does not take: not final, a timeframe not
+        stored (so callers can pass every bar event), or invalid (counted in
         ``rejected``), and after ``close``.
         """
-        if not bar.final or bar.timeframe not in STORED_TIMEFRAMES or self._closing:
+        if not bar.final or bar.timeframe not in self.timeframes or self._closing:
             return False
         reason = invalid_reason(bar)
         if reason is not None:
@@ -422,5 +471,7 @@ __all__ = [
     "BarWriter",
     "invalid_reason",
     "load_bars",
+    "load_session",
+    "prune_seconds",
     "write_bars",
 ]

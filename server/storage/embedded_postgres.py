@@ -21,8 +21,11 @@ Used when ``DATABASE_URL`` is not set. How pgserver behaves, and what this modul
   under an inter-process file lock, and a process giving up its handle (explicitly, or at
   exit through pgserver's ``atexit`` hook) stops the server only if it is the last pid in
   that list. So one tickgraph process exiting never stops the database under another, and
-  the last one out stops it. A process killed with SIGKILL stays in the list; the server is
-  then left running (the safe direction) and the next start-up reuses it.
+  the last one out stops it. A process killed with SIGKILL would stay in that list for
+  ever, and the server with it; ``pg_housekeeping`` closes that: a start-up forgets the
+  pids of processes that are gone (and so adopts a server a crashed process left), and a
+  detached watchdog stops the server when this process is gone and nobody else uses it,
+  however it exited.
 - **In-process sharing.** pgserver's own per-data-dir cache hands the same object to every
   caller in a process but counts nothing, and its file lock (fcntl) does not exclude
   threads of the same process. This module serialises start/stop with a thread lock and
@@ -40,8 +43,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import subprocess
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +57,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from server.errors import Unavailable
+from server.storage.pg_housekeeping import forget_dead_handles, start_watchdog
 
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
@@ -187,15 +194,42 @@ def _acquire(pgdata: Path) -> tuple[Path, str]:
         if handle is None:
             server_class = _import_server_class()
             pgdata.mkdir(parents=True, exist_ok=True)
+            # A crashed process's handle would keep the server alive for ever.
+            forget_dead_handles(pgdata)
             # The constructor, not pgserver.get_server(): get_server returns its cached
             # object for a data dir without re-registering this pid once that object has
             # been cleaned up, and then another process exiting could stop the server
             # under us. The constructor always registers the pid and checks the server
             # is running.
-            server = server_class(pgdata, cleanup_mode="stop")
+            server = _construct(server_class, pgdata)
             handle = _handles[pgdata] = _Handle(server=server, refs=0)
+            start_watchdog(os.getpid(), pgdata)
         handle.refs += 1
         return pgdata, handle.server.get_uri()
+
+
+#: pgserver gives ``pg_ctl -w start`` 10 s; a first start (initdb too) on a loaded machine
+#: can take longer, and the server usually comes up anyway: look again this many times.
+START_ATTEMPTS = 3
+
+
+def _construct(server_class: type[PostgresServer], pgdata: Path) -> PostgresServer:
+    """pgserver's server object, started (or joined). pgserver gives up on a slow start
+    after 10 s (and then fails reading a log the server had no time to write); a start
+    that is merely slow is found running by the next attempt."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return server_class(pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, FileNotFoundError) as exc:
+            if attempt == START_ATTEMPTS:
+                raise
+            logger.warning(
+                "the embedded PostgreSQL in %s is slow to start (%s); looking again",
+                pgdata,
+                type(exc).__name__,
+            )
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _release(pgdata: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,62 +11,13 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.cli import LISTENING, REPLAY_READY, clean_env, process
 from tests.support.data import AMZN_REPLAY, require
 from tests.support.graphql_ws import graphql_ws
 from tests.support.timing import TIMEOUT
 
 QUOTES = """subscription($s: [String!]!) { quotes(symbols: $s) {
   symbol bidPrice askPrice sequence snapshot } }"""
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TICKGRAPH_", "POLYGON_", "DATABASE_URL", "REDIS_URL"))
-    }
-    return env | extra
-
-
-@asynccontextmanager
-async def process(
-    *args: str, env: dict[str, str], ready: re.Pattern[str]
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, re.Match[str]]]:
-    """Start ``python -m server.cli ARGS`` and wait for a stdout line matching ``ready``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(TIMEOUT * 6):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                if not line:
-                    err = (await proc.stderr.read()).decode() if proc.stderr else ""
-                    raise AssertionError(f"{args[0]} exited before ready: {err[-2000:]}")
-                if match := ready.search(line):
-                    break
-        yield proc, match
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(TIMEOUT):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise AssertionError(f"{args[0]} ignored SIGTERM") from None
-
-
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-REPLAY_READY = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
 
 
 @asynccontextmanager
@@ -166,3 +115,30 @@ async def test_secrets_stay_out_of_logs_even_at_debug(tmp_path: Path, postgres_u
                 await proc.wait()
     assert "feed connected" in out  # the debug log really was captured
     assert secret not in out and "sk-ant-sekrit" not in out
+
+
+async def test_replay_at_max_speed_waits_for_a_slow_reader_and_loses_nothing() -> None:
+    """``--speed max`` is as fast as the client reads: a client that stops reading for
+    longer than a paced replay's 10 s slow-consumer limit is waited for, not dropped."""
+    import orjson
+    import websockets
+
+    from streams.events import Quote, Trade
+    from streams.recording import load_events
+
+    expected = sum(type(e) in (Trade, Quote) for e in load_events(require(AMZN_REPLAY)))
+    args = ("replay", str(require(AMZN_REPLAY)), "--port", "0", "--speed", "max")
+    async with process(*args, env=clean_env(), ready=REPLAY_READY) as (proc, match):
+        async with websockets.connect(match.group(1), max_size=None, max_queue=4) as ws:
+            await ws.recv()  # connected
+            await ws.send(orjson.dumps({"action": "auth", "params": "any"}))
+            await ws.recv()  # auth_success
+            await ws.send(orjson.dumps({"action": "subscribe", "params": "T.AMZN,Q.AMZN"}))
+            await asyncio.sleep(12.0)  # not reading; the kernel and our buffers fill up
+            received = 0
+            async with asyncio.timeout(TIMEOUT * 6):
+                while received < expected:
+                    frame = orjson.loads(await ws.recv())
+                    received += sum(1 for e in frame if e.get("ev") in ("T", "Q"))
+        assert proc.returncode is None
+    assert received == expected

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from server.market.timeframes import Timeframe
 from streams.events import Quote, Trade
 from streams.polygon_server import start_replay_server
 from streams.recording import load_events
@@ -120,12 +121,12 @@ async def test_queries_after_replay(make_settings: SettingsFactory) -> None:
     async with await start_replay_server(require(AMZN_REPLAY), speed=None) as upstream:
         settings = make_settings(upstream, symbols=("AMZN",), trades_kept=50)
         async with running_server(settings) as srv:
-            state = srv.runtime.services.state
+            analytics = srv.runtime.services.analytics
+            assert analytics is not None
             await eventually(
                 lambda: (
-                    (st := state.get("AMZN")) is not None
-                    and st.day is not None
-                    and st.day.trades > 2000
+                    (day := analytics.book.builder("AMZN").forming(Timeframe.D1)) is not None
+                    and day.trades > 2000
                 ),
                 "a few thousand AMZN trades",
             )

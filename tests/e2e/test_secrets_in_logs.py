@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.test_cli import LISTENING, amzn_replay, clean_env, process
+from tests.e2e.test_cli import amzn_replay
+from tests.support.cli import LISTENING, clean_env, process
 from tests.support.graphql_ws import PROTOCOL, graphql_ws
 from tests.support.timing import TIMEOUT
 

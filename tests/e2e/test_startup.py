@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.e2e.test_cli import LISTENING, clean_env, process
+from tests.support.cli import LISTENING, clean_env, process
 from tests.support.postgres import with_database
 from tests.support.timing import TIMEOUT
 

@@ -96,3 +96,35 @@ def test_polygon_aggregates_are_checked_against_our_bars() -> None:
     analytics.on_event(Received(same, 0))
     analytics.on_event(Received(other, 0))
     assert (analytics.aggregates_checked, analytics.aggregate_mismatches) == (2, 1)
+
+
+async def test_a_revision_of_the_first_bar_an_indicator_saw_is_applied() -> None:
+    """SMA(2) acquired before any bar: its first bar is revised by a late print, and the
+    value follows the bars (it read 50.055 where the bars gave 50.105)."""
+    analytics, _ = make()
+    slot = await analytics.acquire("AMZN", Timeframe.S1, IndicatorSpec.parse("SMA(2)"))
+    analytics.on_event(trade(T0 + 10, 50.01))
+    analytics.on_event(trade(T0 + 1_010, 50.10))  # closes the first second
+    analytics.on_event(trade(T0 + 900, 50.11))  # late: the first bar's close is 50.11
+    builder = analytics.book.builder("AMZN")
+    (first,) = builder.recent(Timeframe.S1)
+    assert first.close == 50.11 and first.revision == 1
+    assert slot.last is not None and slot.last.values is not None
+    assert slot.last.values[0] == (50.11 + 50.10) / 2
+
+
+async def test_a_day_not_seen_from_its_start_is_announced() -> None:
+    """A server that starts mid-day (or lost what it had) says its day's bars begin at
+    its first trade: a GAP from New York midnight, unfilled without history."""
+    from server.market.trading_day import day_window
+
+    analytics, bus = make()
+    seen: list[object] = []
+    bus.subscribe("G.AMZN", seen.append)
+    analytics.on_event(trade(T0 + 5_000, 223.0))
+    analytics.on_event(trade(T0 + 6_000, 223.1))
+    await analytics.recovery.wait()
+    (gap,) = analytics.recovery.gaps("AMZN")
+    assert seen == [gap]
+    assert (gap.from_ms, gap.to_ms, gap.reason) == (day_window(T0).start_ms, T0 + 5_000, "start")
+    assert not gap.filled and gap.bars == 0

@@ -73,3 +73,6 @@ def test_the_throttle_lets_a_burst_through_then_counts_what_it_suppressed() -> N
     # Another template has its own budget.
     other = logging.LogRecord("x", logging.WARNING, __file__, 1, "other %s", ("c",), None)
     assert throttle.filter(other)
+    # DEBUG, asked for explicitly, is never thinned.
+    debug = [logging.LogRecord("x", logging.DEBUG, __file__, 1, "d", (), None) for _ in range(50)]
+    assert all(throttle.filter(r) for r in debug)

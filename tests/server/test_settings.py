@@ -108,3 +108,39 @@ def test_only_a_keyless_feed_url_is_a_replay_that_cannot_stream_on_demand() -> N
     assert Settings.from_env({"POLYGON_API_KEY": "k"}).streams_on_demand
     replay = Settings.from_env({"POLYGON_WS_URL": "ws://127.0.0.1:9100/stocks"})
     assert not replay.streams_on_demand
+
+
+def test_market_data_settings() -> None:
+    from server.settings import MarketSource, Settings
+
+    s = Settings.from_env(
+        {
+            "TICKGRAPH_FEED_LIVE": "false",
+            "TICKGRAPH_LIVE_CLOCK_TOLERANCE": "2",
+            "TICKGRAPH_REPLAY_CLOCK_TOLERANCE": "120",
+            "TICKGRAPH_LATE_TOLERANCE": "900",
+            "TICKGRAPH_PRICE_BAND": "0",
+            "TICKGRAPH_SECOND_BARS_DAYS": "0",
+            "TICKGRAPH_DRAIN_STALL_TIMEOUT": "5",
+        }
+    )
+    assert s.feed_live is False and not s.source_is_live
+    assert (s.live_clock_tolerance_s, s.replay_clock_tolerance_s, s.late_tolerance_s) == (
+        2.0,
+        120.0,
+        900.0,
+    )
+    assert (s.price_band_percent, s.second_bars_days, s.drain_stall_timeout_s) == (0.0, 0, 5.0)
+    # auto: the simulated market and a real Polygon URL are live, a loopback replay is not.
+    assert Settings.from_env({}).source_is_live
+    assert Settings.from_env({"POLYGON_API_KEY": "k"}).source_is_live
+    replay = Settings.from_env({"POLYGON_WS_URL": "ws://127.0.0.1:9100/stocks"})
+    assert replay.market_source is MarketSource.POLYGON and not replay.source_is_live
+    try:
+        Settings.from_env({"TICKGRAPH_FEED_LIVE": "sometimes", "TICKGRAPH_PRICE_BAND": "-1"})
+    except ValueError as exc:
+        problems = exc.problems  # type: ignore[attr-defined]
+        assert any("TICKGRAPH_FEED_LIVE" in p for p in problems)
+        assert any("TICKGRAPH_PRICE_BAND" in p for p in problems)
+    else:
+        raise AssertionError("bad values were accepted")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import orjson
 
@@ -115,7 +116,7 @@ def test_bad_events_cost_only_themselves() -> None:
         ({"sym": "X"}, RejectReason.UNKNOWN_EVENT),
         ({k: v for k, v in TRADE.items() if k != "p"}, RejectReason.MALFORMED_EVENT),
         ({**TRADE, "t": "yesterday"}, RejectReason.MALFORMED_EVENT),
-        ({**TRADE, "t": -3}, RejectReason.MALFORMED_EVENT),
+        ({**TRADE, "t": -3}, RejectReason.INVALID_TIME),
     ]
     out = decode_frame(frame(TRADE, *[b for b, _ in bad], QUOTE))
     assert [r.reason for r in out.rejects] == [reason for _, reason in bad]
@@ -163,3 +164,48 @@ def test_topics() -> None:
         "action": "subscribe",
         "params": "Q.B,T.A",
     }
+
+
+def test_every_numeric_field_is_bounded() -> None:
+    """Sizes of 10^15, 2^63-1 and 2^64, a price of 1e300, absurd times, sequence numbers
+    and condition codes: each costs only its own event, with a stable reason."""
+    base = {**TRADE, "sym": "AMZN"}
+    cases = [
+        ({**base, "s": 10**15}, RejectReason.INVALID_SIZE),
+        ({**base, "s": 2**63 - 1}, RejectReason.INVALID_SIZE),
+        ({**base, "s": 2**64}, RejectReason.INVALID_SIZE),
+        ({**base, "s": -1}, RejectReason.INVALID_SIZE),
+        ({**base, "p": 1e300}, RejectReason.INVALID_PRICE),
+        ({**base, "p": 0.0}, RejectReason.INVALID_PRICE),
+        ({**base, "t": 4_102_444_800_000 * 10}, RejectReason.INVALID_TIME),
+        ({**base, "t": 1}, RejectReason.INVALID_TIME),
+        ({**base, "q": 2**64}, RejectReason.INVALID_SEQUENCE),
+        ({**base, "c": [14, 10**20]}, RejectReason.INVALID_CODE),
+        ({**base, "x": -3}, RejectReason.INVALID_CODE),
+        ({**QUOTE, "bs": 2**64}, RejectReason.INVALID_SIZE),
+        ({**QUOTE, "ap": 1e300}, RejectReason.INVALID_PRICE),
+        ({**QUOTE, "i": [-1]}, RejectReason.INVALID_CODE),
+        ({**AGG, "v": 2**64}, RejectReason.INVALID_SIZE),
+        ({**AGG, "h": 1e300}, RejectReason.INVALID_PRICE),
+        ({**AGG, "e": 1}, RejectReason.INVALID_TIME),
+    ]
+    for raw, reason in cases:
+        out = decode_frame(json.dumps([TRADE, raw]))  # orjson refuses ints beyond 64 bits
+        assert [r.reason for r in out.rejects] == [reason], raw
+        assert len(out.events) == 1  # the good event of the frame survives
+    assert decode_frame(frame({**base, "s": 10**9})).events  # the documented maximum
+
+
+def test_condition_rules_follow_the_consolidated_tape() -> None:
+    from streams.conditions import ALL, HIGH_LOW, LAST, VOLUME, flags_for
+
+    assert flags_for(()) == ALL
+    assert flags_for((14, 41)) == ALL  # intermarket sweep, trade-through exempt
+    assert flags_for((37,)) == VOLUME  # odd lot
+    assert flags_for((14, 37)) == VOLUME  # every condition must allow it
+    assert flags_for((2,)) == VOLUME  # average price
+    assert flags_for((12,)) == VOLUME  # Form T
+    assert flags_for((10,)) == HIGH_LOW | VOLUME  # derivatively priced: no last
+    assert flags_for((38,)) == HIGH_LOW | LAST  # corrected close: no volume
+    assert flags_for((16,)) == 0  # official open: a marker
+    assert flags_for((62,)) == ALL  # a financial-status indicator restricts nothing

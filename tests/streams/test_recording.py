@@ -37,16 +37,20 @@ def aapl() -> Path:
     return require(AAPL_REPLAY_PARTIAL)
 
 
+#: Recorded times are real epoch milliseconds (2012-06-21 09:30 New York) plus an offset.
+T0 = 1_340_285_400_000
+
+
 def _trade(t: int, q: int, sym: str = "AAPL", p: float = 10.0) -> Trade:
-    return Trade(sym=sym, p=p, s=100, t=t, q=q, x=12, i=str(q), z=3)
+    return Trade(sym=sym, p=p, s=100, t=T0 + t, q=q, x=12, i=str(q), z=3)
 
 
 def _quote(t: int, q: int, sym: str = "AAPL") -> Quote:
-    return Quote(sym=sym, bp=9.99, ap=10.01, t=t, bs=100, ask_size=200, q=q)
+    return Quote(sym=sym, bp=9.99, ap=10.01, t=T0 + t, bs=100, ask_size=200, q=q)
 
 
 def _bar(s: int) -> MinuteAggregate:
-    return MinuteAggregate(sym="AAPL", o=10, h=11, l=9, c=10.5, v=1000, s=s, e=s + 60_000)
+    return MinuteAggregate(sym="AAPL", o=10, h=11, l=9, c=10.5, v=1000, s=T0 + s, e=T0 + s + 60_000)
 
 
 def _q(ev: MarketEvent) -> int:
@@ -90,7 +94,7 @@ def test_gzip_is_detected_by_magic_bytes_not_name(aapl: Path, tmp_path: Path) ->
 def test_malformed_lines_are_counted_and_skipped(tmp_path: Path) -> None:
     good = encode_events([_trade(1_000, 1)])
     mixed = (
-        b'[{"ev":"T","sym":"AAPL","p":-5.0,"s":1,"t":2000,"q":2},'
+        b'[{"ev":"T","sym":"AAPL","p":-5.0,"s":1,"t":1340285402000,"q":2},'
         + encode_events([_quote(2_000, 3)])[1:]
     )
     path = _write_lines(
@@ -191,19 +195,23 @@ def test_writer_round_trip(tmp_path: Path, name: str) -> None:
     with RecordingWriter(path) as writer:
         for ev in events:
             writer.write_frame(encode_events([ev]))
-        writer.write_frame('[{"ev":"T","sym":"AAPL","p":1.5,"s":1,"t":2000,"q":3,"trfi":7}]')
+        writer.write_frame(
+            '[{"ev":"T","sym":"AAPL","p":1.5,"s":1,"t":1340285402000,"q":3,"trfi":7}]'
+        )
     assert writer.closed and writer.frames_written == 4
     assert is_gzip(path) == name.endswith(".gz")
     read = load_events(path)
-    assert read[:3] == events and read[3] == Trade(sym="AAPL", p=1.5, s=1, t=2000, q=3)
+    assert read[:3] == events and read[3] == Trade(sym="AAPL", p=1.5, s=1, t=T0 + 2000, q=3)
 
 
 def test_writer_folds_pretty_printed_frames_onto_one_line(tmp_path: Path) -> None:
     path = tmp_path / "pretty.jsonl"
     with RecordingWriter(path) as writer:
-        writer.write_frame(b'[\n  {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1,\r\n "t": 2000}\n]\n')
+        writer.write_frame(
+            b'[\n  {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1,\r\n "t": 1340285402000}\n]\n'
+        )
     assert path.read_bytes().count(b"\n") == 1
-    assert load_events(path) == [Trade(sym="AAPL", p=1.5, s=1, t=2000)]
+    assert load_events(path) == [Trade(sym="AAPL", p=1.5, s=1, t=T0 + 2000)]
 
 
 def test_writer_appends_and_gzip_members_concatenate(tmp_path: Path) -> None:

@@ -15,3 +15,21 @@ def require(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"shared test data missing: {path} (expected ../shared/data)")
     return path
+
+
+def merged_recording(out: Path, *paths: Path) -> Path:
+    """One recording of several files, frames interleaved by time as one feed would
+    deliver them (written to ``out``, under a test's temporary directory)."""
+    import heapq
+
+    from streams.polygon_protocol import encode_events
+    from streams.recording import RecordingWriter, read_frames
+
+    streams = [
+        ((f.time_ms, i, f.line, f.events) for f in read_frames(require(p)))
+        for i, p in enumerate(paths)
+    ]
+    with RecordingWriter(out) as writer:
+        for _, _, _, events in heapq.merge(*streams):
+            writer.write_frame(encode_events(events))
+    return out

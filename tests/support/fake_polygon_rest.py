@@ -129,6 +129,55 @@ def daily_aggs_from_csv(path: Path) -> list[dict[str, Any]]:
         ]
 
 
+def trades_from_recording(path: Path, ticker: str) -> list[dict[str, Any]]:
+    """The prints of a recording as ``/v3/trades`` results (times in ns)."""
+    from streams.events import Trade
+    from streams.recording import load_events
+
+    return [
+        {
+            "conditions": list(e.c),
+            "exchange": e.x,
+            "id": e.i,
+            "participant_timestamp": e.t * 1_000_000,
+            "price": e.p,
+            "sequence_number": e.q,
+            "sip_timestamp": e.t * 1_000_000,
+            "size": e.s,
+            "tape": e.z,
+        }
+        for e in load_events(path)
+        if type(e) is Trade and e.sym == ticker
+    ]
+
+
+def minute_aggs_from_recording(path: Path, ticker: str) -> list[dict[str, Any]]:
+    """The 1-minute aggregates of a recording's prints, as ``/v2/aggs`` results."""
+    from streams.events import Trade
+    from streams.recording import load_events
+
+    minutes: dict[int, list[Trade]] = {}
+    for e in load_events(path):
+        if type(e) is Trade and e.sym == ticker:
+            minutes.setdefault(e.t - e.t % 60_000, []).append(e)
+    out = []
+    for start, prints in sorted(minutes.items()):
+        volume = sum(p.s for p in prints)
+        out.append(
+            {
+                "v": float(volume),
+                "vw": sum(p.p * p.s for p in prints) / volume,
+                "o": prints[0].p,
+                "c": prints[-1].p,
+                "h": max(p.p for p in prints),
+                "l": min(p.p for p in prints),
+                "t": start,
+                "n": len(prints),
+            }
+        )
+    return out
+
+
 def minute_aggs(start_ms: int, count: int, *, price: float = 100.0) -> list[dict[str, Any]]:
     """``count`` consecutive one-minute aggregates from ``start_ms``, with every field."""
     out: list[dict[str, Any]] = []
@@ -185,6 +234,7 @@ class FakePolygonRest:
         self.always: Fault | None = None
         self._faults: deque[Fault] = deque()
         self._aggs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+        self._trades: dict[str, list[dict[str, Any]]] = {}
         self._stopping = asyncio.Event()
         self._port: int | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -193,7 +243,8 @@ class FakePolygonRest:
                 Route(
                     "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from_}/{to}",
                     self._aggs_endpoint,
-                )
+                ),
+                Route("/v3/trades/{ticker}", self._trades_endpoint),
             ]
         )
 
@@ -210,6 +261,12 @@ class FakePolygonRest:
         rows = self._aggs.setdefault((ticker, multiplier, timespan), [])
         rows.extend(dict(a) for a in aggs)
         rows.sort(key=lambda a: a["t"])
+
+    def add_trades(self, ticker: str, trades: Iterable[Mapping[str, Any]]) -> None:
+        """Prints for ``/v3/trades/{ticker}``, in its shape (``sip_timestamp`` in ns)."""
+        rows = self._trades.setdefault(ticker, [])
+        rows.extend(dict(t) for t in trades)
+        rows.sort(key=lambda t: t["sip_timestamp"])
 
     def inject(self, *faults: Fault) -> None:
         """Apply these to the next requests, one each, before ``always``."""
@@ -333,6 +390,42 @@ class FakePolygonRest:
                 f"{self.base_url}/v2/aggs/ticker/{p['ticker']}/range/{multiplier}/{timespan}"
                 f"/{lo}/{hi}?cursor={cursor}"
             )
+        return self._json(200, json.dumps(body).encode())
+
+    async def _trades_endpoint(self, request: Request) -> Response:
+        """``/v3/trades/{ticker}?timestamp.gte=&timestamp.lt=&order=&sort=&limit=``:
+        bounds in ns, ``next_url`` with a cursor that holds the rest of the query."""
+        query = dict(request.query_params)
+        self.requests.append(
+            RecordedRequest(request.url.path, query, request.headers.get("authorization"))
+        )
+        fault = self._faults.popleft() if self._faults else self.always
+        if fault is not None and (fault.status != 200 or fault.body is not None):
+            return Response(fault.body or b"", fault.status, media_type="application/json")
+        auth = request.headers.get("authorization", "")
+        if query.get("apiKey", auth.removeprefix("Bearer ")) != self.api_key:
+            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+        if "cursor" in query:
+            query = {**_decode_cursor(query["cursor"]), **query}
+        try:
+            lo = int(query.get("timestamp.gte", 0))
+            hi = int(query.get("timestamp.lt", 2**63))
+            limit = min(int(query.get("limit", 1000)), MAX_LIMIT)
+        except ValueError:
+            return self._json(400, _error_body("ERROR", "Could not parse the request parameters"))
+        ticker = request.path_params["ticker"]
+        rows = [t for t in self._trades.get(ticker, []) if lo <= t["sip_timestamp"] < hi]
+        page = rows[: min(limit, self.page_size)]
+        body: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex}
+        if page:
+            body["results"] = page
+        if len(rows) > len(page):
+            rest = {
+                "timestamp.gte": str(rows[len(page)]["sip_timestamp"]),
+                "timestamp.lt": str(hi),
+                "limit": str(limit),
+            }
+            body["next_url"] = f"{self.base_url}/v3/trades/{ticker}?cursor={_encode_cursor(rest)}"
         return self._json(200, json.dumps(body).encode())
 
     @staticmethod

@@ -97,7 +97,8 @@ def feed(ind: Indicator, bars: Sequence[OHLCV]) -> npt.NDArray[np.float64]:
     for i, bar in enumerate(bars):
         ind.add(bar)
         value = ind.value
-        assert (value is not None) == ind.ready == (i >= ind.warmup)
+        assert ind.ready == (i >= ind.warmup)
+        assert value is not None or not ind.ready
         if value is not None:
             assert len(value) == len(ind.outputs)
             out[:, i] = value

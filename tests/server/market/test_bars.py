@@ -590,3 +590,136 @@ def test_compare_with_aggregate_accepts_a_match_and_names_each_difference() -> N
 
     wrong = compare_with_aggregate(second, am)  # a minute aggregate for a 1s bar
     assert [d.split(":")[0] for d in wrong] == ["timeframe", "window"]
+
+
+# -- which prints count: the consolidated tape's condition rules -------------------------
+
+
+def test_conditions_decide_what_a_print_updates() -> None:
+    from streams.conditions import flags_for
+
+    b = BarBuilder("X", [M1, D1])
+    b.on_trade(T0, 100.0, 100)
+    b.on_trade(T0 + 1, 100.2, 100)
+    b.on_trade(T0 + 2, 10_000.0, 5, flags_for((37,)))  # odd lot: volume only
+    b.on_trade(T0 + 3, 1.0, 500, flags_for((2,)))  # average price: volume only
+    b.on_trade(T0 + 4, 100.5, 10, flags_for((10,)))  # derivatively priced: no last
+    b.on_trade(T0 + 5, 99.0, 0)  # a size-0 marker: nothing
+    b.on_trade(T0 + 6, 98.0, 100, 0)  # no flags at all: nothing
+    (day,) = [x for x in [b.forming(D1)] if x is not None]
+    assert (day.open, day.high, day.low, day.close) == (100.0, 100.5, 100.0, 100.2)
+    assert day.volume == 100 + 100 + 5 + 500 + 10
+    assert day.trades == 5 and b.ignored == 2
+    assert day.vwap == pytest.approx(
+        (100.0 * 100 + 100.2 * 100 + 10_000.0 * 5 + 1.0 * 500 + 100.5 * 10) / 715
+    )
+
+
+def test_a_bucket_of_volume_only_prints_has_no_bar_but_its_volume_counts() -> None:
+    from streams.conditions import VOLUME
+
+    b = BarBuilder("X", [M1, M5])
+    b.on_trade(T0, 10.0, 100)
+    events = b.on_trade(T0 + MIN + 5, 11.0, 7, VOLUME)  # minute 1: odd lots only
+    events += b.on_trade(T0 + 2 * MIN, 10.5, 100)
+    closes = [e.bar for e in events if e.kind is BarEventKind.CLOSE]
+    assert [c.start_ms for c in closes] == [T0]  # no bar for minute 1
+    five = b.forming(M5)
+    assert five is not None and five.volume == 207 and five.high == 10.5
+
+
+def test_high_low_prints_alone_make_a_well_formed_bar() -> None:
+    from streams.conditions import HIGH_LOW, VOLUME
+
+    b = BarBuilder("X", [S1, M1])
+    b.on_trade(T0, 10.0, 100, HIGH_LOW | VOLUME)
+    b.on_trade(T0 + 10, 10.4, 100, HIGH_LOW | VOLUME)
+    one = b.forming(S1)
+    assert one is not None and (one.open, one.high, one.low, one.close) == (10.0, 10.4, 10.0, 10.4)
+    b.on_trade(T0 + 20, 10.2, 100)  # a last-price print: the open and close are its own
+    one = b.forming(S1)
+    assert one is not None and (one.open, one.high, one.low, one.close) == (10.2, 10.4, 10.0, 10.2)
+
+
+def test_a_late_odd_lot_revises_volume_only() -> None:
+    from streams.conditions import VOLUME
+
+    b = BarBuilder("X", [M1])
+    b.on_trade(T0, 10.0, 100)
+    b.on_trade(T0 + MIN, 10.1, 100)  # closes minute 0
+    (rev,) = b.on_trade(T0 + 30, 50.0, 3, VOLUME)
+    assert rev.kind is BarEventKind.REVISION
+    assert (rev.bar.high, rev.bar.close, rev.bar.volume, rev.bar.revision) == (10.0, 10.0, 103, 1)
+
+
+# -- restart and backfill ----------------------------------------------------------------
+
+CUT = ny_ms("2012-06-21", 10, 12, 30)
+
+
+def _replay(builder: BarBuilder, prints: Iterable[Print]) -> list[BarEvent]:
+    out: list[BarEvent] = []
+    for t, p, s in prints:
+        out += builder.on_trade(t, p, s)
+    return out
+
+
+def _same(a: Bar, b: Bar) -> bool:
+    exact = (a.start_ms, a.end_ms, a.open, a.high, a.low, a.close, a.volume, a.trades)
+    return exact == (b.start_ms, b.end_ms, b.open, b.high, b.low, b.close, b.volume, b.trades) and (
+        abs(a.vwap - b.vwap) <= 1e-9 * a.vwap
+    )
+
+
+def test_a_builder_restored_from_stored_bars_goes_on_as_if_never_stopped() -> None:
+    prints = amzn_trades()
+    before = [x for x in prints if x[0] < CUT]
+    after = [x for x in prints if x[0] >= CUT]
+    reference = BarBuilder("AMZN")
+    stored = [e.bar for e in _replay(reference, before) if e.bar.timeframe in (S1, M1)]
+    stored += [e.bar for e in reference.on_clock(CUT + 500) if e.bar.timeframe in (S1, M1)]
+    restored = BarBuilder("AMZN")
+    assert restored.restore(stored) == []
+    assert _same(restored.forming(D1), reference.forming(D1))  # type: ignore[arg-type]
+    for tf in (M1, M5, M15, H1):
+        assert _same(restored.forming(tf), reference.forming(tf)), tf  # type: ignore[arg-type]
+        ours, theirs = restored.recent(tf), reference.recent(tf)
+        assert len(ours) == len(theirs) and all(map(_same, ours, theirs)), tf
+    ref_events = _replay(reference, after) + reference.on_clock(ny_ms("2012-06-22", 1))
+    new_events = _replay(restored, after) + restored.on_clock(ny_ms("2012-06-22", 1))
+    assert len(ref_events) == len(new_events)
+    for a, b in zip(ref_events, new_events, strict=True):
+        assert a.kind is b.kind and _same(a.bar, b.bar), (a, b)
+    (day,) = [e.bar for e in new_events if e.bar.timeframe is D1]
+    assert day.volume == AMZN_TRADE_VOLUME
+
+
+def test_backfilled_bars_complete_the_day_and_revise_what_they_touch() -> None:
+    prints = amzn_trades()
+    gap_from, gap_to = ny_ms("2012-06-21", 10, 12), ny_ms("2012-06-21", 10, 20)
+    reference = BarBuilder("AMZN")
+    events = _replay(reference, prints) + reference.on_clock(ny_ms("2012-06-22"))
+    minutes = [e.bar for e in events if e.bar.timeframe is M1]
+    stored = [b for b in minutes if b.end_ms <= gap_from]
+    restored = BarBuilder("AMZN", [M1, M5, H1, D1])
+    restored.restore(stored)
+    # The feed is back at 10:20; the backfill of 10:12-10:20 comes in a little later.
+    resumed = gap_to + 90_000
+    live = _replay(restored, [x for x in prints if gap_to <= x[0] < resumed])
+    missed = [b for b in minutes if gap_from <= b.start_ms < gap_to]
+    revisions = [e for b in missed for e in restored.insert_bar(b) or ()]
+    assert restored.insert_bar(missed[0]) is None  # once is enough
+    live += _replay(restored, [x for x in prints if x[0] >= resumed])
+    live += restored.on_clock(ny_ms("2012-06-22", 1))
+    (day,) = [e.bar for e in live if e.bar.timeframe is D1]
+    assert day.volume == AMZN_TRADE_VOLUME and day.trades == len(prints)
+    assert {e.bar.start_ms for e in revisions if e.bar.timeframe is M1} == {
+        b.start_ms for b in missed
+    }
+    # The 10:15 five-minute bar had closed with nothing (a gap); the backfill made it.
+    five = [e.bar for e in revisions if e.bar.timeframe is M5]
+    assert five and all(e.revision >= 1 for e in five)
+    hour = restored.recent(H1)
+    assert [b.volume for b in hour] == [
+        b.volume for b in reference.recent(H1)
+    ]  # the 10:00 hour is whole again

@@ -1,4 +1,4 @@
-"""Market state: last trade/quote, day statistics in New York days, reordering, staleness."""
+"""Market state: last trade/quote, New York days, reordering, staleness."""
 
 from __future__ import annotations
 
@@ -20,26 +20,15 @@ def quote(bp: float, ap: float, t: int, q: int, sym: str = "AMZN") -> Received:
     return Received(Quote(sym=sym, bp=bp, ap=ap, t=t, q=q, bs=100, ask_size=200), t * 1_000_000)
 
 
-def test_day_statistics_and_vwap() -> None:
+def test_last_trade_is_the_last_print_that_may_set_it() -> None:
     m = MarketState()
-    for i, (p, s) in enumerate([(10.0, 100), (12.0, 50), (9.0, 50), (11.0, 100)]):
-        assert m.apply(trade(p, s, OPEN_MS + i, q=i + 1))
-    day = m.state("AMZN").day
-    assert day is not None
-    assert (day.open, day.high, day.low, day.volume, day.trades) == (10.0, 12.0, 9.0, 300, 4)
-    assert day.vwap == (1000 + 600 + 450 + 1100) / 300
-    assert day.window.day == date(2012, 6, 21)
-
-
-def test_new_york_day_boundary_resets_the_day() -> None:
-    m = MarketState()
-    # 23:59:59.999 and 00:00:00.000 New York time on consecutive days.
-    w = day_window(OPEN_MS)
-    m.apply(trade(10.0, 1, w.end_ms - 1, q=1))
-    m.apply(trade(20.0, 2, w.end_ms, q=2))
-    day = m.state("AMZN").day
-    assert day is not None and day.window.day == date(2012, 6, 22)
-    assert (day.open, day.volume) == (20.0, 2)
+    assert m.apply(trade(10.0, 100, OPEN_MS, q=1))
+    # An odd lot (37) and an average-price print (2) are on the tape but never "last".
+    odd = Received(Trade(sym="AMZN", p=11.0, s=5, t=OPEN_MS + 1, q=2, c=(37,)), 0, flags=4)
+    assert m.apply(odd)
+    st = m.state("AMZN")
+    assert st.last_trade is not None and st.last_trade.event.p == 10.0
+    assert [r.event.p for r in st.trades(5)] == [11.0, 10.0]
 
 
 def test_dst_days_have_their_real_length() -> None:
@@ -60,7 +49,6 @@ def test_reordered_events_are_dropped_per_channel() -> None:
     assert m.reordered == 2
     st = m.state("AMZN")
     assert st.last_trade is not None and st.last_trade.event.p == 10.5
-    assert st.day is not None and st.day.volume == 2
 
 
 def test_sequences_restart_with_a_new_upstream_session() -> None:

@@ -111,7 +111,7 @@ async def test_delivery_persists_before_publishing_and_skips_duplicates(
     delivery.start()
     for key in ("bar:1", "bar:2", "bar:1"):
         delivery.submit(Firing(alert_id, "alice", "AMZN", key, 1_700_000_000_000, {}, False))
-    await delivery.close(timeout=TIMEOUT)
+    await delivery.close(stall_timeout_s=TIMEOUT)
     assert [e.dedup_key for e in got] == ["bar:1", "bar:2"]  # type: ignore[attr-defined]
     assert (delivery.written, delivery.duplicates) == (2, 1)
     assert len(await alert_history(database.pool, owner="alice")) == 2

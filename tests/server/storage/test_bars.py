@@ -151,7 +151,7 @@ async def test_the_table_refuses_what_the_writer_would_never_send(database: Data
         {"end_ms": T0},
         {"low": 100.8},  # above the open
         {"close": 101.5},  # above the high
-        {"volume": 0},
+        {"volume": -1},
         {"trades": 0},
         {"revision": -1},
     ):
