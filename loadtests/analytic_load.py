@@ -30,23 +30,26 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import queue
+import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from loadtests.fanout_server import sample_process, start_tickgraph, upstream_backlog
+from server.serving import loop_factory
 from streams.events import MarketEvent
 from streams.polygon_server import PolygonProtocolServer, RecordingSource
 
@@ -147,49 +150,75 @@ class GatedSource:
         """A recording has what it has."""
 
 
-@dataclass
-class Subscriber:
-    """One graphql-transport-ws connection holding the subscriptions, reading all."""
-
-    ws: ClientConnection
-    messages: Counter[str]
-    errors: list[Any]
-
-    async def read(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in self.ws:
-                msg = orjson.loads(raw)
-                kind = msg.get("type")
-                if kind == "ping":
-                    await self.ws.send(orjson.dumps({"type": "pong"}).decode())
-                elif kind == "next":
-                    self.messages[msg["id"]] += 1
-                    if "errors" in msg["payload"]:
-                        self.errors.append(msg["payload"]["errors"])
-                elif kind in ("error", "complete"):
-                    self.errors.append(msg)
+def _read_subscriptions(
+    ws_url: str, documents: dict[str, str], ready: Any, stop: Any, results: Any
+) -> None:
+    """The subscriber, in a process of its own (so that reading does not slow the
+    replay): subscribe, say so, read everything until told to stop, report."""
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+        runner.run(_subscriber(ws_url, documents, ready, stop, results))
 
 
-@contextlib.asynccontextmanager
-async def subscribed(ws_url: str, documents: dict[str, str]) -> AsyncIterator[Subscriber]:
+async def _subscriber(
+    ws_url: str, documents: dict[str, str], ready: Any, stop: Any, results: Any
+) -> None:
+    messages: Counter[str] = Counter()
+    errors: list[Any] = []
     async with connect(
         ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], max_size=None
     ) as ws:
         await ws.send(orjson.dumps({"type": "connection_init", "payload": {}}).decode())
         ack = orjson.loads(await asyncio.wait_for(ws.recv(), 30.0))
         if ack.get("type") != "connection_ack":
-            raise RuntimeError(f"no connection_ack: {ack}")
+            errors.append(ack)
         for op, query in documents.items():
             message = {"id": op, "type": "subscribe", "payload": {"query": query}}
             await ws.send(orjson.dumps(message).decode())
-        subscriber = Subscriber(ws, Counter(), [])
-        reader = asyncio.create_task(subscriber.read())
-        try:
-            yield subscriber
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        ready.set()
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in ws:
+                    msg = orjson.loads(raw)
+                    kind = msg.get("type")
+                    if kind == "ping":
+                        await ws.send(orjson.dumps({"type": "pong"}).decode())
+                    elif kind == "next":
+                        messages[msg["id"]] += 1
+                        if "errors" in msg["payload"]:
+                            errors.append(msg["payload"]["errors"])
+                    elif kind in ("error", "complete"):
+                        errors.append(msg)
+
+        reader = asyncio.create_task(read())
+        await asyncio.to_thread(stop.wait)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    results.put({"messages": dict(messages), "errors": errors[:3]})
+
+
+@contextlib.asynccontextmanager
+async def subscribed(ws_url: str, documents: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    """A subscriber process holding ``documents``; what it read, once done."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    process = ctx.Process(
+        target=_read_subscriptions, args=(ws_url, documents, ready, stop, results)
+    )
+    process.start()
+    report: dict[str, Any] = {}
+    try:
+        if not await asyncio.to_thread(ready.wait, 60.0):
+            raise RuntimeError("the subscriber did not subscribe")
+        yield report
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            report.update(await asyncio.to_thread(results.get, True, 30.0))
+        await asyncio.to_thread(process.join, 10.0)
+        if process.is_alive():
+            process.kill()
 
 
 async def graphql(http: httpx.AsyncClient, query: str) -> dict[str, Any]:
@@ -210,7 +239,29 @@ async def ingested(http: httpx.AsyncClient) -> int:
     return int((await graphql(http, "{ feedStatus { events } }"))["feedStatus"]["events"])
 
 
-async def one_run(recording: Path, documents: dict[str, str]) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def profiling(pid: int, out: Path | None) -> AsyncIterator[None]:
+    """py-spy (when asked for, and installed) samples ``pid`` meanwhile: collapsed
+    stacks in ``out``, for flame graphs or grep."""
+    if out is None:
+        yield
+        return
+    spy = await asyncio.create_subprocess_exec(
+        "py-spy", "record", "--format", "raw", "--rate", "250", "--pid", str(pid),
+        "--output", str(out), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)  # attached before the day starts
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+
+
+async def one_run(
+    recording: Path, documents: dict[str, str], profile: Path | None = None
+) -> dict[str, Any]:
     """The whole day into a fresh server with ``documents`` subscribed (maybe none)."""
     source = GatedSource(recording)
     upstream = await PolygonProtocolServer(source, host="127.0.0.1", port=0).start()
@@ -221,17 +272,16 @@ async def one_run(recording: Path, documents: dict[str, str]) -> dict[str, Any]:
                 httpx.AsyncClient(base_url=target.http_url, timeout=30.0) as http,
                 contextlib.AsyncExitStack() as stack,
             ):
-                subscriber: Subscriber | None = None
+                read: dict[str, Any] | None = None
                 if documents:
-                    subscriber = await stack.enter_async_context(
-                        subscribed(target.ws_url, documents)
-                    )
+                    read = await stack.enter_async_context(subscribed(target.ws_url, documents))
                     deadline = time.monotonic() + 60.0
                     while await subscribers_of(http, SYMBOL) < len(documents):
-                        if subscriber.errors or time.monotonic() > deadline:
-                            raise RuntimeError(f"not subscribed: {subscriber.errors}")
-                        await asyncio.sleep(0.1)
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("the subscriptions did not all start")
+                        await asyncio.sleep(0.2)
                 before = await ingested(http)
+                await stack.enter_async_context(profiling(target.pid, profile))
                 cpu0 = sample_process(target.pid)
                 source.release()
                 assert source.released_at is not None
@@ -255,20 +305,19 @@ async def one_run(recording: Path, documents: dict[str, str]) -> dict[str, Any]:
                     "slow_consumer_dropped": upstream.slow_consumers_dropped > 0,
                     "server_cpu_s": round(cpu1.cpu_s - cpu0.cpu_s, 2) if cpu0 and cpu1 else None,
                 }
-                if subscriber is not None:
-                    report["messages"] = dict(subscriber.messages)
-                    report["errors"] = subscriber.errors[:3]
-                return report
+            if read is not None:
+                report.update(read)  # the subscriber process is done by now
+            return report
     finally:
         await upstream.close()
 
 
-async def run(recording: Path, runs: int) -> dict[str, Any]:
+async def run(recording: Path, runs: int, profile: Path | None = None) -> dict[str, Any]:
     baseline: list[dict[str, Any]] = []
     loaded: list[dict[str, Any]] = []
     for n in range(runs):
         for label, documents, into in (("none", {}, baseline), ("four", SUBSCRIPTIONS, loaded)):
-            report = await one_run(recording, documents)
+            report = await one_run(recording, documents, profile if documents else None)
             print(
                 f"analytic_load run {n + 1}/{runs} {label}: "
                 f"{report['ingest_events_per_s']} events/s, {report['events']} events "
@@ -297,12 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     p.add_argument("--runs", type=int, default=3, help="runs of each case (default 3)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the server during the runs with subscriptions: collapsed stacks here",
+    )
     args = p.parse_args(argv)
     if not args.recording.is_file():
         p.error(f"no such recording: {args.recording}")
     if not 1 <= args.runs <= 20:
         p.error("--runs: 1 to 20")
-    report = asyncio.run(run(args.recording, args.runs))
+    # The replay runs on uvloop as the server does: the faster it can play, the more the
+    # no-subscriber rate says about the server rather than about the replay.
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+        report = runner.run(run(args.recording, args.runs, args.profile))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out is not None:

@@ -171,6 +171,8 @@ class Runtime:
             access=access,
             login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
         )
+        # Subscriber-only indicators follow the forming bar once per delivery flush.
+        analytics.settle_with(services.mux.flusher.prepare)
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
         )

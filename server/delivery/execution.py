@@ -104,8 +104,47 @@ class PlanCache:
         return entry
 
 
+class Sharing:
+    """Which live groups may share payloads: those of one plan signature and one render
+    function. Each such pair gets a small number (signatures are deep tuples, too
+    costly to hash per event), dropped when its last group closes."""
+
+    __slots__ = ("_counts", "_ids", "_keys", "_next")
+
+    def __init__(self) -> None:
+        self._ids: dict[Hashable, int] = {}
+        self._keys: dict[int, Hashable] = {}
+        self._counts: dict[int, int] = {}
+        self._next = 0
+
+    def join(self, signature: Hashable | None, render: Hashable) -> int | None:
+        if signature is None:
+            return None
+        key = (signature, render)
+        number = self._ids.get(key)
+        if number is None:
+            self._next += 1
+            number = self._ids[key] = self._next
+            self._keys[number] = key
+            self._counts[number] = 0
+        self._counts[number] += 1
+        return number
+
+    def leave(self, number: int | None) -> None:
+        if number is None:
+            return
+        self._counts[number] -= 1
+        if self._counts[number] <= 0:
+            del self._counts[number]
+            del self._ids[self._keys.pop(number)]
+
+    def shared(self, number: int) -> bool:
+        """More than one live group has this number."""
+        return self._counts.get(number, 0) > 1
+
+
 class PayloadMemo:
-    """Payloads of this flush, by (plan signature, render function, event)."""
+    """Payloads of this flush, by (``Sharing`` number, event)."""
 
     __slots__ = ("_entries",)
 
