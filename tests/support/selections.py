@@ -15,6 +15,7 @@ from typing import Any
 from graphql import (
     GraphQLEnumType,
     GraphQLField,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNamedType,
     GraphQLNonNull,
@@ -101,7 +102,7 @@ def _selection(draw: st.DrawFn, doc: _Doc, type_: GraphQLNamedType, depth: int) 
         return f"...{name}{_directives(draw, doc)}"
     if isinstance(type_, GraphQLUnionType):
         return "__typename"
-    assert isinstance(type_, GraphQLObjectType)
+    assert isinstance(type_, GraphQLObjectType | GraphQLInterfaceType)
     name, definition = draw(st.sampled_from(sorted(type_.fields.items())))
     return _field(draw, doc, name, definition, depth)
 
@@ -109,7 +110,17 @@ def _selection(draw: st.DrawFn, doc: _Doc, type_: GraphQLNamedType, depth: int) 
 def _field(draw: st.DrawFn, doc: _Doc, name: str, definition: GraphQLField, depth: int) -> str:
     alias = f"{doc.fresh('a')}: " if draw(st.integers(0, 3)) == 0 else ""
     named = get_named_type(definition.type)
-    text = f"{alias}{name}{_directives(draw, doc)}"
+    args = []
+    for arg_name, arg in definition.args.items():
+        # Int arguments get a literal (always when required, else now and then).
+        assert get_named_type(arg.type).name == "Int", "only Int arguments are generated"
+        if isinstance(arg.type, GraphQLNonNull) or draw(st.booleans()):
+            args.append(f"{arg_name}: {draw(st.integers(-5, 5))}")
+    arguments = f"({', '.join(args)})" if args else ""
+    # Aliased when it has arguments: the same key with other arguments cannot merge.
+    if arguments and not alias:
+        alias = f"{doc.fresh('a')}: "
+    text = f"{alias}{name}{arguments}{_directives(draw, doc)}"
     if is_leaf_type(named):
         return text
     if depth <= 0:
@@ -185,6 +196,8 @@ def _scalar(draw: st.DrawFn, type_: GraphQLScalarType) -> Any:
         return draw(st.booleans())
     if name in ("String", "ID"):
         return draw(st.text(max_size=8))
+    if name == "Money":
+        return draw(st.decimals(min_value=-1000, max_value=1000, places=2, allow_nan=False))
     if name == "JSON":
         leaf = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=4))
         return draw(st.dictionaries(st.text(max_size=4), leaf, max_size=3))
@@ -234,10 +247,10 @@ def values(draw: st.DrawFn, schema: GraphQLSchema, type_: GraphQLOutputType, dep
     named: GraphQLNamedType = inner  # type: ignore[assignment]
     if is_leaf_type(named):
         return _leaf(draw, named)
-    if is_abstract_type(named) or depth <= 0:
+    if depth <= 0:
+        return None if not non_null else draw(_ODD)
+    if is_abstract_type(named):
         options = _possible_types(schema, named)
-        if depth <= 0:
-            return None if not non_null else draw(_ODD)
         return _object(draw, schema, draw(st.sampled_from(options)), depth)
     assert isinstance(named, GraphQLObjectType)
     return _object(draw, schema, named, depth)

@@ -85,7 +85,11 @@ def cases(draw: st.DrawFn) -> tuple[Document, list[Any]]:
 @settings(
     max_examples=400,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 @given(cases())
 def test_compiled_payload_is_graphql_cores_byte_for_byte(case: tuple[Document, list[Any]]) -> None:
