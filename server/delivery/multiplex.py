@@ -345,7 +345,12 @@ class Group:
         """At the flush: execute each key's newest item once, into every member's lane."""
         pending, self._pending = self._pending, {}
         for key, (item, seq) in pending.items():
-            payload = self._live_payload(item, count=False)
+            try:
+                payload = self._live_payload(item, count=False)
+            except Exception:
+                # A render bug costs this item only, not the rest of the flush.
+                log.exception("rendering a subscription item failed")
+                continue
             for member in self.members:
                 # A member that joined after the item arrived has it in its snapshot.
                 if seq > member.joined:

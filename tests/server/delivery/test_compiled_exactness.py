@@ -155,3 +155,20 @@ def test_errors_have_graphql_cores_locations_and_paths() -> None:
     # bidPrice (NaN) is non-null: the error nulls the whole (non-null) quote, and data.
     assert mine.startswith(b'{"data":null,"errors":[{"message":"Float cannot represent')
     assert b'"locations":[{"line":2,"column":3}],"path":["quotes","bidPrice"]' in mine
+
+
+def test_a_result_json_cannot_hold_is_an_error_for_its_subscribers() -> None:
+    text = "subscription Op { alertEvents { symbol values } }"
+    compiled, reference = both(Document(text, {}, "alertEvents"))
+    from schema.alerts import AlertEvent
+
+    event = AlertEvent(
+        id="e1", alert_id="a1", symbol="AMZN", fired_at=1.0, key="k", values={"n": 2**70}
+    )  # type: ignore[arg-type]
+    mine = compiled.payload(event)
+    assert mine == reference.payload(event)
+    assert mine == (
+        b'{"data":null,"errors":[{"message":"the result could not be encoded: '
+        b'Integer exceeds 64-bit range"}]}',
+        False,
+    )
