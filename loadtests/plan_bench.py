@@ -52,9 +52,10 @@ RECORDING = (
     / "polygon-replay-AMZN-2012-06-21.jsonl.gz"
 )
 QUOTE_SCALARS = (
-    "symbol bidPrice bidSize bidExchange askPrice askSize askExchange condition tape "
-    "sequence exchangeTime receivedAt snapshot midPrice spread"
-).split()
+    *("symbol", "bidPrice", "bidSize", "bidExchange", "askPrice", "askSize", "askExchange"),
+    *("condition", "tape", "sequence", "exchangeTime", "receivedAt", "snapshot"),
+    *("midPrice", "spread"),
+)
 #: Specs to draw from for the indicators documents (cycled, with growing periods).
 _KINDS = (
     "{kind: SMA, period: %d}",
