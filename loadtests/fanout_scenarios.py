@@ -149,25 +149,21 @@ def suite(scale: float = 1.0, duration_s: float = 4.0) -> list[Phase]:
             description="quoteBatches(windowMs: 100), 1,000 quotes/s per symbol; "
             "each quote in a batch counts as a delivery",
         ),
-        Phase(
-            "distinct_lists",
-            clone_symbols(BASE_SYMBOL, 20),
-            n(1000),
-            5,
-            (step("400/s", 400.0),),
-            targets=("tickgraph", "raw"),
-            distinct="lists",
-            description="sparse, every subscriber a symbol list of its own: 1,000 groups",
-        ),
-        Phase(
-            "distinct_documents",
-            clone_symbols(BASE_SYMBOL, 20),
-            n(1000),
-            5,
-            (step("400/s", 400.0),),
-            targets=("tickgraph", "raw"),
-            distinct="documents",
-            description="sparse, every subscriber a symbol list and a document of its own",
+        *(
+            Phase(
+                f"distinct_{kind}",
+                clone_symbols(BASE_SYMBOL, 20),
+                n(1000),
+                5,
+                (step("400/s", 400.0),),
+                targets=("tickgraph", "raw"),
+                distinct=kind,
+                description=f"sparse, every subscriber {what} of its own: 1,000 groups",
+            )
+            for kind, what in (
+                ("lists", "a symbol list"),
+                ("documents", "a symbol list and a document"),
+            )
         ),
         Phase(
             "slow_clients",

@@ -27,8 +27,14 @@ from graphql import (
     get_named_type,
     is_abstract_type,
     is_leaf_type,
+    parse,
+    validate,
 )
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from server.delivery.compiled import Unsupported, compile_plan
+from server.delivery.execution import Execution, ExecutionStats, plain_errors
 
 BACKREF = "strawberry-definition"
 
@@ -154,6 +160,57 @@ def subscription_documents(
     text = " ".join([f"{header} {{ {selection} }}", *doc.fragments])
     values = {n: v for n, (decl, v) in doc.variables.items() if "=" not in decl}
     return Document(text, values, name)
+
+
+# --- the two executions compared --------------------------------------------------------
+
+
+def executor_for(schema: Any, document: Document) -> Any:
+    """graphql-core's executor for ``document`` on a strawberry ``schema``, as a group
+    builds it (the document must be valid)."""
+    ast = parse(document.text)
+    errors = validate(schema._schema, ast)
+    assert not errors, (document.text, errors)
+    built = schema.execution_context_class.build(
+        schema._schema, ast, raw_variable_values=document.variables, operation_name="Op"
+    )
+    assert not isinstance(built, list), built
+    return built
+
+
+def compiled_and_reference(schema: Any, document: Document) -> tuple[Execution, Execution]:
+    """The document executed by its compiled plan, and by graphql-core."""
+    executor = executor_for(schema, document)
+    stats = ExecutionStats()
+    compiled = Execution(
+        executor, plan=compile_plan(executor, schema), format_errors=plain_errors, stats=stats
+    )
+    reference = Execution(
+        executor, plan=Unsupported("reference"), format_errors=plain_errors, stats=stats
+    )
+    return compiled, reference
+
+
+def exactness_settings(max_examples: int) -> settings:
+    """Hypothesis settings of the exactness tests: documents and events are large by
+    nature, and compiling takes a while; no deadline."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+def outcome(execution: Execution, value: Any) -> bytes | str:
+    """The payload's bytes, or what it raised."""
+    try:
+        return execution.payload(value)[0]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 # --- values -----------------------------------------------------------------------------

@@ -13,15 +13,21 @@ from typing import Annotated, Any, NewType
 
 import pytest
 import strawberry
-from graphql import parse, validate
-from hypothesis import HealthCheck, given, settings
+from graphql import parse
+from hypothesis import given
 from hypothesis import strategies as st
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
 
 from server.delivery.compiled import Unsupported, compile_plan
-from server.delivery.execution import Execution, ExecutionStats, plain_errors
-from tests.support.selections import Document, subscription_documents, values
+from tests.support.selections import (
+    Document,
+    compiled_and_reference,
+    exactness_settings,
+    outcome,
+    subscription_documents,
+    values,
+)
 
 #: The shape the orders work will give money: a decimal, sent as a string.
 Money = NewType("Money", Decimal)
@@ -120,36 +126,6 @@ GRAPHQL_SCHEMA = SCHEMA._schema
 ROOT_ARGS = {"envelopes": "", "orders": '(account: "a1")'}
 
 
-def executor_for(document: Document) -> Any:
-    ast = parse(document.text)
-    errors = validate(GRAPHQL_SCHEMA, ast)
-    assert not errors, (document.text, errors)
-    built = SCHEMA.execution_context_class.build(
-        GRAPHQL_SCHEMA, ast, raw_variable_values=document.variables, operation_name="Op"
-    )
-    assert not isinstance(built, list), built
-    return built
-
-
-def both(document: Document) -> tuple[Execution, Execution]:
-    executor = executor_for(document)
-    stats = ExecutionStats()
-    compiled = Execution(
-        executor, plan=compile_plan(executor, SCHEMA), format_errors=plain_errors, stats=stats
-    )
-    reference = Execution(
-        executor, plan=Unsupported("reference"), format_errors=plain_errors, stats=stats
-    )
-    return compiled, reference
-
-
-def outcome(execution: Execution, value: Any) -> bytes | str:
-    try:
-        return execution.payload(value)[0]
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[Document, list[Any]]:
     document = draw(subscription_documents(GRAPHQL_SCHEMA, ROOT_ARGS, max_depth=4))
@@ -160,21 +136,13 @@ def cases(draw: st.DrawFn) -> tuple[Document, list[Any]]:
     return document, events
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-)
+@exactness_settings(300)
 @given(cases())
 def test_compiled_payload_is_graphql_cores_on_abstract_types_and_resolvers(
     case: tuple[Document, list[Any]],
 ) -> None:
     document, events = case
-    compiled, reference = both(document)
+    compiled, reference = compiled_and_reference(SCHEMA, document)
     assert compiled.plan is not None, compiled.unsupported
     for event in events:
         assert outcome(compiled, event) == outcome(reference, event), document.text
@@ -198,7 +166,7 @@ def test_resolutions_are_told_apart() -> None:
         'subscription Op { orders(account: "a1") { id price qty notional where '
         "scaled(factor: 3) guarded side } }"
     )
-    compiled, reference = both(Document(text, {}, "orders"))
+    compiled, reference = compiled_and_reference(SCHEMA, Document(text, {}, "orders"))
     assert compiled.plan is not None
     # Attributes and a plain method on the fast path; info, arguments and permission
     # classes through the field's own resolver, with a real info object.
@@ -220,7 +188,7 @@ def test_resolutions_are_told_apart() -> None:
 
 def test_list_indices_reach_resolvers_and_errors() -> None:
     text = "subscription Op { envelopes { orders { where tags } } }"
-    compiled, reference = both(Document(text, {}, "envelopes"))
+    compiled, reference = compiled_and_reference(SCHEMA, Document(text, {}, "envelopes"))
     envelope = object.__new__(Envelope)
     object.__setattr__(envelope, "orders", [order(), None, order(tags=[[1, "x"]])])
     mine = outcome(compiled, envelope)
@@ -258,7 +226,7 @@ def test_abstract_values_resolve_or_fail_as_graphql_core_says() -> None:
         "subscription Op { envelopes { event { __typename ... on Order { qty } "
         "... on Fill { at order { id } } } node { id __typename } maybe { id } } }"
     )
-    compiled, reference = both(Document(text, {}, "envelopes"))
+    compiled, reference = compiled_and_reference(SCHEMA, Document(text, {}, "envelopes"))
     assert compiled.plan is not None and compiled.plan.signature is None
     fill = Fill(id="f1", order=order(), at=1.5, sides=[Side.SELL])
 

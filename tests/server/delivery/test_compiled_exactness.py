@@ -13,14 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from graphql import get_named_type, parse, validate
-from hypothesis import HealthCheck, given, settings
+from graphql import get_named_type
+from hypothesis import given
 from hypothesis import strategies as st
 
 from schema import build_schema
-from server.delivery.compiled import Unsupported, compile_plan
-from server.delivery.execution import Execution, ExecutionStats, plain_errors
-from tests.support.selections import Document, subscription_documents, values
+from server.delivery.compiled import compile_plan
+from tests.support.selections import (
+    Document,
+    compiled_and_reference,
+    exactness_settings,
+    executor_for,
+    outcome,
+    subscription_documents,
+    values,
+)
 
 SCHEMA = build_schema()
 GRAPHQL_SCHEMA = SCHEMA._schema
@@ -43,35 +50,6 @@ def test_every_subscription_field_is_covered() -> None:
     assert set(GRAPHQL_SCHEMA.subscription_type.fields) == set(ROOT_ARGS)
 
 
-def executor_for(document: Document) -> Any:
-    ast = parse(document.text)
-    errors = validate(GRAPHQL_SCHEMA, ast)
-    assert not errors, (document.text, errors)
-    built = SCHEMA.execution_context_class.build(
-        GRAPHQL_SCHEMA, ast, raw_variable_values=document.variables, operation_name="Op"
-    )
-    assert not isinstance(built, list), built
-    return built
-
-
-def outcome(execution: Execution, value: Any) -> bytes | str:
-    try:
-        return execution.payload(value)[0]
-    except Exception as exc:  # e.g. orjson refusing a value graphql-core let through
-        return f"{type(exc).__name__}: {exc}"
-
-
-def both(document: Document) -> tuple[Execution, Execution]:
-    executor = executor_for(document)
-    plan = compile_plan(executor, SCHEMA)
-    stats = ExecutionStats()
-    compiled = Execution(executor, plan=plan, format_errors=plain_errors, stats=stats)
-    reference = Execution(
-        executor, plan=Unsupported("reference"), format_errors=plain_errors, stats=stats
-    )
-    return compiled, reference
-
-
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[Document, list[Any]]:
     document = draw(subscription_documents(GRAPHQL_SCHEMA, ROOT_ARGS))
@@ -82,19 +60,11 @@ def cases(draw: st.DrawFn) -> tuple[Document, list[Any]]:
     return document, events
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-)
+@exactness_settings(400)
 @given(cases())
 def test_compiled_payload_is_graphql_cores_byte_for_byte(case: tuple[Document, list[Any]]) -> None:
     document, events = case
-    compiled, reference = both(document)
+    compiled, reference = compiled_and_reference(SCHEMA, document)
     assert compiled.plan is not None, compiled.unsupported
     for event in events:
         assert outcome(compiled, event) == outcome(reference, event), document.text
@@ -127,7 +97,7 @@ def test_each_root_field_compiles_without_generic_resolvers(root_field: str) -> 
         f"subscription Op {{ {root_field}{ROOT_ARGS[root_field]} "
         f"{{ {leaves(sub.fields[root_field].type)} }} }}"
     )
-    executor = executor_for(Document(text, {}, root_field))
+    executor = executor_for(SCHEMA, Document(text, {}, root_field))
     plan = compile_plan(executor, SCHEMA)
     assert plan.signature is not None  # pure: shareable between groups
     assert set(plan.resolutions) <= {"RootValue", "Attribute", "Method", "TypeName"}
@@ -139,7 +109,7 @@ def test_errors_have_graphql_cores_locations_and_paths() -> None:
         'subscription Op { quotes(symbols: ["AMZN"]) { symbol\n  bidPrice\n  q: indicators '
         "midPrice } }"
     )
-    compiled, reference = both(Document(text, {}, "quotes"))
+    compiled, reference = compiled_and_reference(SCHEMA, Document(text, {}, "quotes"))
     from schema.market import Quote
 
     quote = object.__new__(Quote)
@@ -159,7 +129,7 @@ def test_errors_have_graphql_cores_locations_and_paths() -> None:
 
 def test_a_result_json_cannot_hold_is_an_error_for_its_subscribers() -> None:
     text = "subscription Op { alertEvents { symbol values } }"
-    compiled, reference = both(Document(text, {}, "alertEvents"))
+    compiled, reference = compiled_and_reference(SCHEMA, Document(text, {}, "alertEvents"))
     from schema.alerts import AlertEvent
 
     event = AlertEvent(
