@@ -153,6 +153,8 @@ class Flusher:
     def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         now = self._last = loop.time()
+        # Running now: whatever is marked meanwhile belongs to this flush.
+        self._waiting_for_budget = False
         if self._preparers and now >= self._prepare_after:
             # A preparer may give others work (analytics' indicator values go to
             # subscription groups): they run in the same flush, a few rounds at most.
@@ -169,7 +171,6 @@ class Flusher:
             self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
         # Only now: what the preparers put in lanes belongs to this flush.
         self._scheduled = False
-        self._waiting_for_budget = False
         self._handle = None
         dirty, self._dirty = self._dirty, {}
         for outbox in dirty:
