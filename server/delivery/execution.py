@@ -171,7 +171,8 @@ class PayloadMemo:
         self._entries[key] = (item, payload)
 
     def clear(self) -> None:
-        self._entries.clear()
+        if self._entries:
+            self._entries.clear()
 
 
 class Execution:

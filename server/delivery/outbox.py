@@ -40,7 +40,7 @@ CONTROL_BACKLOG = 32
 #: Rounds of preparation in one flush (a preparer may hand work to others).
 PREPARE_ROUNDS = 4
 #: At most this share of the event loop's time goes to preparing conflated data.
-PREPARE_SHARE = 0.25
+PREPARE_SHARE = 0.2
 
 
 class FrameWriter(Protocol):
