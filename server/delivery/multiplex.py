@@ -269,9 +269,13 @@ class Group:
         #: all when a newer one of the same key replaced it before the flush; plus
         #: snapshots and re-renders.
         self.encoded = 0
-        self._detach = feed.attach(self._on_item)
         #: Groups of one plan signature and render function may share payloads.
         self.share_id = mux.sharing.join(self.execution.signature, feed.render)
+        try:
+            self._detach = feed.attach(self._on_item)
+        except BaseException:
+            mux.sharing.leave(self.share_id)
+            raise
 
     # --- members ---------------------------------------------------------------
 
