@@ -20,7 +20,9 @@ applies each frame as it reads it), or the replay dropped it as a slow consumer.
 once at the end: anonymous callers have a request rate) divided by the time from
 release to that moment. The figure of merit is ``ratio``: the median rate with the four
 subscriptions as a fraction of the median rate without any, runs alternating so both
-see the same machine. The replay drops a server that makes it wait more than 10 s (as
+see the same machine. On a machine shared with other work the rates swing with its
+load; ``cpu_ratio`` (the server's CPU time per event, without over with) says the same
+with far less noise. The replay drops a server that makes it wait more than 10 s (as
 ``tickgraph replay`` does); ``slow_consumer_dropped`` says if it happened.
 """
 
@@ -303,6 +305,8 @@ async def one_run(
                     "ingest_events_per_s": round(events / elapsed) if elapsed > 0 else None,
                     "replay_sent": upstream.events_sent,
                     "slow_consumer_dropped": upstream.slow_consumers_dropped > 0,
+                    # More than one: the server's feed connection broke and came back.
+                    "feed_connections": upstream.connections,
                     "server_cpu_s": round(cpu1.cpu_s - cpu0.cpu_s, 2) if cpu0 and cpu1 else None,
                 }
             if read is not None:
@@ -321,7 +325,8 @@ async def run(recording: Path, runs: int, profile: Path | None = None) -> dict[s
             print(
                 f"analytic_load run {n + 1}/{runs} {label}: "
                 f"{report['ingest_events_per_s']} events/s, {report['events']} events "
-                f"in {report['elapsed_s']} s, dropped={report['slow_consumer_dropped']}",
+                f"in {report['elapsed_s']} s, dropped={report['slow_consumer_dropped']}, "
+                f"feed connections={report['feed_connections']}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -330,7 +335,16 @@ async def run(recording: Path, runs: int, profile: Path | None = None) -> dict[s
     def median_rate(reports: list[dict[str, Any]]) -> float:
         return statistics.median(r["ingest_events_per_s"] or 0 for r in reports)
 
+    def median_cpu_us(reports: list[dict[str, Any]]) -> float | None:
+        costs = [
+            r["server_cpu_s"] / r["events"] * 1e6
+            for r in reports
+            if r["server_cpu_s"] and r["events"]
+        ]
+        return round(statistics.median(costs), 2) if costs else None
+
     base, four = median_rate(baseline), median_rate(loaded)
+    base_cpu, four_cpu = median_cpu_us(baseline), median_cpu_us(loaded)
     return {
         "scenario": "AMZN 2012-06-21 at max speed, TICKGRAPH_SYMBOLS=AMZN",
         "subscriptions": SUBSCRIPTIONS,
@@ -338,6 +352,12 @@ async def run(recording: Path, runs: int, profile: Path | None = None) -> dict[s
         "four_subscriptions": {"median_events_per_s": four, "runs": loaded},
         "ratio": round(four / base, 3) if base else None,
         "target_ratio": 0.5,
+        # The server's CPU time per event ingested: much less sensitive than rates to
+        # whatever else the machine does meanwhile. none / four is the ingest rate with
+        # the subscriptions as a fraction of the rate without, for a server that has
+        # the CPU to itself.
+        "server_cpu_us_per_event": {"none": base_cpu, "four": four_cpu},
+        "cpu_ratio": round(base_cpu / four_cpu, 3) if base_cpu and four_cpu else None,
     }
 
 
