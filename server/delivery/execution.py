@@ -5,9 +5,9 @@ A group's operation is compiled once, when the group forms, into a plan
 group's variables, and per event only the work that depends on the event. An operation
 the compiler cannot handle is executed by graphql-core, as before, and so is an event
 the plan hands back (graphql-core would execute it asynchronously); both are counted
-(``ExecutionStats``), and a plan that fails unexpectedly is logged, counted and never
-trusted for that event. The result is the same either way, byte for byte
-(``tests/server/delivery/test_compiled_exactness.py``).
+(``ExecutionStats``). A plan that fails unexpectedly (a bug) is logged, counted and not
+trusted again: its group goes on with graphql-core. The result is the same either way,
+byte for byte (``tests/server/delivery/test_compiled_exactness.py``).
 
 Plans are cached by document, operation and variables, so a group that forms again
 (or another group of the same operation in another scope) does not compile again; a
@@ -215,8 +215,10 @@ class Execution:
                 self._stats.abandoned += 1
                 data, errors = self._graphql(value)
             except Exception:
+                # A bug in the plan: never trusted again for this group.
                 self._stats.plan_failures += 1
-                log.exception("a compiled plan failed: the event is executed by graphql-core")
+                self.plan = None
+                log.exception("a compiled plan failed: this group goes to graphql-core")
                 data, errors = self._graphql(value)
         payload: dict[str, Any] = {"data": data}
         if errors:

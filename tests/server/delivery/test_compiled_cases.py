@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
 
-from server.delivery.compiled import Unsupported, compile_plan
+from server.delivery.compiled import Plan, Unsupported, compile_plan
+from server.delivery.execution import Execution, ExecutionStats, plain_errors
 from tests.support.selections import (
     Document,
     compiled_and_reference,
     exactness_settings,
+    executor_for,
     outcome,
     subscription_documents,
     values,
@@ -245,3 +247,29 @@ def test_abstract_values_resolve_or_fail_as_graphql_core_says() -> None:
     ):
         assert outcome(compiled, value) == outcome(reference, value)
     assert b"cannot be resolved" in outcome(compiled, envelope("not an event", order()))
+
+
+class BrokenPlan(Plan):
+    """A plan with a bug: it raises what no plan should."""
+
+    def __init__(self) -> None:
+        self.signature = None
+
+    def execute(self, root: Any, executor: Any = None) -> Any:
+        raise KeyError("a bug")
+
+
+def test_a_plan_that_fails_is_not_trusted_again(caplog: pytest.LogCaptureFixture) -> None:
+    text = 'subscription Op { orders(account: "a1") { id qty } }'
+    executor = executor_for(SCHEMA, Document(text, {}, "orders"))
+    stats = ExecutionStats()
+    execution = Execution(executor, plan=BrokenPlan(), format_errors=plain_errors, stats=stats)
+    _, reference = compiled_and_reference(SCHEMA, Document(text, {}, "orders"))
+    with caplog.at_level("ERROR"):
+        for _ in range(3):
+            assert execution.payload(order()) == reference.payload(order())
+    assert execution.plan is None
+    assert (stats.plan_failures, stats.graphql_executions) == (1, 3)
+    assert [r.message for r in caplog.records].count(
+        "a compiled plan failed: this group goes to graphql-core"
+    ) == 1
