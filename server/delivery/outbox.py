@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 CONTROL_BACKLOG = 32
 #: Rounds of preparation in one flush (a preparer may hand work to others).
 PREPARE_ROUNDS = 4
-#: At most this share of the event loop's time goes to preparing conflated data.
+#: While the feed is behind, at most this share of the event loop's time goes to
+#: preparing conflated data.
 PREPARE_SHARE = 0.2
 
 
@@ -60,6 +61,10 @@ class FrameWriter(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+
+def _never() -> bool:
+    return False
 
 
 class Preparer(Protocol):
@@ -86,12 +91,14 @@ class Flusher:
     indicator values only subscribers read. Then every dirty outbox is written, then
     the ``after_flush`` callbacks run.
 
-    Preparing is the work subscribers' selections cost, and it must never starve the
-    feed: it takes at most ``prepare_share`` of the loop's time. After a preparation
-    that took ``t``, the next one waits ``t * (1 / prepare_share - 1)`` (data that
-    needs no preparation is still written every ``min_interval_s``). A quiet server
-    prepares in microseconds and never notices; a saturated one conflates longer
-    instead of falling behind its feed."""
+    Preparing is the work subscribers' selections cost, and it must never make the feed
+    fall behind: while the feed is behind (``behind()``, e.g. upstream data waiting
+    unread in the kernel), preparing takes at most ``prepare_share`` of the loop's
+    time. After a preparation that took ``t``, the next one then waits
+    ``t * (1 / prepare_share - 1)`` (data that needs no preparation is still written
+    every ``min_interval_s``): conflating streams conflate longer, and the feed gets
+    the rest. While the feed keeps up, preparation runs at the flusher's own pace,
+    however much it costs: a loop with time to spare delivers as much as it can."""
 
     __slots__ = (
         "_dirty",
@@ -102,6 +109,7 @@ class Flusher:
         "_scheduled",
         "_waiting_for_budget",
         "after_flush",
+        "behind",
         "min_interval_s",
         "prepare_share",
     )
@@ -119,6 +127,8 @@ class Flusher:
         self.min_interval_s = min_interval_s
         self.prepare_share = prepare_share
         self.after_flush: list[Callable[[], None]] = []
+        #: Whether the feed is behind now (the runtime sets the feed's ``behind``).
+        self.behind: Callable[[], bool] = _never
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty[outbox] = None
@@ -167,8 +177,11 @@ class Flusher:
                         preparer.prepare()
                     except Exception:
                         log.exception("preparing a flush failed")
-            spent = loop.time() - now
-            self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
+            if self.behind():
+                spent = loop.time() - now
+                self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
+            else:
+                self._prepare_after = 0.0
         # Only now: what the preparers put in lanes belongs to this flush.
         self._scheduled = False
         self._handle = None

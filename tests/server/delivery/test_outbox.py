@@ -492,6 +492,7 @@ async def test_preparation_keeps_to_its_share_of_the_loop_and_data_is_not_held_b
 ) -> None:
     busy, share = 0.05, 0.2
     flusher = Flusher(prepare_share=share)
+    flusher.behind = lambda: True  # the feed is not keeping up
     outbox = Outbox(writer, flusher)
     log: list[str] = []
     group = Preparer(outbox.lane("q", conflate=True), log, "group", busy_s=busy)
@@ -517,3 +518,25 @@ async def test_preparation_keeps_to_its_share_of_the_loop_and_data_is_not_held_b
     assert loop.time() - first_end >= busy * (1 / share - 1) * 0.95
     await flushed()
     assert summary(writer.last) == [("q", {"n": 2})]
+
+
+async def test_while_the_feed_keeps_up_preparation_runs_at_the_flushers_pace(
+    writer: FakeWriter,
+) -> None:
+    flusher = Flusher(prepare_share=0.2)  # the feed is never behind here
+    outbox = Outbox(writer, flusher)
+    log: list[str] = []
+    group = Preparer(outbox.lane("q", conflate=True), log, "group", busy_s=0.05)
+    trades = outbox.lane("t", conflate=False, queue_size=100)
+    group.give(flusher, "AMZN", 1)
+    await turn()
+    # Right after an expensive preparation: the next one is not held back for the
+    # budget; it leaves with the data that needs none, in the same write.
+    group.give(flusher, "AMZN", 2)
+    trades.put(None, payload(n=1), 1)
+    written = len(writer.batches)
+    async with asyncio.timeout(TIMEOUT):
+        while len(writer.batches) == written:  # noqa: ASYNC110 - polling the fake writer
+            await asyncio.sleep(0.001)
+    assert log == ["prepare group", "prepare group"]
+    assert summary(writer.last) == [("t", {"n": 1}), ("q", {"n": 2})]
