@@ -93,12 +93,13 @@ class Flusher:
 
     Preparing is the work subscribers' selections cost, and it must never make the feed
     fall behind: while the feed is behind (``behind()``, e.g. upstream data waiting
-    unread in the kernel), preparing takes at most ``prepare_share`` of the loop's
-    time. After a preparation that took ``t``, the next one then waits
-    ``t * (1 / prepare_share - 1)`` (data that needs no preparation is still written
-    every ``min_interval_s``): conflating streams conflate longer, and the feed gets
-    the rest. While the feed keeps up, preparation runs at the flusher's own pace,
-    however much it costs: a loop with time to spare delivers as much as it can."""
+    unread in the kernel), flushes that prepare take at most ``prepare_share`` of the
+    loop's time. After one that took ``t`` (preparing, then writing), the next
+    preparation then waits ``t * (1 / prepare_share - 1)`` (data that needs no
+    preparation is still written every ``min_interval_s``): conflating streams
+    conflate longer, and the feed gets the rest. While the feed keeps up, preparation
+    runs at the flusher's own pace, however much it costs: a loop with time to spare
+    delivers as much as it can."""
 
     __slots__ = (
         "_dirty",
@@ -165,7 +166,8 @@ class Flusher:
         now = self._last = loop.time()
         # Running now: whatever is marked meanwhile belongs to this flush.
         self._waiting_for_budget = False
-        if self._preparers and now >= self._prepare_after:
+        prepared = bool(self._preparers) and now >= self._prepare_after
+        if prepared:
             # A preparer may give others work (analytics' indicator values go to
             # subscription groups): they run in the same flush, a few rounds at most.
             for _round in range(PREPARE_ROUNDS):
@@ -177,11 +179,6 @@ class Flusher:
                         preparer.prepare()
                     except Exception:
                         log.exception("preparing a flush failed")
-            if self.behind():
-                spent = loop.time() - now
-                self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
-            else:
-                self._prepare_after = 0.0
         # Only now: what the preparers put in lanes belongs to this flush.
         self._scheduled = False
         self._handle = None
@@ -195,6 +192,13 @@ class Flusher:
                 outbox.close()
         for callback in self.after_flush:
             callback()
+        if prepared:
+            if self.behind():
+                # Preparing and writing what it prepared: the flush's whole cost.
+                spent = loop.time() - now
+                self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
+            else:
+                self._prepare_after = 0.0
         if (self._preparers or self._dirty) and not self._scheduled:
             self._schedule()
 
