@@ -14,8 +14,9 @@ Plans are cached by document, operation and variables, so a group that forms aga
 plan is shared only when nothing in it can see the group's context (``Plan.signature``).
 Such groups also share payloads: within one flush, an event rendered by the same
 function and executed by plans of one signature is encoded once, whichever group got
-it first (``PayloadMemo``), e.g. a thousand groups of one document that differ only
-in their symbol lists.
+it first (``FlushMemo``), e.g. a thousand groups of one document that differ only
+in their symbol lists. Groups of one render function share the rendered item too,
+whatever their documents.
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ class PlanCache:
 
 
 class Sharing:
-    """Which live groups may share payloads: those of one plan signature and one render
-    function. Each such pair gets a small number (signatures are deep tuples, too
-    costly to hash per event), dropped when its last group closes."""
+    """Which live groups may share work within a flush: the render of an item (groups
+    of one ``Feed.render`` function) and its payload (also one plan signature). Each
+    key gets a small number (signatures are deep tuples, too costly to hash per event),
+    dropped when its last group leaves."""
 
     __slots__ = ("_counts", "_ids", "_keys", "_next")
 
@@ -126,10 +128,7 @@ class Sharing:
         self._counts: dict[int, int] = {}
         self._next = 0
 
-    def join(self, signature: Hashable | None, render: Hashable) -> int | None:
-        if signature is None:
-            return None
-        key = (signature, render)
+    def join(self, key: Hashable) -> int:
         number = self._ids.get(key)
         if number is None:
             self._next += 1
@@ -152,23 +151,24 @@ class Sharing:
         return self._counts.get(number, 0) > 1
 
 
-class PayloadMemo:
-    """Payloads of this flush, by (``Sharing`` number, event)."""
+class FlushMemo:
+    """What groups share within one flush: by (``Sharing`` number, item), the value
+    (a rendered item, or a payload) computed for the item by the first group."""
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[Any, bytes]] = {}
+        self._entries: dict[Hashable, tuple[Any, Any]] = {}
 
-    def get(self, key: Hashable, item: Any) -> bytes | None:
+    def get(self, key: Hashable, item: Any) -> Any:
         hit = self._entries.get(key)
         # The item is kept alive by the entry, so its id cannot be reused meanwhile.
         return hit[1] if hit is not None and hit[0] is item else None
 
-    def put(self, key: Hashable, item: Any, payload: bytes) -> None:
+    def put(self, key: Hashable, item: Any, value: Any) -> None:
         if len(self._entries) >= MEMO_SIZE:
             self._entries.clear()
-        self._entries[key] = (item, payload)
+        self._entries[key] = (item, value)
 
     def clear(self) -> None:
         if self._entries:

@@ -57,7 +57,7 @@ from server.delivery.execution import (
     ErrorFormatter,
     Execution,
     ExecutionStats,
-    PayloadMemo,
+    FlushMemo,
     PlanCache,
     Sharing,
     plain_errors,
@@ -112,10 +112,11 @@ class Feed:
     * ``snapshot()``: items a new member gets first (rendered with ``snapshot=True``),
       taken at the moment it joins, so no live item can fall between them.
     * ``render(item, snapshot, dropped_before)``: the GraphQL object for an item. It
-      must depend on its arguments only: within one flush, the multiplexer reuses the
-      payload of an item rendered by the same function for every group whose compiled
-      plan has the same signature (a module-level function shares; a closure made per
-      subscription does not, which is correct but costs an execution per group).
+      must depend on its arguments only, and what it returns is only read: within one
+      flush, every group of the same render function executes the same rendered object,
+      and groups whose compiled plans have the same signature share the payload too (a
+      module-level function shares; a closure made per subscription does not, which is
+      correct but costs a render and an execution per group).
     * ``key(item)``: conflate per key (newest wins) for a reader that falls behind;
       ``None`` queues every item up to ``queue_size`` instead.
     * ``overflow_error(count)``: for queued streams that must not lose items, the
@@ -269,12 +270,17 @@ class Group:
         #: all when a newer one of the same key replaced it before the flush; plus
         #: snapshots and re-renders.
         self.encoded = 0
-        #: Groups of one plan signature and render function may share payloads.
-        self.share_id = mux.sharing.join(self.execution.signature, feed.render)
+        # Groups of one render function share rendered items; of one plan signature
+        # too, payloads (see Multiplexer.sharing).
+        signature = self.execution.signature
+        self.render_id = mux.sharing.join(("render", feed.render))
+        self.share_id = (
+            mux.sharing.join((signature, feed.render)) if signature is not None else None
+        )
         try:
             self._detach = feed.attach(self._on_item)
         except BaseException:
-            mux.sharing.leave(self.share_id)
+            self._leave_sharing()
             raise
 
     # --- members ---------------------------------------------------------------
@@ -412,20 +418,37 @@ class Group:
         signature that get the same item within this flush (see ``Feed.render``)."""
         if count:
             self.encoded += 1
-        render = self.feed.render
+        mux = self.mux
         share = self.share_id
-        if share is None or not self.mux.sharing.shared(share):
-            return self.execution.payload(render(item, False, 0))[0]
-        memo = self.mux.memo
+        if share is None or not mux.sharing.shared(share):
+            return self.execution.payload(self._rendered(item))[0]
         key = (share, id(item))
-        payload = memo.get(key, item)
+        payload: bytes | None = mux.memo.get(key, item)
         if payload is not None:
-            self.mux.execution.shared += 1
+            mux.execution.shared += 1
             return payload
-        payload, clean = self.execution.payload(render(item, False, 0))
+        payload, clean = self.execution.payload(self._rendered(item))
         if clean:  # errors carry this document's locations: never shared
-            memo.put(key, item, payload)
+            mux.memo.put(key, item, payload)
         return payload
+
+    def _rendered(self, item: Any) -> Any:
+        """The item's GraphQL object, rendered once per flush for all the groups of
+        this render function (plans only read it)."""
+        render = self.feed.render
+        mux = self.mux
+        if not mux.sharing.shared(self.render_id):
+            return render(item, False, 0)
+        key = (-self.render_id, id(item))  # negative: apart from payloads' numbers
+        value = mux.memo.get(key, item)
+        if value is None:
+            value = render(item, False, 0)
+            mux.memo.put(key, item, value)
+        return value
+
+    def _leave_sharing(self) -> None:
+        self.mux.sharing.leave(self.render_id)
+        self.mux.sharing.leave(self.share_id)
 
     def rerender(self, item: Any, dropped_before: int) -> bytes:
         return self.encode(self.feed.render(item, False, dropped_before))
@@ -454,10 +477,11 @@ class Multiplexer:
         self._symbols: Counter[str] = Counter()
         self.plans = PlanCache()
         self.execution = ExecutionStats()
-        #: Payloads of the current flush, shared between groups (see Group._live_payload).
-        self.memo = PayloadMemo()
+        #: Renders and payloads of the current flush, shared between groups.
+        self.memo = FlushMemo()
         self.flusher.after_flush.append(self.memo.clear)
-        #: Groups that may share payloads (memoised only while more than one is live).
+        #: Groups that may share renders and payloads (memoised only when more than one
+        #: live group could use them).
         self.sharing = Sharing()
 
     def join(self, feed: Feed, subscriber: Subscriber) -> Member:
@@ -492,7 +516,7 @@ class Multiplexer:
     def _closed(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
             del self._groups[group.key]
-            self.sharing.leave(group.share_id)
+            group._leave_sharing()
 
     def subscribers(self) -> dict[str, int]:
         """Live subscriptions per symbol in this process."""

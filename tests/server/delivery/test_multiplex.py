@@ -78,7 +78,12 @@ class Flaky:
         return 1
 
 
+#: Every item rendered (by any group).
+renders: list[Tick] = []
+
+
 def render_quote(item: Tick, snapshot: bool, _dropped: int) -> Quote:
+    renders.append(item)
     return Quote(symbol=item.symbol, price=item.price, seq=item.seq, snapshot=snapshot)
 
 
@@ -235,6 +240,28 @@ async def test_groups_of_one_document_share_each_payload() -> None:
     assert payloads[0] == payloads[1] == payloads[2]
     stats = mux.execution_stats()
     assert stats["plan_executions"] == 1 and stats["shared"] == 2
+
+
+async def test_groups_of_other_documents_share_each_rendered_item() -> None:
+    mux, source = Multiplexer(), Source()
+    context = Context(source)
+    documents = [
+        QUOTES,
+        'subscription { quotes(symbols: ["AMZN"]) { symbol price } }',
+        'subscription { quotes(symbols: ["AMZN"]) { seq doubled } }',
+    ]
+    conns = [Connection(mux) for _ in documents]
+    for conn, document in zip(conns, documents, strict=True):
+        await join(mux, conn, context, document, {"s": ["AMZN"]} if "$s" in document else None)
+    renders.clear()
+    source.emit(Tick("AMZN", 100.0, 1))
+    await flushed()
+    assert renders == [Tick("AMZN", 100.0, 1)]  # once, for three groups
+    assert mux.execution_stats()["plan_executions"] == 3  # three different selections
+    assert [conn.data("q")[-1]["data"]["quotes"] for conn in conns[1:]] == [
+        {"symbol": "AMZN", "price": 100.0},
+        {"seq": 1, "doubled": 200.0},
+    ]
 
 
 async def test_an_operation_that_does_not_compile_runs_on_graphql_core_as_before() -> None:
