@@ -5,6 +5,7 @@ tickgraph and two baselines on the same machine, data and client plans.
     python -m loadtests.fanout --clients 1000 --symbols 1 --rate 100 --targets tickgraph,raw
     python -m loadtests.fanout --suite                 # the scenarios, < 5 min
     python -m loadtests.fanout --suite --scale 0.1     # the same, smaller and quicker
+    python -m loadtests.fanout --suite --phases sparse,distinct_lists   # some of them
     python -m loadtests.fanout --url ws://127.0.0.1:8000/graphql --clients 50 --duration 10
 
 Without ``--url``, for each of ``--targets`` in turn (default ``tickgraph,raw,strawberry``)
@@ -163,6 +164,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--suite", action="store_true", help="run the issue's scenarios")
     p.add_argument("--scale", type=_scale, default=1.0, help="--suite: x subscriber counts")
+    p.add_argument(
+        "--phases",
+        type=lambda raw: tuple(x.strip() for x in raw.split(",") if x.strip()),
+        help="--suite: only these scenarios (comma-separated names)",
+    )
     p.add_argument("--clients", type=_positive_int, default=100, help="connections (default 100)")
     p.add_argument("--duration", type=_seconds, default=None, help="window, s (10; suite 4)")
     p.add_argument("--warmup", type=float, default=1.0, help="s after all subscribed (default 1)")
@@ -240,6 +246,8 @@ def _plans(
     phase: Phase, args: argparse.Namespace, url: str, ip_base: int, *, feed_clock: bool
 ) -> tuple[PhasePlans, int]:
     per_ip = clients_per_ip(args.clients_per_ip, phase.symbols_per_client, len(phase.symbols))
+    if phase.distinct:
+        per_ip = 1  # lists of their own: one address each keeps within the symbol quota
     layout = ClientLayout(per_ip, spread=not args.no_spread, ip_base=ip_base)
 
     def split(slow: bool) -> list[ProcessPlan]:
@@ -274,6 +282,7 @@ def _phase_config(phase: Phase, args: argparse.Namespace) -> dict[str, Any]:
         "symbols": len(phase.symbols),
         "symbols_per_client": phase.symbols_per_client,
         "batch_window_ms": phase.batch_window_ms,
+        "distinct": phase.distinct or None,
         "steps": [
             {"label": s.label, "rate": s.rate, "duration_s": s.duration_s} for s in phase.steps
         ],
@@ -405,6 +414,11 @@ async def run_single(args: argparse.Namespace) -> dict[str, Any]:
 
 async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     phases = suite(args.scale, args.duration)
+    if args.phases:
+        unknown = set(args.phases) - {p.name for p in phases}
+        if unknown:
+            raise RuntimeError(f"no such scenarios: {', '.join(sorted(unknown))}")
+        phases = [p for p in phases if p.name in args.phases]
     by_target = {kind: await run_target(kind, phases, args) for kind in args.targets}
     scenarios: dict[str, Any] = {}
     for phase in phases:

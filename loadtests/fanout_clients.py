@@ -60,8 +60,12 @@ QUOTE_FIELDS = "symbol receivedAt snapshot"
 TIMED_QUOTE_FIELDS = "symbol receivedAt exchangeTime snapshot"
 
 
-def quotes_query(timed: bool) -> str:
+def quotes_query(timed: bool, variant: int | None = None) -> str:
+    """The subscribers' document; a ``variant`` adds a field under an alias of its own,
+    so that no two variants are one group or share a compiled plan."""
     fields = TIMED_QUOTE_FIELDS if timed else QUOTE_FIELDS
+    if variant is not None:
+        fields += f" v{variant}: tape"
     return f"subscription($s: [String!]!) {{ quotes(symbols: $s) {{ {fields} }} }}"
 
 
@@ -148,6 +152,8 @@ class ConnectionPlan:
     #: Also select ``exchangeTime`` and measure latency from it (the harness's replay
     #: stamps quotes with the time it sends them).
     feed_clock: bool = False
+    #: A document of its own (see ``quotes_query``).
+    variant: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +263,7 @@ class Subscriber:
     def _subscribe(self) -> None:
         conn = self.conn
         if conn.batch_window_ms is None:
-            query = quotes_query(conn.feed_clock)
+            query = quotes_query(conn.feed_clock, conn.variant)
             payload: dict[str, Any] = {"query": query, "variables": {"s": list(conn.symbols)}}
         else:
             variables = {"s": list(conn.symbols), "w": conn.batch_window_ms}

@@ -22,6 +22,12 @@ The suite (``python -m loadtests.fanout --suite``), at ``--scale 1``:
   filled (1,000 quotes/s for 3 s), then 900 that read, each of 1 of 2 symbols at
   40 quotes/s (18k deliveries/s offered): measured with the slow ones, then again once
   they have gone. On a freshly started server, so its memory figures start clean.
+- distinct_lists (tickgraph, raw): the sparse load, but every subscriber has a symbol
+  list of its own (5 of 20, no two alike): 1,000 subscription groups of one document,
+  as a thousand users of one client application with their own watchlists;
+- distinct_documents (tickgraph, raw): the same, and every subscriber's document differs
+  too (one more field under an alias of its own): 1,000 groups that share nothing,
+  each executing every event it gets.
 
 Each phase starts with a few quotes of each of its symbols (so every subscriber gets a
 snapshot at once), then the offered rate stays at a trickle while its subscribers
@@ -34,6 +40,7 @@ are 3/4 of it).
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +89,9 @@ class Phase:
     fill_rate: float | None = None
     fill_s: float = 3.0
     targets: tuple[str, ...] = TARGETS
+    #: "lists": every subscriber a symbol list of its own; "documents": also a document
+    #: of its own (see ``distinct_symbols`` and ``ConnectionPlan.variant``).
+    distinct: str = ""
     #: Start the target afresh for this phase (its memory figures then start clean:
     #: RSS does not shrink after earlier phases' connections close).
     fresh_server: bool = False
@@ -139,6 +149,22 @@ def suite(scale: float = 1.0, duration_s: float = 4.0) -> list[Phase]:
             description="quoteBatches(windowMs: 100), 1,000 quotes/s per symbol; "
             "each quote in a batch counts as a delivery",
         ),
+        *(
+            Phase(
+                f"distinct_{kind}",
+                clone_symbols(BASE_SYMBOL, 20),
+                n(1000),
+                5,
+                (step("400/s", 400.0),),
+                targets=("tickgraph", "raw"),
+                distinct=kind,
+                description=f"sparse, every subscriber {what} of its own: 1,000 groups",
+            )
+            for kind, what in (
+                ("lists", "a symbol list"),
+                ("documents", "a symbol list and a document"),
+            )
+        ),
         Phase(
             "slow_clients",
             clone_symbols(BASE_SYMBOL, 2),
@@ -173,6 +199,30 @@ def clients_per_ip(requested: int, symbols_per_client: int, symbol_count: int) -
     if symbol_count <= ANONYMOUS_SYMBOLS_PER_IP:
         return max(1, requested)
     return max(1, min(requested, ANONYMOUS_SYMBOLS_PER_IP - symbols_per_client + 1))
+
+
+def distinct_lists(count: int, symbols: Sequence[str], per_client: int) -> list[tuple[str, ...]]:
+    """``count`` symbol lists, no two alike (as sets): list ``i`` starts with
+    ``symbols[i % n]``, so every symbol starts as many lists, and takes the others from
+    a shuffle seeded by ``i``. Deterministic; fails if there are not enough
+    combinations."""
+    n = len(symbols)
+    k = min(per_client, n)
+    seen: set[frozenset[int]] = set()
+    out: list[tuple[str, ...]] = []
+    for index in range(count):
+        rng = random.Random(index)
+        first = index % n
+        others = [i for i in range(n) if i != first]
+        for _attempt in range(10_000):
+            chosen = (first, *rng.sample(others, k - 1))
+            if frozenset(chosen) not in seen:
+                break
+        else:
+            raise ValueError(f"not {count} distinct lists of {k} out of {n} symbols")
+        seen.add(frozenset(chosen))
+        out.append(tuple(symbols[i] for i in chosen))
+    return out
 
 
 def assign_symbols(index: int, symbols: Sequence[str], per_client: int) -> tuple[str, ...]:
@@ -211,13 +261,19 @@ def plan_connections(
         if slow and len(phase.symbols) <= ANONYMOUS_SYMBOLS_PER_IP // ANONYMOUS_SUBSCRIPTIONS_PER_IP
         else phase.symbols_per_client
     )
+    lists = (
+        distinct_lists(offset + count, phase.symbols, per_client)
+        if phase.distinct
+        else [assign_symbols(i, phase.symbols, per_client) for i in range(offset + count)]
+    )
     return [
         ConnectionPlan(
-            symbols=assign_symbols(offset + i, phase.symbols, per_client),
+            symbols=lists[offset + i],
             local_ip=layout.ip(offset + i),
             slow=slow,
             batch_window_ms=phase.batch_window_ms,
             feed_clock=feed_clock,
+            variant=offset + i if phase.distinct == "documents" else None,
         )
         for i in range(count)
     ]

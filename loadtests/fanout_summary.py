@@ -165,7 +165,7 @@ def _fmt(value: Any, digits: int = 0) -> str:
 def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per scenario, target and step; the ratios under each scenario."""
     head = (
-        f"{'scenario':<13} {'target':<11} {'step':<13} {'offered/s':>10} "
+        f"{'scenario':<18} {'target':<11} {'step':<13} {'offered/s':>10} "
         f"{'deliveries/s':>13} {'p99 ms':>9} {'srv p99':>8} {'cpu %':>6} {'cli %':>6} "
         f"{'rss +MB':>8}"
     )
@@ -173,12 +173,12 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
     for name, scenario in scenarios.items():
         for kind, report in (scenario.get("targets") or {}).items():
             if "error" in report:
-                lines.append(f"{name:<13} {kind:<11} error: {str(report['error'])[:60]}")
+                lines.append(f"{name:<18} {kind:<11} error: {str(report['error'])[:60]}")
                 continue
             for w in _windows(report):
                 h = headline(w)
                 lines.append(
-                    f"{name:<13} {kind:<11} {str(h['step'])[:13]:<13} "
+                    f"{name:<18} {kind:<11} {str(h['step'])[:13]:<13} "
                     f"{_fmt(h['events_offered_per_s']):>10} {_fmt(h['deliveries_per_s']):>13} "
                     f"{_fmt(h['p99_ms'], 1):>9} {_fmt(h['p99_read_ms'], 1):>8} "
                     f"{_fmt(h['server_cpu_percent']):>6} {_fmt(h['clients_cpu_percent']):>6} "
@@ -191,12 +191,12 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
                 if best:
                     shown = f"{_fmt(best['deliveries_per_s'])}/s at {best['step']}"
                     shown += f" (p99 {best['p99_ms']} ms)"
-                lines.append(f"{'':<13} best p99<={P99_LIMIT_MS:g}ms {kind}: {shown}")
+                lines.append(f"{'':<18} best p99<={P99_LIMIT_MS:g}ms {kind}: {shown}")
         if name == "slow_clients":
             for kind, e in (summary.get("effect") or {}).items():
                 if e:
                     lines.append(
-                        f"{'':<13} {kind}: fast p99 {e['p99_with_ms']} ms with slow,"
+                        f"{'':<18} {kind}: fast p99 {e['p99_with_ms']} ms with slow,"
                         f" {e['p99_without_ms']} without (x{e['p99_ratio_with_vs_without']});"
                         f" rss +{e['rss_slow_connect_and_fill_mb']} MB for them,"
                         f" +{e['rss_growth_in_window_with_slow_mb']} in the window;"
@@ -206,5 +206,5 @@ def table(scenarios: Mapping[str, Mapping[str, Any]]) -> str:
             f"{k}={_fmt(v, 3)}" for k, v in (summary.get("ratios") or {}).items()
         )
         if shown_ratios:
-            lines.append(f"{'':<13} {shown_ratios}")
+            lines.append(f"{'':<18} {shown_ratios}")
     return "\n".join(lines)

@@ -461,7 +461,7 @@ class AlertsSubscription:
 
         return Feed(
             attach=attach,
-            render=lambda row, _snapshot, _dropped: AlertEvent.of(row),
+            render=_render_event,
             queue_size=ALERT_EVENT_QUEUE,
             # Firings must not be lost silently: end the stream, say why.
             overflow_error=_slow_consumer,
@@ -469,6 +469,10 @@ class AlertsSubscription:
             scope=("alerts", owner),
             release=releaser(lease),
         )
+
+
+def _render_event(row: AlertEventRow, _snapshot: bool, _dropped: int) -> AlertEvent:
+    return AlertEvent.of(row)
 
 
 def _slow_consumer(dropped: int) -> SlowConsumer:

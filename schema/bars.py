@@ -455,7 +455,7 @@ class BarsSubscription:
 
         return Feed(
             attach=attach,
-            render=lambda item, _snapshot, _dropped: IndicatorValue.of(*item),
+            render=_indicator_value,
             snapshot=lambda: [(slot, slot.last) for slot in slots],
             # A bar's final value replaces its provisional ones, never the next bar's.
             key=lambda item: (item[0].key, item[1].bar_start_ms if item[1] else None),
@@ -465,6 +465,10 @@ class BarsSubscription:
 
 
 IndicatorItem = tuple[IndicatorSlot, "IndicatorUpdate | None"]
+
+
+def _indicator_value(item: IndicatorItem, _snapshot: bool, _dropped: int) -> IndicatorValue:
+    return IndicatorValue.of(*item)
 
 
 def _bar_event(item: BarEventRecord | GapRecord, snapshot: bool, _dropped: int) -> BarEvent:

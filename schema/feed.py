@@ -81,9 +81,13 @@ class FeedSubscription:
         tracker = info.context.services.feed_status
         return Feed(
             attach=tracker.listen,
-            render=lambda snap, _snapshot, _dropped: FeedStatus.of(snap),
+            render=_render_status,
             snapshot=lambda: [tracker.snapshot()],
             # Only the newest status matters to a reader that fell behind.
             key=lambda _snap: 0,
             release=releaser(lease),
         )
+
+
+def _render_status(snap: FeedStatusState, _snapshot: bool, _dropped: int) -> FeedStatus:
+    return FeedStatus.of(snap)

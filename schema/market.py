@@ -316,7 +316,7 @@ class MarketSubscription:
         lease = admit_subscription(info, syms)
         return Feed(
             attach=_attach(services, "Q", syms),
-            render=lambda item, snapshot, _dropped: Quote.of(item, snapshot),
+            render=_render_quote,
             snapshot=_last_quotes(services, syms),
             key=_symbol,
             throttle_s=throttle_s,
@@ -376,6 +376,11 @@ class MarketSubscription:
             symbols=tuple(syms),
             release=releaser(lease),
         )
+
+
+def _render_quote(item: Received, snapshot: bool, _dropped: int) -> Quote:
+    # One function for every quotes subscription: groups of one document share payloads.
+    return Quote.of(item, snapshot)
 
 
 def _symbol(item: Received) -> str:

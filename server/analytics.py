@@ -7,7 +7,12 @@ On the hot path (synchronous, never waits):
   handed to the ``BarWriter`` (written off the hot path);
 * the forming bar of each (symbol, timeframe) that someone watches is published, and
   fed to the indicators computed on it: ``add`` for a new interval, ``update`` for a
-  tick in the same one, so a tick never re-appends; at a close the value is final;
+  tick in the same one, so a tick never re-appends; at a close the value is final.
+  With a delivery flusher (``settle_with``), the forming bar goes to its subscribers
+  and to the indicators only subscribers read once per flush, not on every trade: a
+  provisional value the next trade replaces before anyone is sent it is never
+  computed, so what subscribers select cannot slow the feed. Indicators alerts read
+  still follow every trade; closes and revisions are always immediate and in order;
 * a revised closed bar rolls its indicators back to before it and replays the bars
   since, so a late print corrects indicators instead of corrupting them;
 * every quote goes to the alert engine; firings go to ``AlertDelivery`` (persisted,
@@ -26,8 +31,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import msgspec
 
@@ -97,13 +103,16 @@ class IndicatorSlot:
     #: True when history could not be had: values are from a cold start.
     cold: bool = False
     last: IndicatorUpdate | None = None
+    #: Armed alerts that read it: then it follows every trade, never a flush.
+    alerts: int = 0
 
     @property
     def key(self) -> str:
         return self.spec.key
 
-    @property
+    @cached_property
     def topic(self) -> str:
+        # Read on every update; symbol, timeframe and spec never change.
         return indicator_topic(self.timeframe, self.symbol, self.spec.key)
 
 
@@ -113,6 +122,9 @@ class _Watch:
 
     bar_watchers: int = 0
     slots: list[IndicatorSlot] = field(default_factory=list)
+    #: When a trade last changed the forming bar, until the next flush publishes it
+    #: and feeds it to the indicators only subscribers read (``Analytics.prepare``).
+    changed_at: int | None = None
 
 
 class Analytics:
@@ -156,6 +168,15 @@ class Analytics:
         self.aggregate_mismatches = 0
         #: What the feed missed (reconnects, restarts): backfilled or announced.
         self.recovery = BarRecovery(self.book, history, writer, bus.publish, self._on_bar_events)
+        #: Asks for ``prepare`` to be called before subscribers' data is next written
+        #: (the delivery flusher's ``prepare``); ``None``: every trade, as it comes.
+        self._settle_later: Callable[[Analytics], None] | None = None
+        self._unsettled: list[tuple[str, Timeframe, _Watch]] = []
+
+    def settle_with(self, settle_later: Callable[[Analytics], None]) -> None:
+        """Feed forming bars to subscriber-only indicators once per flush, which
+        ``settle_later(self)`` asks for (it then calls ``prepare``)."""
+        self._settle_later = settle_later
 
     # ------------------------------------------------------------ the hot path
 
@@ -234,20 +255,50 @@ class Analytics:
             self._evaluated[symbol] = trade.t
             self._deliver(self.engine.on_trade(symbol, trade.p, trade.t))
         watched = self._watch.get(symbol)
-        if watched:
-            builder = self.book.builder(symbol)
-            for timeframe, watch in watched.items():
+        if not watched:
+            return
+        builder = self.book.builder(symbol)
+        settle_later = self._settle_later
+        for timeframe, watch in watched.items():
+            if settle_later is None:
                 bar = builder.forming(timeframe)
                 if bar is not None:
-                    self._on_forming(bar, watch, trade.t)
+                    self._on_forming(bar, watch, watch.slots, trade.t)
+                continue
+            if self._alert_slots:
+                alerted = [slot for slot in watch.slots if slot.alerts]
+                if alerted and (bar := builder.forming(timeframe)) is not None:
+                    self._feed_slots(alerted, bar, trade.t, final=False)
+            # The rest (bar subscribers, subscriber-only indicators) at the flush.
+            if watch.changed_at is None:
+                if not self._unsettled:
+                    settle_later(self)
+                self._unsettled.append((symbol, timeframe, watch))
+            watch.changed_at = trade.t
 
-    def _on_forming(self, bar: Bar, watch: _Watch, t_ms: int) -> None:
+    def _on_forming(
+        self, bar: Bar, watch: _Watch, slots: Sequence[IndicatorSlot], t_ms: int
+    ) -> None:
         if watch.bar_watchers:
             self._bus.publish(
                 bars_topic(bar.timeframe, bar.symbol), BarEvent(BarEventKind.UPDATE, bar)
             )
-        if watch.slots:
-            self._feed_slots(watch.slots, bar, t_ms, final=False)
+        if slots:
+            self._feed_slots(slots, bar, t_ms, final=False)
+
+    def prepare(self) -> None:
+        """At the flush: the forming bar of each watch trades changed since the last
+        flush, once, to its subscribers and to the indicators only subscribers read
+        (their values go out in the same flush). Whatever closed meanwhile was
+        delivered as it closed; the forming bar is taken now, so it is the newest."""
+        unsettled, self._unsettled = self._unsettled, []
+        for symbol, timeframe, watch in unsettled:
+            t_ms, watch.changed_at = watch.changed_at, None
+            bar = self.book.builder(symbol).forming(timeframe)
+            if bar is None or t_ms is None:
+                continue  # closed by the clock since, with no trade after
+            slots = [slot for slot in watch.slots if not slot.alerts]
+            self._on_forming(bar, watch, slots, t_ms)
 
     def _feed_slots(
         self, slots: Iterable[IndicatorSlot], bar: Bar, t_ms: int, *, final: bool
@@ -307,12 +358,23 @@ class Analytics:
         """Undo the inputs from the revised bar on and feed the bars again."""
         starts = slot.starts
         depth = sum(1 for s in starts if s >= revised.start_ms)
-        if not depth or depth > slot.indicator.max_rollback or depth > slot.indicator.count:
+        builder = self.book.builder(slot.symbol)
+        if not depth:
+            # A late print made a bar where the slot has none yet (an interval that had
+            # no trade) after everything the slot saw: that happens when the forming
+            # bar after it has not been fed yet (subscribers' values settle once per
+            # flush). The bar is added, with the closed bars after it; the forming bar
+            # and its update follow at the flush, as they would have without the print.
+            for bar in builder.recent(slot.timeframe):
+                if bar.start_ms >= revised.start_ms and (not starts or bar.start_ms > starts[-1]):
+                    slot.indicator.add(bar)
+                    starts.append(bar.start_ms)
+            return
+        if depth > slot.indicator.max_rollback or depth > slot.indicator.count:
             return  # older than what we can undo: the bar store still gets the revision
         for _ in range(depth):
             slot.indicator.remove()
             starts.pop()
-        builder = self.book.builder(slot.symbol)
         replay = [b for b in builder.recent(slot.timeframe) if b.start_ms >= revised.start_ms]
         forming = builder.forming(slot.timeframe)
         if forming is not None:
@@ -530,11 +592,13 @@ class Analytics:
         for key in removed:
             slot = self._alert_slots.pop(key, None)
             if slot is not None:
+                slot.alerts -= 1
                 self.release(slot)
         for key in added:
             spec = IndicatorSpec.parse(key.key)
             slot = await self.acquire(key.symbol, key.timeframe, spec)
             self._alert_slots[key] = slot
+            slot.alerts += 1
             if slot.last is not None:
                 # Give the engine the current value at once, not at the next tick.
                 self._deliver(

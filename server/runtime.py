@@ -168,6 +168,10 @@ class Runtime:
             connections=connections,
             delivery=delivery,
         )
+        # Subscriber-only indicators follow the forming bar once per delivery flush,
+        # and delivery gives way to the feed whenever the feed is behind.
+        analytics.settle_with(services.mux.flusher.prepare)
+        services.mux.flusher.behind = feed.behind
         log.info(
             "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
         )

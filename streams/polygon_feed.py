@@ -14,7 +14,9 @@ supervisor does:
 * the feed status tracker always says what is going on.
 
 Processing a frame never awaits: the client awaits our processor inline, so any
-wait here would stall the whole feed.
+wait here would stall the whole feed. ``behind()`` says when the feed is not keeping
+up (upstream data waits unread in the kernel): the delivery side then gives the feed
+precedence (``server.delivery.outbox.Flusher``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -36,6 +39,16 @@ FrameSink = Callable[[str | bytes, int], None]
 
 #: Polygon sends large frames for wildcard subscriptions; 1 MiB (the default) is too small.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Unread upstream bytes beyond which the feed counts as behind: the client library
+#: reads ahead a few messages itself, so this much waiting in the kernel means the
+#: server is not keeping up (a few hundred events), not a frame in flight.
+BEHIND_BYTES = 16 * 1024
+
+try:  # the kernel's count of unread bytes; not on every platform
+    from fcntl import ioctl
+    from termios import FIONREAD
+except ImportError:  # pragma: no cover - not Linux/macOS
+    ioctl = None  # type: ignore[assignment]
 
 
 class PolygonFeed:
@@ -66,6 +79,27 @@ class PolygonFeed:
         self._evicted = False
         self._stopping = asyncio.Event()
         status.topics_changed(self._topics)
+
+    # --- keeping up -------------------------------------------------------------------
+
+    def unread_bytes(self) -> int:
+        """What upstream sent that this process has not read yet (the receive queue of
+        the feed's socket); 0 when not connected, or where the kernel does not say."""
+        client = self._client
+        ws = client.websocket if client is not None else None
+        transport = getattr(ws, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or ioctl is None:
+            return 0
+        try:
+            raw = ioctl(sock.fileno(), FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):  # closed meanwhile
+            return 0
+        return int.from_bytes(raw, sys.byteorder, signed=True)
+
+    def behind(self) -> bool:
+        """Upstream data is waiting for us: the feed is not keeping up right now."""
+        return self.unread_bytes() > BEHIND_BYTES
 
     # --- topics ------------------------------------------------------------------------
 

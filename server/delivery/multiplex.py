@@ -1,4 +1,4 @@
-"""Multiplexed subscriptions: each event is executed and encoded once per group.
+"""Multiplexed subscriptions: each event is executed and encoded at most once per group.
 
 A naive GraphQL subscription executes its selection set and encodes the result for
 every subscriber on every event: a thousand subscribers of one symbol cost a thousand
@@ -7,6 +7,15 @@ variables and visibility scope form a ``Group``. The group holds the one source
 attachment (to the hub, the feed tracker, the bus), executes each event against the
 selection once, encodes it once with orjson, and puts the bytes in every member's
 lane (``server.delivery.outbox``), where only the operation id differs.
+
+Executing is cheap: the group's operation is compiled when the group forms
+(``server.delivery.execution``, ``server.delivery.compiled``), so an event costs what
+its selection reads, not a graphql-core execution. And it happens only when needed:
+for a conflating stream (a key per item: quotes per symbol, the forming bar, an
+indicator's provisional value) the group keeps the newest item per key and executes
+it when the flusher is about to write (``Flusher.prepare``), so an item the next one
+replaces before the flush is never executed at all. Streams that must not conflate
+(trades, bar closes, alert firings) are executed every item, in order, as it arrives.
 
 How a subscription joins. Subscription resolvers still run per subscriber, inside
 strawberry's pipeline, so parsing, validation, depth and cost limits, admission
@@ -33,30 +42,33 @@ without awaiting); an asynchronous field is reported to its subscribers as an er
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, parse
+from graphql import parse
 
+from server.delivery.execution import (
+    ErrorFormatter,
+    Execution,
+    ExecutionStats,
+    FlushMemo,
+    PlanCache,
+    Sharing,
+    plain_errors,
+    plan_for,
+)
 from server.delivery.outbox import Flusher, Lane, Outbox
 from server.delivery.registry import StreamRegistry
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Any], None]
-ErrorFormatter = Callable[[list[GraphQLError]], list[Any]]
-
-
-def _plain_errors(errors: list[GraphQLError]) -> list[Any]:
-    return [error.formatted for error in errors]
 
 
 @dataclass(slots=True)
@@ -99,7 +111,12 @@ class Feed:
       waiting) and returns the function that stops it. Called once per group.
     * ``snapshot()``: items a new member gets first (rendered with ``snapshot=True``),
       taken at the moment it joins, so no live item can fall between them.
-    * ``render(item, snapshot, dropped_before)``: the GraphQL object for an item.
+    * ``render(item, snapshot, dropped_before)``: the GraphQL object for an item. It
+      must depend on its arguments only, and what it returns is only read: within one
+      flush, every group of the same render function executes the same rendered object,
+      and groups whose compiled plans have the same signature share the payload too (a
+      module-level function shares; a closure made per subscription does not, which is
+      correct but costs a render and an execution per group).
     * ``key(item)``: conflate per key (newest wins) for a reader that falls behind;
       ``None`` queues every item up to ``queue_size`` instead.
     * ``overflow_error(count)``: for queued streams that must not lose items, the
@@ -168,16 +185,17 @@ class _Membership:
 
 
 class Member:
-    __slots__ = ("_left", "batch_offset", "ended", "feed", "group", "lane", "skip")
+    __slots__ = ("_left", "batch_offset", "ended", "feed", "group", "joined", "lane")
 
     def __init__(self, group: Group, feed: Feed, subscriber: Subscriber) -> None:
         self.group = group
         self.feed = feed
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._left = False
-        #: Items the group held back (throttle) when this member joined: its snapshot
-        #: already reflects them, so they are not sent to it again.
-        self.skip: set[int] = set()
+        #: The sequence number of the last item the group took in before this member
+        #: joined. Items up to it that the group still holds (throttled, or waiting for
+        #: the flush) are in its snapshot already, so they are not sent to it again.
+        self.joined = group.seq
         #: Items of the forming batch that arrived before it joined (likewise).
         self.batch_offset = 0
         queued = feed.key is None
@@ -211,7 +229,9 @@ class Member:
 class Group:
     """The subscribers of one (document, operation, variables, scope)."""
 
-    def __init__(self, mux: Multiplexer, key: Hashable, feed: Feed, first: Subscriber) -> None:
+    def __init__(
+        self, mux: Multiplexer, key: tuple[Hashable, ...], feed: Feed, first: Subscriber
+    ) -> None:
         self.mux = mux
         self.key = key
         self.feed = feed
@@ -226,20 +246,42 @@ class Group:
             raise built[0]
         self.executor: Any = built  # graphql-core's Executor (the schema's subclass)
         # The schema decides what clients see of an error (production masks internals).
-        self._format_errors: ErrorFormatter = getattr(
-            first.schema, "format_event_errors", _plain_errors
+        format_errors: ErrorFormatter = getattr(first.schema, "format_event_errors", plain_errors)
+        # Compiled once per document, operation and variables (the scope does not
+        # change what is selected); see server.delivery.execution.
+        plan = plan_for(mux.plans, key[:3], built, first.schema)
+        self.execution = Execution(
+            built, plan=plan, format_errors=format_errors, stats=mux.execution
         )
+        if self.execution.unsupported is not None:
+            log.info("subscription group executed by graphql-core: %s", self.execution.unsupported)
         self.members: list[Member] = []
         self._snapshots: dict[Hashable, tuple[Any, bytes]] = {}
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
-        self._held: dict[Hashable, Any] = {}
-        self._held_seq = 0
+        #: Every item taken in gets the next number (see Member.joined).
+        self.seq = 0
+        self._held: dict[Hashable, tuple[Any, int]] = {}
         self._next_at = 0.0
         self._batch: list[Any] = []
-        #: Events executed and encoded (once each, whatever the member count).
+        #: Conflating streams: the newest item per key since the last flush.
+        self._pending: dict[Hashable, tuple[Any, int]] = {}
+        #: Items handled: each executed and encoded once for all members, or not at
+        #: all when a newer one of the same key replaced it before the flush; plus
+        #: snapshots and re-renders.
         self.encoded = 0
-        self._detach = feed.attach(self._on_item)
+        # Groups of one render function share rendered items; of one plan signature
+        # too, payloads (see Multiplexer.sharing).
+        signature = self.execution.signature
+        self.render_id = mux.sharing.join(("render", feed.render))
+        self.share_id = (
+            mux.sharing.join((signature, feed.render)) if signature is not None else None
+        )
+        try:
+            self._detach = feed.attach(self._on_item)
+        except BaseException:
+            self._leave_sharing()
+            raise
 
     # --- members ---------------------------------------------------------------
 
@@ -251,7 +293,6 @@ class Group:
             # follows the snapshot instead of replacing it, so "snapshot first" holds.
             lane_key = (_SNAPSHOT, key(item)) if key else None
             member.lane.put(lane_key, self._snapshot_payload(item), item)
-        member.skip = {id(item) for item in self._held.values()}
         member.batch_offset = len(self._batch)
         self.members.append(member)
         return member
@@ -269,6 +310,7 @@ class Group:
             self._timer = None
         self._held.clear()
         self._batch.clear()
+        self._pending.clear()
         detach, self._detach = self._detach, _nothing
         try:
             detach()
@@ -279,35 +321,61 @@ class Group:
     # --- events ----------------------------------------------------------------
 
     def _on_item(self, item: Any) -> None:
+        self.seq += 1
         feed = self.feed
         if feed.window_s:
             self._batch.append(item)
             if self._timer is None:
                 self._timer = self._loop.call_later(feed.window_s, self._emit_batch)
         elif feed.throttle_s:
-            self._throttled(item)
+            self._throttled(item, self.seq)
         else:
-            self._publish(item)
+            self._publish(item, self.seq)
 
-    def _publish(self, item: Any) -> None:
-        payload = self.encode(self.feed.render(item, False, 0))
-        key = self.feed.key(item) if self.feed.key is not None else None
-        for member in self.members:
-            # A member that joined while the item was held back has it in its snapshot.
-            if not member.skip or id(item) not in member.skip:
-                member.lane.put(key, payload, item)
+    def _publish(self, item: Any, seq: int) -> None:
+        key_of = self.feed.key
+        if key_of is None:
+            # Every item, in order, now.
+            payload = self._live_payload(item)
+            for member in self.members:
+                if seq > member.joined:
+                    member.lane.put(None, payload, item)
+            return
+        # The newest per key, executed at the flush (``prepare``).
+        key = key_of(item)
+        pending = self._pending
+        if key in pending:
+            self.mux.execution.superseded += 1
+        elif not pending:
+            self.mux.flusher.prepare(self)
+        pending[key] = (item, seq)
+        self.encoded += 1
 
-    def _throttled(self, item: Any) -> None:
+    def prepare(self) -> None:
+        """At the flush: execute each key's newest item once, into every member's lane."""
+        pending, self._pending = self._pending, {}
+        for key, (item, seq) in pending.items():
+            try:
+                payload = self._live_payload(item, count=False)
+            except Exception:
+                # A render bug costs this item only, not the rest of the flush.
+                log.exception("rendering a subscription item failed")
+                continue
+            for member in self.members:
+                # A member that joined after the item arrived has it in its snapshot.
+                if seq > member.joined:
+                    member.lane.put(key, payload, item)
+
+    def _throttled(self, item: Any, seq: int) -> None:
         now = self._loop.time()
         if self._timer is None and now >= self._next_at:
             self._next_at = now + self.feed.throttle_s
-            self._publish(item)
+            self._publish(item, seq)
             return
         if self.feed.key is not None:
-            self._held[self.feed.key(item)] = item
+            self._held[self.feed.key(item)] = (item, seq)
         else:
-            self._held_seq += 1
-            self._held[self._held_seq] = item
+            self._held[seq] = (item, seq)
         if self._timer is None:
             self._timer = self._loop.call_at(self._next_at, self._release_held)
 
@@ -315,10 +383,8 @@ class Group:
         self._timer = None
         held, self._held = self._held, {}
         self._next_at = self._loop.time() + self.feed.throttle_s
-        for item in held.values():
-            self._publish(item)
-        for member in self.members:
-            member.skip = set()
+        for item, seq in held.values():
+            self._publish(item, seq)
 
     def _emit_batch(self) -> None:
         self._timer = None
@@ -345,19 +411,44 @@ class Group:
     def encode(self, value: Any) -> bytes:
         """Execute the operation's selection on ``value`` and encode the payload."""
         self.encoded += 1
-        try:
-            result = self.executor.build_per_event_executor(value).execute_operation(False)
-            if self.executor.is_awaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise RuntimeError("a field below a subscription resolved asynchronously")
-            data, errors = result.data, result.errors
-        except Exception as exc:
-            data, errors = None, [GraphQLError(str(exc), original_error=exc)]
-        payload: dict[str, Any] = {"data": data}
-        if errors:
-            payload["errors"] = self._format_errors(list(errors))
-        return orjson.dumps(payload, default=_json_default)
+        return self.execution.payload(value)[0]
+
+    def _live_payload(self, item: Any, *, count: bool = True) -> bytes:
+        """A live item's payload, shared with the other groups of the same plan
+        signature that get the same item within this flush (see ``Feed.render``)."""
+        if count:
+            self.encoded += 1
+        mux = self.mux
+        share = self.share_id
+        if share is None or not mux.sharing.shared(share):
+            return self.execution.payload(self._rendered(item))[0]
+        key = (share, id(item))
+        payload: bytes | None = mux.memo.get(key, item)
+        if payload is not None:
+            mux.execution.shared += 1
+            return payload
+        payload, clean = self.execution.payload(self._rendered(item))
+        if clean:  # errors carry this document's locations: never shared
+            mux.memo.put(key, item, payload)
+        return payload
+
+    def _rendered(self, item: Any) -> Any:
+        """The item's GraphQL object, rendered once per flush for all the groups of
+        this render function (plans only read it)."""
+        render = self.feed.render
+        mux = self.mux
+        if not mux.sharing.shared(self.render_id):
+            return render(item, False, 0)
+        key = (-self.render_id, id(item))  # negative: apart from payloads' numbers
+        value = mux.memo.get(key, item)
+        if value is None:
+            value = render(item, False, 0)
+            mux.memo.put(key, item, value)
+        return value
+
+    def _leave_sharing(self) -> None:
+        self.mux.sharing.leave(self.render_id)
+        self.mux.sharing.leave(self.share_id)
 
     def rerender(self, item: Any, dropped_before: int) -> bytes:
         return self.encode(self.feed.render(item, False, dropped_before))
@@ -382,8 +473,16 @@ class Multiplexer:
     def __init__(self, registry: StreamRegistry | None = None) -> None:
         self._registry = registry
         self.flusher = Flusher()
-        self._groups: dict[Hashable, Group] = {}
+        self._groups: dict[tuple[Hashable, ...], Group] = {}
         self._symbols: Counter[str] = Counter()
+        self.plans = PlanCache()
+        self.execution = ExecutionStats()
+        #: Renders and payloads of the current flush, shared between groups.
+        self.memo = FlushMemo()
+        self.flusher.after_flush.append(self.memo.clear)
+        #: Groups that may share renders and payloads (memoised only when more than one
+        #: live group could use them).
+        self.sharing = Sharing()
 
     def join(self, feed: Feed, subscriber: Subscriber) -> Member:
         key = (
@@ -417,12 +516,14 @@ class Multiplexer:
     def _closed(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
             del self._groups[group.key]
+            group._leave_sharing()
 
     def subscribers(self) -> dict[str, int]:
         """Live subscriptions per symbol in this process."""
         return dict(self._symbols)
 
     def stats(self) -> dict[str, int]:
+        """Live groups, their members, and the items they handled (``Group.encoded``)."""
         groups = list(self._groups.values())
         return {
             "groups": len(groups),
@@ -430,15 +531,14 @@ class Multiplexer:
             "encoded": sum(g.encoded for g in groups),
         }
 
+    def execution_stats(self) -> dict[str, int]:
+        """How events were executed over the multiplexer's life: groups on a compiled
+        plan or on graphql-core, executions of each, events handed back to graphql-core
+        or superseded before their flush, payloads shared between groups."""
+        return self.execution.as_dict()
+
 
 @lru_cache(maxsize=1024)
 def _document(query: str) -> Any:
     """The parsed document (groups of one document text share it)."""
     return parse(query)
-
-
-def _json_default(value: Any) -> Any:
-    # Decimals (money) travel as strings, never as binary floats.
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")

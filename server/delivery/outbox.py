@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 #: Protocol messages that may wait for a non-reading client before the handler stops
 #: reading that client's messages (it then waits for the client to catch up).
 CONTROL_BACKLOG = 32
+#: Rounds of preparation in one flush (a preparer may hand work to others).
+PREPARE_ROUNDS = 4
+#: While the feed is behind, at most this share of the event loop's time goes to
+#: preparing conflated data.
+PREPARE_SHARE = 0.2
 
 
 class FrameWriter(Protocol):
@@ -58,6 +63,18 @@ class FrameWriter(Protocol):
     def closed(self) -> bool: ...
 
 
+def _never() -> bool:
+    return False
+
+
+class Preparer(Protocol):
+    """Something that puts data into lanes at the flush rather than as it arrives."""
+
+    def prepare(self) -> None:
+        """Put what is pending into the lanes (called once per flush it asked for)."""
+        ...
+
+
 class Flusher:
     """Writes dirty outboxes once per event-loop turn, and at most once per
     ``min_interval_s`` under load.
@@ -66,30 +83,105 @@ class Flusher:
     would otherwise cost one per frame per connection. When the previous flush was
     less than ``min_interval_s`` ago the next one waits until the interval is over
     (the whole burst then leaves in one write per connection); when the server is
-    quiet, data leaves on the same loop turn it arrived."""
+    quiet, data leaves on the same loop turn it arrived.
 
-    __slots__ = ("_dirty", "_last", "_scheduled", "min_interval_s")
+    A flush first runs the preparers that asked for it (``prepare``): subscription
+    groups of conflating streams execute only the newest item per key there, once,
+    instead of every item as it arrives, and analytics computes the provisional
+    indicator values only subscribers read. Then every dirty outbox is written, then
+    the ``after_flush`` callbacks run.
 
-    def __init__(self, min_interval_s: float = 0.001) -> None:
+    Preparing is the work subscribers' selections cost, and it must never make the feed
+    fall behind: while the feed is behind (``behind()``, e.g. upstream data waiting
+    unread in the kernel), flushes that prepare take at most ``prepare_share`` of the
+    loop's time. After one that took ``t`` (preparing, then writing), the next
+    preparation then waits ``t * (1 / prepare_share - 1)`` (data that needs no
+    preparation is still written every ``min_interval_s``): conflating streams
+    conflate longer, and the feed gets the rest. While the feed keeps up, preparation
+    runs at the flusher's own pace, however much it costs: a loop with time to spare
+    delivers as much as it can."""
+
+    __slots__ = (
+        "_dirty",
+        "_handle",
+        "_last",
+        "_prepare_after",
+        "_preparers",
+        "_scheduled",
+        "_waiting_for_budget",
+        "after_flush",
+        "behind",
+        "min_interval_s",
+        "prepare_share",
+    )
+
+    def __init__(self, min_interval_s: float = 0.001, prepare_share: float = PREPARE_SHARE) -> None:
+        if not 0.0 < prepare_share <= 1.0:
+            raise ValueError("prepare_share must be in (0, 1]")
         self._dirty: dict[Outbox, None] = {}
+        self._preparers: dict[Preparer, None] = {}
         self._scheduled = False
+        self._waiting_for_budget = False
+        self._handle: asyncio.Handle | None = None
         self._last = 0.0
+        self._prepare_after = 0.0
         self.min_interval_s = min_interval_s
+        self.prepare_share = prepare_share
+        self.after_flush: list[Callable[[], None]] = []
+        #: Whether the feed is behind now (the runtime sets the feed's ``behind``).
+        self.behind: Callable[[], bool] = _never
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty[outbox] = None
+        if not self._scheduled or self._waiting_for_budget:
+            self._schedule()
+
+    def prepare(self, preparer: Preparer) -> None:
+        """Call ``preparer.prepare()`` at the next flush, before anything is written."""
+        self._preparers[preparer] = None
         if not self._scheduled:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            due = self._last + self.min_interval_s
-            if loop.time() >= due:
-                loop.call_soon(self._flush)
-            else:
-                loop.call_at(due, self._flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last + self.min_interval_s
+        # Only preparation waiting: it keeps to its share of the loop.
+        budget = not self._dirty and self._prepare_after > due
+        if budget:
+            due = self._prepare_after
+        if self._scheduled:
+            if not self._waiting_for_budget or budget:
+                return
+            assert self._handle is not None
+            self._handle.cancel()  # data to write came in: no waiting for the budget
+        self._scheduled = True
+        self._waiting_for_budget = budget
+        if loop.time() >= due:
+            self._handle = loop.call_soon(self._flush)
+        else:
+            self._handle = loop.call_at(due, self._flush)
 
     def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = self._last = loop.time()
+        # Running now: whatever is marked meanwhile belongs to this flush.
+        self._waiting_for_budget = False
+        prepared = bool(self._preparers) and now >= self._prepare_after
+        if prepared:
+            # A preparer may give others work (analytics' indicator values go to
+            # subscription groups): they run in the same flush, a few rounds at most.
+            for _round in range(PREPARE_ROUNDS):
+                if not self._preparers:
+                    break
+                preparers, self._preparers = self._preparers, {}
+                for preparer in preparers:
+                    try:
+                        preparer.prepare()
+                    except Exception:
+                        log.exception("preparing a flush failed")
+        # Only now: what the preparers put in lanes belongs to this flush.
         self._scheduled = False
-        self._last = asyncio.get_running_loop().time()
+        self._handle = None
         dirty, self._dirty = self._dirty, {}
         for outbox in dirty:
             try:
@@ -98,6 +190,17 @@ class Flusher:
                 # One connection's failure must not stall the others' data.
                 log.exception("flushing a connection failed")
                 outbox.close()
+        for callback in self.after_flush:
+            callback()
+        if prepared:
+            if self.behind():
+                # Preparing and writing what it prepared: the flush's whole cost.
+                spent = loop.time() - now
+                self._prepare_after = now + spent * (1.0 / self.prepare_share - 1.0)
+            else:
+                self._prepare_after = 0.0
+        if (self._preparers or self._dirty) and not self._scheduled:
+            self._schedule()
 
 
 class Lane:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from server.errors import InvalidInput
@@ -216,6 +216,8 @@ class IndicatorSpec:
 
     kind: IndicatorKind
     params: tuple[Param, ...] = ()
+    #: Canonical name, e.g. "MACD(12,26,9)": made once (it is read on every update).
+    key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         kind = _kind(self.kind)
@@ -228,6 +230,8 @@ class IndicatorSpec:
             )
         normalised = _validate(kind, {d.name: v for d, v in zip(defs, self.params, strict=True)})
         object.__setattr__(self, "params", normalised)
+        key = f"{kind}({','.join(_format(v) for v in normalised)})" if normalised else str(kind)
+        object.__setattr__(self, "key", key)
 
     @classmethod
     def of(cls, kind: str | IndicatorKind, **params: object) -> IndicatorSpec:
@@ -302,12 +306,6 @@ class IndicatorSpec:
 
     def as_dict(self) -> dict[str, Param]:
         return dict(zip(self.param_names, self.params, strict=True))
-
-    @property
-    def key(self) -> str:
-        if not self.params:
-            return str(self.kind)
-        return f"{self.kind}({','.join(_format(v) for v in self.params)})"
 
     def __str__(self) -> str:
         return self.key

@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from loadtests.fanout import sessions
+from loadtests.fanout_clients import quotes_query
 from loadtests.fanout_pacing import MAX_FRAME_EVENTS, TICK_S, LoopedQuotes, Pacer, loop_shift
 from loadtests.fanout_scenarios import (
     ANONYMOUS_SYMBOLS_PER_IP,
@@ -21,6 +23,7 @@ from loadtests.fanout_scenarios import (
     Step,
     assign_symbols,
     clients_per_ip,
+    distinct_lists,
     plan_connections,
     suite,
 )
@@ -177,7 +180,10 @@ def test_slow_clients_come_after_the_fast_ones_and_from_other_addresses() -> Non
 
 def test_a_phase_that_wants_a_fresh_server_starts_a_new_session() -> None:
     names = [[p.name for p in group] for group in sessions(suite())]
-    assert names == [["broadcast", "sparse", "saturation", "coalescing"], ["slow_clients"]]
+    assert names == [
+        ["broadcast", "sparse", "saturation", "coalescing", "distinct_lists", "distinct_documents"],
+        ["slow_clients"],
+    ]
 
 
 def test_the_suite_scales_subscribers_not_rates() -> None:
@@ -187,12 +193,14 @@ def test_the_suite_scales_subscribers_not_rates() -> None:
         "sparse",
         "saturation",
         "coalescing",
+        "distinct_lists",
+        "distinct_documents",
         "slow_clients",
     ]
     for big, little in zip(full, small, strict=True):
         assert little.clients == round(big.clients / 10)
         assert [s.rate for s in little.steps] == [s.rate for s in big.steps]
-    broadcast, sparse, saturation, coalescing, slow = full
+    broadcast, sparse, saturation, coalescing, lists, documents, slow = full
     assert broadcast.clients == 1000 and len(broadcast.symbols) == 1
     assert sparse.clients == 1000 and len(sparse.symbols) == 20
     assert sparse.symbols_per_client == 5 and sparse.steps[0].rate == 400.0
@@ -201,6 +209,28 @@ def test_the_suite_scales_subscribers_not_rates() -> None:
     assert coalescing.targets == ("tickgraph",) and coalescing.batch_window_ms
     assert slow.slow_clients == 100 and slow.clients == 900
     assert [s.label for s in slow.steps] == [SLOW_WITH, SLOW_WITHOUT]
+    for distinct in (lists, documents):
+        # The sparse load, in groups of one.
+        assert (distinct.clients, distinct.symbols, distinct.symbols_per_client) == (
+            sparse.clients, sparse.symbols, sparse.symbols_per_client,
+        )  # fmt: skip
+        assert distinct.steps == sparse.steps and distinct.targets == ("tickgraph", "raw")
+
+
+def test_distinct_phases_give_every_subscriber_its_own_list_and_maybe_document() -> None:
+    full = {p.name: p for p in suite()}
+    for name, variants in (("distinct_lists", False), ("distinct_documents", True)):
+        plans = plan_connections(full[name], ClientLayout(per_ip=1))
+        assert len({frozenset(c.symbols) for c in plans}) == len(plans) == 1000
+        assert all(len(c.symbols) == 5 for c in plans)
+        per_symbol = Counter(s for c in plans for s in c.symbols)
+        assert min(per_symbol.values()) > 200 and max(per_symbol.values()) < 300
+        assert len({c.local_ip for c in plans}) == 1000  # the anonymous quota is per address
+        documents = {quotes_query(False, c.variant) for c in plans}
+        assert len(documents) == (1000 if variants else 1)
+    assert distinct_lists(3, ("A", "B", "C", "D"), 2) == distinct_lists(3, ("A", "B", "C", "D"), 2)
+    with pytest.raises(ValueError, match="distinct"):
+        distinct_lists(5, ("A", "B", "C"), 3)
 
 
 # --- the wire ----------------------------------------------------------------------------

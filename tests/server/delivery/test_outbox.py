@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -431,3 +432,111 @@ async def test_close_discards_lanes_and_releases_waiters(
     writer.resume()
     await flushed()
     assert writer.batches == []
+
+
+# --- preparation: conflated work done at the flush, within its share of the loop ----------
+
+
+class Preparer:
+    """Puts what it was given into a lane at the flush (as a group does), recording when;
+    ``busy_s``: how long its preparation takes (busy, as executing would be)."""
+
+    def __init__(self, lane: Any, log: list[str], name: str, busy_s: float = 0.0) -> None:
+        self.lane, self.log, self.name, self.busy_s = lane, log, name, busy_s
+        self.pending: dict[str, int] = {}
+        self.then: Preparer | None = None
+
+    def give(self, flusher: Flusher, key: str, n: int) -> None:
+        if not self.pending:
+            flusher.prepare(self)
+        self.pending[key] = n
+
+    def prepare(self) -> None:
+        self.log.append(f"prepare {self.name}")
+        end = time.perf_counter() + self.busy_s
+        while time.perf_counter() < end:
+            pass
+        pending, self.pending = self.pending, {}
+        for key, n in pending.items():
+            self.lane.put(key, payload(n=n))
+            if self.then is not None:
+                self.then.give(self.flusher, key, n)
+
+    flusher: Flusher
+
+
+async def test_preparers_run_once_per_flush_before_anything_is_written(
+    writer: FakeWriter,
+) -> None:
+    flusher = Flusher()
+    outbox = Outbox(writer, flusher)
+    log: list[str] = []
+    group = Preparer(outbox.lane("q", conflate=True), log, "group")
+    # A preparer that hands work on to another in the same flush (analytics -> groups).
+    upstream = Preparer(outbox.lane("u", conflate=True), log, "analytics")
+    upstream.then, upstream.flusher = group, flusher
+    for n in range(100):
+        upstream.give(flusher, f"S{n % 3}", n)
+    await flushed()
+    assert log == ["prepare analytics", "prepare group"]
+    assert len(writer.batches) == 1
+    # The newest per key (S0, S1, S2 in first-come order), of both, in one write.
+    newest = [("S0", 99), ("S1", 97), ("S2", 98)]
+    assert summary(writer.last) == [("u", {"n": n}) for _, n in newest] + [
+        ("q", {"n": n}) for _, n in newest
+    ]
+
+
+async def test_preparation_keeps_to_its_share_of_the_loop_and_data_is_not_held_back(
+    writer: FakeWriter,
+) -> None:
+    busy, share = 0.05, 0.2
+    flusher = Flusher(prepare_share=share)
+    flusher.behind = lambda: True  # the feed is not keeping up
+    outbox = Outbox(writer, flusher)
+    log: list[str] = []
+    group = Preparer(outbox.lane("q", conflate=True), log, "group", busy_s=busy)
+    trades = outbox.lane("t", conflate=False, queue_size=100)
+    loop = asyncio.get_running_loop()
+    group.give(flusher, "AMZN", 1)
+    await turn()
+    first_end = loop.time()
+    assert log == ["prepare group"]
+    # Right after an expensive preparation: more to prepare, and data that needs none.
+    group.give(flusher, "AMZN", 2)
+    trades.put(None, payload(n=1), 1)
+    written = len(writer.batches)
+    async with asyncio.timeout(TIMEOUT):
+        while len(writer.batches) == written:  # noqa: ASYNC110 - polling the fake writer
+            await asyncio.sleep(0.001)
+    # The trade left at the flusher's usual pace, without the preparation...
+    assert log == ["prepare group"] and summary(writer.last) == [("t", {"n": 1})]
+    async with asyncio.timeout(TIMEOUT):
+        while len(log) < 2:  # noqa: ASYNC110 - polling the recorder
+            await asyncio.sleep(0.005)
+    # ... which waited until the loop had had (1 / share - 1) times its cost to itself.
+    assert loop.time() - first_end >= busy * (1 / share - 1) * 0.95
+    await flushed()
+    assert summary(writer.last) == [("q", {"n": 2})]
+
+
+async def test_while_the_feed_keeps_up_preparation_runs_at_the_flushers_pace(
+    writer: FakeWriter,
+) -> None:
+    flusher = Flusher(prepare_share=0.2)  # the feed is never behind here
+    outbox = Outbox(writer, flusher)
+    log: list[str] = []
+    group = Preparer(outbox.lane("q", conflate=True), log, "group", busy_s=0.05)
+    trades = outbox.lane("t", conflate=False, queue_size=100)
+    group.give(flusher, "AMZN", 1)
+    await turn()
+    # Right after an expensive preparation: the next one is not held back for the
+    # budget; it leaves with the data that needs none, in the same write.
+    group.give(flusher, "AMZN", 2)
+    trades.put(None, payload(n=1), 1)
+    written = len(writer.batches)
+    async with asyncio.timeout(TIMEOUT):
+        while len(writer.batches) == written:  # noqa: ASYNC110 - polling the fake writer
+            await asyncio.sleep(0.001)
+    assert log == ["prepare group", "prepare group"]
+    assert summary(writer.last) == [("t", {"n": 1}), ("q", {"n": 2})]
