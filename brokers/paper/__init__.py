@@ -1,0 +1,1 @@
+"""The built-in paper broker: a deterministic matching engine over the live feed."""
