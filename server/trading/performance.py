@@ -2,8 +2,9 @@
 
 - ``time_weighted_return``: the product of the sub-period returns between valuations,
   each net of the cash flows (deposits, withdrawals) of its period, so money added or
-  taken out does not count as performance. Flows are taken to happen at the end of
-  their period, just before its valuation (the usual daily-valuation method).
+  taken out does not count as performance. A flow between two valuations is taken to
+  happen just after the first: the period's return is ``E1 / (E0 + flows) - 1`` (the
+  usual daily-valuation method with beginning-of-period flows).
 - ``max_drawdown``: the largest fall from a peak of the same flow-adjusted wealth
   index, as a fraction, with the peak and trough times and the recovery time if any.
 - ``round_trips``: closed trades from fills: a trade opens when a position leaves zero
@@ -74,9 +75,10 @@ def _period_returns(
         while j < len(ordered) and ordered[j].time_ms <= point.time_ms:
             flow += ordered[j].amount
             j += 1
-        if prev.equity <= 0:
+        base = prev.equity + flow
+        if base <= 0:
             return None
-        out.append((point.time_ms, CTX.divide(point.equity - flow, prev.equity)))
+        out.append((point.time_ms, CTX.divide(point.equity, base)))
     return out
 
 

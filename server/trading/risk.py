@@ -53,7 +53,7 @@ from server.trading.errors import (
     SymbolNotTradable,
 )
 from server.trading.model import OrderClass, OrderRequest, OrderSpec, OrderType, Side
-from server.trading.money import CTX, ONE, ZERO, canonical_price, cents, floor_qty
+from server.trading.money import CTX, ONE, ZERO, canonical_price, cents, floor_qty, round_price
 from server.trading.timing import session_refusal
 
 _HUNDRED = Decimal(100)
@@ -144,9 +144,10 @@ class OrderEstimate:
         return OpenOrder(spec.symbol, spec.side, self.price, spec.qty, spec.notional)
 
 
-def _pad(price: Decimal, config: RiskConfig, side: Side) -> Decimal:
-    factor = config.market_buffer_percent / _HUNDRED
-    return canonical_price(price * (ONE + factor if side is Side.BUY else ONE - factor))
+def _pad(price: Decimal, config: RiskConfig) -> Decimal:
+    """``price`` raised by the buffer, up to the price increment: a wider reservation
+    whichever the side."""
+    return round_price(price * (ONE + config.market_buffer_percent / _HUNDRED), up=True)
 
 
 def estimate(spec: OrderSpec, market: MarketView, config: RiskConfig) -> OrderEstimate:
@@ -170,7 +171,7 @@ def estimate(spec: OrderSpec, market: MarketView, config: RiskConfig) -> OrderEs
         price = base
     assert price is not None
     if spec.type in (OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP):
-        price = _pad(price, config, Side.BUY)  # worth more either way: a wider reservation
+        price = _pad(price, config)
     if spec.notional is not None:
         return OrderEstimate(price, floor_qty(CTX.divide(spec.notional, price)), spec.notional)
     assert spec.qty is not None
