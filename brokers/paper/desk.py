@@ -241,6 +241,9 @@ class OrderDesk(Execution):
             self._orders[new.sibling].sibling = new.order.id
         for child_id in new.children:
             self._orders[child_id].parent = new.order.id
+        parent = self._orders.get(new.parent or "")
+        if parent is not None:
+            parent.children = [new.order.id if c == w.order.id else c for c in parent.children]
         if held:
             new.mode = Mode.HELD
             self._emit(new, E.HELD, related=w.order.id)
