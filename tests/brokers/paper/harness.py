@@ -74,9 +74,10 @@ class Desk:
         _record_request(self.states[order_id], kind, self.t)
 
     def send_cancel(self, order_id: str, at: int | None = None) -> list[OrderEvent]:
-        """The request reaches the engine."""
+        """The request reaches the engine (after what the clock does up to then)."""
+        before = self._record(self.engine.advance(self._time(at)))
         _record_request(self.views[order_id], EventKind.CANCEL_REQUESTED, self.t)
-        return self._record(self.engine.cancel(order_id, self._time(at)))
+        return before + self._record(self.engine.cancel(order_id, self.t))
 
     def cancel(self, order_id: str, at: int | None = None) -> list[OrderEvent]:
         self.request(order_id, EventKind.CANCEL_REQUESTED)
@@ -101,8 +102,9 @@ class Desk:
         return new
 
     def send_replace(self, order_id: str, new: Order) -> list[OrderEvent]:
+        before = self._record(self.engine.advance(self.t))
         _record_request(self.views[order_id], EventKind.REPLACE_REQUESTED, self.t)
-        return self._record(self.engine.replace(order_id, new, self.t))
+        return before + self._record(self.engine.replace(order_id, new, self.t))
 
     def replace(self, order_id: str, **changes: Any) -> tuple[str, list[OrderEvent]]:
         new = self.replacement(order_id, **changes)
