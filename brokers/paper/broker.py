@@ -8,10 +8,11 @@ events and clock ticks; see ``brokers.port`` for how.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from brokers.paper.config import PaperConfig
 from brokers.paper.matching import MatchingEngine
-from brokers.port import Listener
+from brokers.port import Broker, Listener
 from server.trading.events import OrderEvent
 from server.trading.model import Order
 from streams.events import MarketEvent
@@ -63,3 +64,7 @@ class PaperBroker:
     def symbols(self) -> list[str]:
         """The symbols whose quotes and trades the broker needs now."""
         return self.engine.symbols()
+
+
+if TYPE_CHECKING:  # the paper broker implements the port (checked by mypy)
+    _PORT: Broker = PaperBroker()
