@@ -143,10 +143,22 @@ class IndexedBook:
             (self.buy_trailing if order.is_buy else self.sell_trailing).remove(order)
 
     def best_buy_limit(self) -> Working | None:
-        return self.buy_limits.top()
+        entries = self.buy_limits.entries
+        if entries:
+            top = entries[0]
+            if top[3].version == top[2]:  # the usual case, without a call
+                return top[3]
+            return self.buy_limits.top()
+        return None
 
     def best_sell_limit(self) -> Working | None:
-        return self.sell_limits.top()
+        entries = self.sell_limits.entries
+        if entries:
+            top = entries[0]
+            if top[3].version == top[2]:
+                return top[3]
+            return self.sell_limits.top()
+        return None
 
     def trade(self, ticks: int) -> list[tuple[int, Working]]:
         out: list[tuple[int, Working]] = []

@@ -29,7 +29,13 @@ class Commission:
         if min(self.per_share, self.per_order, self.rate, self.sell_rate) < 0:
             raise ValueError("commission terms must not be negative")
 
+    @property
+    def free(self) -> bool:
+        return not (self.per_share or self.per_order or self.rate or self.sell_rate)
+
     def of(self, side: Side, qty: Decimal, price: Decimal, first: bool) -> Decimal:
+        if self.free:
+            return ZERO
         value = CTX.multiply(qty, price)
         fee = self.per_share * qty + self.rate * value
         if side is Side.SELL:

@@ -125,20 +125,20 @@ class OrderDesk(Execution):
         if kind is OrderType.MARKET or (w.triggered and kind is not OrderType.STOP_LIMIT):
             w.mode = Mode.MARKET
             st.markets[w.window].append(w)
-            st.working += 1
+            st.working[w.window] += 1
             self._take(w, st)
         elif kind is OrderType.LIMIT or (w.triggered and kind is OrderType.STOP_LIMIT):
             self._take(w, st)
             if not w.done:
                 st.book(w.window).add_limit(w)
-                st.working += 1
+                st.working[w.window] += 1
         elif kind is OrderType.TRAILING_STOP:
             water = w.water if w.water is not None else self._anchor(st, w)
             st.book(w.window).add_trailing(w, water)
-            st.working += 1
+            st.working[w.window] += 1
         else:
             st.book(w.window).add_stop(w)
-            st.working += 1
+            st.working[w.window] += 1
         tif = w.order.spec.time_in_force
         if (tif is TimeInForce.IOC or tif is TimeInForce.FOK) and not w.done:
             self._end(w, E.CANCELED, Reason.IOC_REMAINDER)
@@ -155,10 +155,10 @@ class OrderDesk(Execution):
         st = self._symbols[w.order.symbol]
         if mode is Mode.MARKET:
             st.markets[w.window].remove(w)
-            st.working -= 1
+            st.working[w.window] -= 1
         elif mode is Mode.LIMIT or mode is Mode.STOP or mode is Mode.TRAILING:
             st.book(w.window).remove(w)
-            st.working -= 1
+            st.working[w.window] -= 1
         elif mode is Mode.AUCTION:
             queue = st.opening if w.order.spec.time_in_force is TimeInForce.OPG else st.closing
             queue.remove(w)

@@ -53,22 +53,22 @@ class Execution(EngineCore):
         book = st.books[window]
         if book is not None:
             # Resting limits the trade went through fill at their limit, up to its size.
-            avail = Decimal(size)
-            while avail > 0:
-                buyer = book.best_buy_limit()
-                if buyer is None or buyer.limit <= p:
-                    break
-                qty = min(self._left(buyer, buyer.limit), avail)
-                avail -= qty
-                self._fill(buyer, st, qty, buyer.limit, None)
-            avail = Decimal(size)
-            while avail > 0:
-                seller = book.best_sell_limit()
-                if seller is None or seller.limit >= p:
-                    break
-                qty = min(self._left(seller, seller.limit), avail)
-                avail -= qty
-                self._fill(seller, st, qty, seller.limit, None)
+            buyer = book.best_buy_limit()
+            if buyer is not None and buyer.limit > p:
+                avail = Decimal(size)
+                while buyer is not None and buyer.limit > p and avail > 0:
+                    qty = min(self._left(buyer, buyer.limit), avail)
+                    avail -= qty
+                    self._fill(buyer, st, qty, buyer.limit, None)
+                    buyer = book.best_buy_limit()
+            seller = book.best_sell_limit()
+            if seller is not None and seller.limit < p:
+                avail = Decimal(size)
+                while seller is not None and seller.limit < p and avail > 0:
+                    qty = min(self._left(seller, seller.limit), avail)
+                    avail -= qty
+                    self._fill(seller, st, qty, seller.limit, None)
+                    seller = book.best_sell_limit()
             triggered = book.trade(p)
             if triggered:
                 self._trigger(st, triggered)
@@ -89,7 +89,7 @@ class Execution(EngineCore):
         # breaks ties.
         triggered.sort(key=lambda e: (not e[1].is_buy, e[0] if e[1].is_buy else -e[0], e[1].seq))
         for key, w in triggered:
-            st.working -= 1
+            st.working[w.window] -= 1
             w.mode = Mode.WAITING
             w.triggered = True
             stop = Decimal(key) / SCALE / 10_000

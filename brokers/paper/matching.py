@@ -145,7 +145,7 @@ class MatchingEngine(OrderDesk):
         t = q.t
         if t >= self._horizon:
             self._run_schedule(t)
-        self.now_ms = max(self.now_ms, t)
+        now = self.now_ms = t if t > self.now_ms else self.now_ms
         st = self._symbols.get(q.sym)
         if st is None:
             st = self._symbol(q.sym)
@@ -153,29 +153,28 @@ class MatchingEngine(OrderDesk):
         st.ask = ticks_from_feed(q.ap)
         st.bid_avail = q.bs
         st.ask_avail = q.ask_size
-        now = self.now_ms
         st.quote_ms = now
-        if not st.working:
+        working = st.working
+        if not (working[0] or working[1]):
             return self._flush() if self._out else []
         session = self._session
-        if session.open_ms <= now < session.close_ms:
+        if working[0] and session.open_ms <= now < session.close_ms:
             self._quote_window(st, REGULAR)
-        if session.pre_open_ms <= now < session.post_close_ms:
+        if working[1] and session.pre_open_ms <= now < session.post_close_ms:
             self._quote_window(st, EXTENDED)
-        return self._flush()
+        return self._flush() if self._out else []
 
     def on_trade(self, tr: Trade) -> list[OrderEvent]:
         t = tr.t
         if t >= self._horizon:
             self._run_schedule(t)
-        self.now_ms = max(self.now_ms, t)
+        now = self.now_ms = t if t > self.now_ms else self.now_ms
         st = self._symbols.get(tr.sym)
         if st is None:
             st = self._symbol(tr.sym)
         p = ticks_from_feed(tr.p)
         if not p:
             return self._flush() if self._out else []
-        now = self.now_ms
         st.last = p
         st.last_ms = now
         session = self._session
@@ -185,13 +184,12 @@ class MatchingEngine(OrderDesk):
             st.reg_last_ms = now
             if st.opening:
                 self._opening_auction(st, p, session)
-        if not st.working:
-            return self._flush() if self._out else []
-        if regular:
+        working = st.working
+        if working[0] and regular:
             self._trade_window(st, REGULAR, p, tr.s)
-        if session.pre_open_ms <= now < session.post_close_ms:
+        if working[1] and session.pre_open_ms <= now < session.post_close_ms:
             self._trade_window(st, EXTENDED, p, tr.s)
-        return self._flush()
+        return self._flush() if self._out else []
 
     def advance(self, now_ms: int) -> list[OrderEvent]:
         """Move the clock to ``now_ms``: opens, closes, expiries and auctions up to it."""

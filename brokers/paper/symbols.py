@@ -53,8 +53,9 @@ class SymbolState:
         #: OPG orders in auction order; CLS orders (executed by the schedule).
         self.opening: list[Working] = []
         self.closing: list[Working] = []
-        #: Orders in books and market queues: zero means a tick has nothing to do.
-        self.working = 0
+        #: Orders in books and market queues, per window: zero means a tick has nothing
+        #: to do there.
+        self.working = [0, 0]
         #: Open orders of any kind (the engine's interest in this symbol's data).
         self.open_orders = 0
 

@@ -28,10 +28,12 @@ Entry = tuple[int, int, int, Working]  # (trail, seq, version, order)
 
 
 class Cluster:
-    __slots__ = ("abs", "alive", "parent", "pct", "stamp", "water")
+    __slots__ = ("abs", "alive", "parent", "pct", "serial", "stamp", "water")
 
-    def __init__(self, water: int) -> None:
+    def __init__(self, water: int, serial: int) -> None:
         self.water = water
+        #: Breaks ties in the heap of groups (never ``id()``: runs must be reproducible).
+        self.serial = serial
         self.parent: Cluster | None = None
         self.abs: list[Entry] = []  # (trail ticks, seq, version, order)
         self.pct: list[Entry] = []  # (trail ppm, seq, version, order)
@@ -73,18 +75,19 @@ class Cluster:
 
 
 class TrailingSide:
-    __slots__ = ("buy", "count", "groups", "tops", "unanchored", "waters")
+    __slots__ = ("buy", "count", "groups", "serials", "tops", "unanchored", "waters")
 
     def __init__(self, buy: bool) -> None:
         self.buy = buy
         #: Root groups by water, and their waters ascending.
         self.groups: dict[int, Cluster] = {}
         self.waters: list[int] = []
-        #: (-best key, id(group), stamp, group): the group with the highest stop first.
+        #: (-best key, serial, stamp, group): the group with the highest stop first.
         self.tops: list[tuple[int, int, int, Cluster]] = []
         #: Orders that have no trade to trail yet.
         self.unanchored: list[Working] = []
         self.count = 0
+        self.serials = 0
 
     def __len__(self) -> int:
         return self.count
@@ -96,7 +99,11 @@ class TrailingSide:
         group.stamp += 1
         key = group.best_key(self.buy)
         if key is not None:
-            heappush(self.tops, (-key, id(group), group.stamp, group))
+            heappush(self.tops, (-key, group.serial, group.stamp, group))
+        if len(self.tops) > 2 * len(self.groups) + 64:
+            # Mostly stale entries (every new high leaves one): keep the live ones.
+            self.tops = [e for e in self.tops if e[2] == e[3].stamp and e[3].parent is None]
+            heapify(self.tops)
 
     def add(self, order: Working, water_ticks: int | None) -> None:
         """Start trailing from ``water_ticks`` (a price; ``None``: from the next trade)."""
@@ -110,7 +117,8 @@ class TrailingSide:
     def _join(self, order: Working, water: int) -> None:
         group = self.groups.get(water)
         if group is None:
-            group = self.groups[water] = Cluster(water)
+            self.serials += 1
+            group = self.groups[water] = Cluster(water, self.serials)
             insort(self.waters, water)
         entry: Entry
         if order.trail_abs:
@@ -166,17 +174,18 @@ class TrailingSide:
         existing = self.groups.get(p)
         if existing is not None:
             merged.append(existing)
+        # Smaller groups into the largest: each member moves O(log n) times at most.
         big = max(merged, key=lambda g: len(g.abs) + len(g.pct))
         for group in merged:
             if group is big:
                 continue
-            big.abs.extend(group.abs)
-            big.pct.extend(group.pct)
+            for entry in group.abs:
+                heappush(big.abs, entry)
+            for entry in group.pct:
+                heappush(big.pct, entry)
             big.alive += group.alive
             group.parent = big
             group.stamp += 1
-        heapify(big.abs)
-        heapify(big.pct)
         big.water = p
         if existing is None:
             self.groups[p] = big

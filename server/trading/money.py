@@ -39,6 +39,7 @@ from decimal import (
     InvalidOperation,
     Overflow,
 )
+from functools import lru_cache
 
 #: Arithmetic for money: wide enough that no product of a valid quantity and price is
 #: ever rounded by the context (9 + 4 decimals on 8 + 7 integer digits), and loud on
@@ -149,10 +150,12 @@ def canonical_price(price: Decimal) -> Decimal:
 
 
 def canonical_qty(qty: Decimal) -> Decimal:
-    """A quantity without trailing zeros past the decimal point (``Decimal("10")``)."""
-    q = qty.quantize(QTY_QUANTUM, rounding=ROUND_FLOOR, context=CTX).normalize(CTX)
-    # normalize() turns 100 into 1E+2; give integers back their plain form.
-    return q.quantize(ONE) if q == q.to_integral_value() else q
+    """A quantity without trailing zeros past the decimal point (``Decimal("10")``,
+    ``Decimal("2.5")``), to the finest quantity."""
+    whole = int(qty)
+    if whole == qty:  # the usual case, and cheap
+        return Decimal(whole)
+    return qty.quantize(QTY_QUANTUM, rounding=ROUND_FLOOR, context=CTX).normalize(CTX)
 
 
 def price_from_feed(x: float) -> Decimal:
@@ -187,8 +190,9 @@ def ticks_of(price: Decimal) -> int:
     return int(price.scaleb(4, CTX).to_integral_value(rounding=ROUND_HALF_EVEN, context=CTX))
 
 
+@lru_cache(maxsize=1 << 16)
 def price_of_ticks(ticks: int) -> Decimal:
-    """Ten-thousandths of a dollar as a canonical price."""
+    """Ten-thousandths of a dollar as a canonical price (cached: fills repeat prices)."""
     return canonical_price(Decimal(ticks).scaleb(-4, CTX))
 
 
