@@ -4,6 +4,7 @@ either the documented transition or refused with a clear error."""
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,30 @@ def test_every_status_is_reachable_and_every_open_one_can_end() -> None:
 def test_resume_needs_an_acknowledgement_status() -> None:
     with pytest.raises(ValueError):
         resume_status(S.FILLED, False)
+
+
+def render_table() -> str:
+    """The transition table as docs/trading.md shows it."""
+    events = list(EventKind)
+    lines = [
+        "| status \\ event | " + " | ".join(e.value for e in events) + " |",
+        "|" + "---|" * (len(events) + 1),
+    ]
+    for status in OrderStatus:
+        cells = []
+        for event in events:
+            target = TRANSITIONS.get((status, event))
+            if target is None:
+                cells.append("")
+            elif target is RESUME:
+                cells.append("*resume*")
+            else:
+                cells.append("=" if target is status else str(target))
+        lines.append(f"| **{status}** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def test_the_design_note_shows_this_table() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "trading.md").read_text()
+    shown = doc.split("<!-- state-table -->\n")[1].split("\n<!-- /state-table -->")[0]
+    assert shown == render_table()
