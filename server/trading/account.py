@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from server.trading.events import Fill
 from server.trading.money import ZERO, notional
-from server.trading.positions import Position, Realization, apply_fill
+from server.trading.positions import Position, Realization, book_fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +83,7 @@ class Account:
         if fill.id in self.fill_ids:
             raise ValueError(f"fill {fill.id} was already booked")
         before = self.position(fill.symbol)
-        after, realization = apply_fill(
-            before,
-            fill.side,
-            fill.qty,
-            fill.price,
-            commission=fill.commission,
-            time_ms=fill.time_ms,
-        )
+        after, realization = book_fill(before, fill)
         # Cash moves by the fill's booked value (the same cents the position split
         # between closing and opening) and its fees.
         self.cash -= notional(fill.qty, fill.price) * fill.side.sign + fill.commission

@@ -30,7 +30,7 @@ from itertools import pairwise
 from server.trading.account import Account
 from server.trading.events import Fill
 from server.trading.money import CTX, ONE, ZERO, canonical_price, commission_cents
-from server.trading.positions import Position, PositionSide, apply_fill
+from server.trading.positions import Position, PositionSide, book_fill
 
 RATIO_QUANTUM = Decimal("1E-10")
 
@@ -184,14 +184,7 @@ def round_trips(fills: Iterable[Fill]) -> list[RoundTrip]:
         if held and (held > 0) != (fill.side.sign > 0):
             closing = min(fill.qty, abs(held))
         close_fee = commission_cents(fill.commission * closing / fill.qty) if closing else ZERO
-        after, realization = apply_fill(
-            before,
-            fill.side,
-            fill.qty,
-            fill.price,
-            commission=fill.commission,
-            time_ms=fill.time_ms,
-        )
+        after, realization = book_fill(before, fill)
         positions[fill.symbol] = after
         trip = trips.get(fill.symbol)
         if trip is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from server.trading.events import Fill
 from server.trading.model import Side
 from server.trading.money import CTX, ZERO, canonical_price, cents, notional
 
@@ -124,3 +125,10 @@ def apply_fill(
         updated_ms=max(position.updated_ms, time_ms),
     )
     return new, realization
+
+
+def book_fill(position: Position, fill: Fill) -> tuple[Position, Realization | None]:
+    """``apply_fill`` with a broker's ``Fill``."""
+    return apply_fill(
+        position, fill.side, fill.qty, fill.price, commission=fill.commission, time_ms=fill.time_ms
+    )

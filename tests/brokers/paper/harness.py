@@ -50,6 +50,23 @@ class Desk:
         self._n = 0
         self._q = 0
 
+    @classmethod
+    def opened(
+        cls,
+        bid: str | None = None,
+        ask: str | None = None,
+        last: str | None = None,
+        config: PaperConfig | None = None,
+    ) -> Desk:
+        """A desk at the open (09:30), with a deep quote and a first trade if given."""
+        desk = cls(config)
+        desk.advance(ny(9, 30))
+        if bid is not None and ask is not None:
+            desk.quote(bid, ask, bs=1000, asz=1000)
+        if last is not None:
+            desk.trade(last)
+        return desk
+
     # --- requests ---------------------------------------------------------------------
 
     def place(self, at: int | None = None, **doc: Any) -> list[str]:

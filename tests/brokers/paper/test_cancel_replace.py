@@ -19,11 +19,7 @@ S = OrderStatus
 
 
 def open_desk() -> Desk:
-    d = Desk()
-    d.advance(ny(9, 30))
-    d.quote("100.00", "100.10", bs=1000, asz=1000)
-    d.trade("100.05")
-    return d
+    return Desk.opened("100.00", "100.10", "100.05")
 
 
 def test_cancel_a_working_order() -> None:

@@ -17,11 +17,7 @@ BRACKET = {"side": "buy", "type": "limit", "qty": "100", "limitPrice": "100.00",
 
 
 def open_desk() -> Desk:
-    d = Desk()
-    d.advance(ny(9, 30))
-    d.quote("100.20", "100.30", bs=1000, asz=1000)
-    d.trade("100.25")
-    return d
+    return Desk.opened("100.20", "100.30", "100.25")
 
 
 def test_bracket_legs_wait_for_the_entry_then_the_take_profit_cancels_the_stop() -> None:

@@ -16,9 +16,7 @@ S = OrderStatus
 
 
 def open_desk(config: PaperConfig | None = None) -> Desk:
-    desk = Desk(config)
-    desk.advance(ny(9, 30))
-    return desk
+    return Desk.opened(config=config)
 
 
 def test_market_buy_takes_the_ask_up_to_its_size_then_the_next_quotes() -> None:

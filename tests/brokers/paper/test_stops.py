@@ -13,11 +13,7 @@ S = OrderStatus
 
 
 def open_desk() -> Desk:
-    d = Desk()
-    d.advance(ny(9, 30))
-    d.quote("100.00", "100.05", bs=1000, asz=1000)
-    d.trade("100.02")
-    return d
+    return Desk.opened("100.00", "100.05", "100.02")
 
 
 def test_buy_stop_triggers_on_a_trade_at_or_above_and_takes_the_ask() -> None:
