@@ -10,6 +10,7 @@ from brokers.paper.config import PaperConfig
 from server.trading.calendar import CONTINUOUS
 from server.trading.events import Reason
 from server.trading.states import OrderStatus
+from streams.events import Quote
 from tests.brokers.paper.harness import Desk
 from tests.brokers.paper.helpers import DAY, ny
 
@@ -141,3 +142,35 @@ def test_a_continuous_market_trades_at_night_and_expires_day_orders_at_midnight(
     (day,) = d.place(side="buy", type="limit", qty="1", limitPrice="5")
     d.advance(ny(0, 0, day=date(2024, 3, 17)))
     assert d.status(day) is S.EXPIRED
+
+
+def test_a_jump_of_the_clock_plays_each_boundary_at_its_own_time() -> None:
+    d = Desk(start_ms=ny(17, 0))
+    (later,) = d.place(side="buy", type="limit", qty="1", limitPrice="1")
+    (gtc,) = d.place(side="buy", type="limit", qty="1", limitPrice="1", timeInForce="gtc")
+    events = d.advance(ny(12, 0, day=date(2024, 3, 18)))  # the next Monday
+    assert [(e.order_id, str(e.kind), e.time_ms) for e in events] == [
+        (later, "new", ny(9, 30, day=THURSDAY)),
+        (gtc, "new", ny(9, 30, day=THURSDAY)),
+        (later, "expired", ny(16, 0, day=THURSDAY)),
+    ]
+    assert d.status(gtc) is S.NEW
+
+
+def test_an_event_older_than_the_clock_is_handled_at_the_clock() -> None:
+    d = Desk.opened()
+    (o,) = d.place(side="buy", type="market", qty="1")
+    d.advance(ny(11, 0))
+    quote = Quote(sym="AMZN", bp=99.0, ap=99.1, t=ny(10, 0), bs=10, ask_size=10)
+    (fill,) = d._record(d.engine.on_quote(quote))
+    assert fill.order_id == o and fill.time_ms == ny(11, 0)
+
+
+def test_symbols_do_not_interfere() -> None:
+    d = Desk.opened()
+    (a,) = d.place(side="buy", type="limit", qty="10", limitPrice="50", symbol="AAA")
+    (b,) = d.place(side="buy", type="limit", qty="10", limitPrice="50", symbol="BBB")
+    assert d.engine.symbols() == ["AAA", "BBB"]
+    d.quote("49", "49.50", symbol="AAA")
+    assert d.filled(a) == 10 and d.filled(b) == 0
+    assert d.engine.symbols() == ["BBB"]
