@@ -56,8 +56,6 @@ PRICE_QUANTUM = Decimal("0.0001")
 QTY_QUANTUM = Decimal("0.000000001")
 #: Prices in the matching engine are integers of this many per dollar.
 TICKS_PER_DOLLAR = 10_000
-#: Quantities in the matching engine's size comparisons: units of QTY_QUANTUM.
-UNITS_PER_SHARE = 1_000_000_000
 
 #: Bounds past which a value is a mistake, not an order (Berkshire A trades near
 #: $700,000; no listed US equity trades near $1,000,000).
