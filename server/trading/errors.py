@@ -160,3 +160,15 @@ class InvalidTransition(TickgraphError):
     """The order state machine refuses an event in the order's current status."""
 
     code = "INVALID_ORDER_TRANSITION"
+
+
+class PositionNotFound(TickgraphError):
+    """No open position in the symbol (closePosition of something not held)."""
+
+    code = "POSITION_NOT_FOUND"
+
+
+class TradingNotAllowed(TickgraphError):
+    """The caller's tier places no orders (its order rate is zero)."""
+
+    code = "TRADING_NOT_ALLOWED"
