@@ -158,6 +158,32 @@ class LedgerEntry:
     commission: Decimal
     updated_ms: int
     replaced_by: str | None = None
+    #: The order and what the ledger does not say of it (for rendering the update).
+    order: Order | None = None
+    meta: OrderMeta | None = None
+
+    def state(self) -> OrderState:
+        """The order's state right after this event (``order`` must be set)."""
+        assert self.order is not None
+        return OrderState(
+            order=self.order,
+            status=self.status,
+            qty=self.qty,
+            filled_qty=self.filled_qty,
+            filled_value=self.filled_value,
+            commission=self.commission,
+            updated_ms=self.updated_ms,
+        )
+
+    def document(self) -> dict[str, object]:
+        """The ledger row's JSON: the event, and the order's state after it."""
+        doc = self.event.as_dict()
+        doc["state"] = {
+            "filledValue": str(self.filled_value),
+            "commission": str(self.commission),
+            "updatedMs": self.updated_ms,
+        }
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +348,7 @@ async def record_ledger(
         [str(e.event.kind) for e in entries],
         [str(e.status) for e in entries],
         [e.event.time_ms for e in entries],
-        [orjson.dumps(e.event.as_dict()).decode() for e in entries],
+        [orjson.dumps(e.document()).decode() for e in entries],
         [e.event.fill.id if e.event.fill is not None else None for e in entries],
         list(latest),
         [str(e.status) for e in latest.values()],
@@ -471,19 +497,34 @@ async def orders_page(
     return [record_of(r) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
-    seq: int
-    owner: str
-    event: OrderEvent
-
-
-async def ledger_after(db: Executor, owner: str, seq: int, limit: int) -> list[LedgerRow]:
+async def ledger_after(db: Executor, owner: str, seq: int, limit: int) -> list[StoredEntry]:
+    """``owner``'s ledger after ``seq``, each entry with its order's state after it."""
     rows = await db.fetch(
-        "SELECT seq, owner, event FROM order_events WHERE owner = $1 AND seq > $2 "
-        "ORDER BY seq LIMIT $3",
+        "SELECT seq, event FROM order_events WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         owner,
         seq,
         limit,
     )
-    return [LedgerRow(r["seq"], r["owner"], event_from_doc(orjson.loads(r["event"]))) for r in rows]
+    docs = [(r["seq"], orjson.loads(r["event"])) for r in rows]
+    records = {r.order.id: r for r in await load_orders(db, list({d["orderId"] for _, d in docs}))}
+    out = []
+    for ledger_seq, doc in docs:
+        event = event_from_doc(doc)
+        record = records[event.order_id]
+        state = doc.get("state", {})
+        replaced_by = event.related_order_id if event.kind is EventKind.REPLACED else None
+        entry = LedgerEntry(
+            owner=owner,
+            event=event,
+            status=event.status,
+            qty=event.qty,
+            filled_qty=event.filled_qty,
+            filled_value=Decimal(state.get("filledValue", "0")),
+            commission=Decimal(state.get("commission", "0")),
+            updated_ms=int(state.get("updatedMs", event.time_ms)),
+            replaced_by=replaced_by,
+            order=record.order,
+            meta=record.meta,
+        )
+        out.append(StoredEntry(ledger_seq, entry))
+    return out

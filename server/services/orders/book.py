@@ -20,7 +20,6 @@ from server.storage.orders import LedgerEntry, OrderRecord
 from server.trading.account import Account
 from server.trading.errors import InvalidTransition
 from server.trading.events import OrderEvent
-from server.trading.lifecycle import OrderState
 from server.trading.model import LegRole
 from server.trading.risk import OpenOrder
 from server.trading.states import DONE, EventKind
@@ -125,14 +124,13 @@ class OrderBook:
         if state.status in DONE:
             del self.open[event.order_id]
             book.open.pop(event.order_id, None)
-        return entry_of(record.meta.owner, event, state, replaced_by)
+        return entry_of(record, event, replaced_by)
 
 
-def entry_of(
-    owner: str, event: OrderEvent, state: OrderState, replaced_by: str | None = None
-) -> LedgerEntry:
+def entry_of(record: OrderRecord, event: OrderEvent, replaced_by: str | None = None) -> LedgerEntry:
+    state = record.state
     return LedgerEntry(
-        owner=owner,
+        owner=record.meta.owner,
         event=event,
         status=state.status,
         qty=state.qty,
@@ -141,4 +139,6 @@ def entry_of(
         commission=state.commission,
         updated_ms=state.updated_ms,
         replaced_by=replaced_by,
+        order=state.order,
+        meta=record.meta,
     )

@@ -144,6 +144,10 @@ class OrderService:
         self._loaded: set[str] = set()
         broker.set_listener(self.on_broker_event)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     # -- the broker's listener (synchronous, on the hot path) --------------------------
 
     def on_broker_event(self, event: OrderEvent) -> None:
