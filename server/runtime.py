@@ -256,7 +256,10 @@ def _trading(
 ) -> _Trading:
     """The order service over the paper broker (its calendar: round the clock for the
     simulated market, New York's sessions for Polygon's feed, live or replayed)."""
-    calendar = CONTINUOUS if settings.market_source is MarketSource.SIMULATED else NYSE
+    choice = settings.trading_calendar
+    if choice is None:
+        choice = "continuous" if settings.market_source is MarketSource.SIMULATED else "nyse"
+    calendar = CONTINUOUS if choice == "continuous" else NYSE
     broker = PaperBroker(
         config=PaperConfig(
             commission=Commission(per_share=settings.paper_commission_per_share),

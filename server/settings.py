@@ -125,6 +125,9 @@ class Settings:
     paper_commission_per_share: Decimal = Decimal(0)
     paper_slippage_bps: int = 0
     order_price_band_percent: Decimal = Decimal(10)
+    #: Sessions orders work in: "nyse" (New York's, holidays and early closes), or
+    #: "continuous" (always open: the simulated market); None: decided by the source.
+    trading_calendar: str | None = None
     feed_backoff_initial_s: float = 0.5
     feed_backoff_max_s: float = 30.0
     ws_init_timeout_s: float = 5.0
@@ -254,6 +257,9 @@ class Settings:
                 "TICKGRAPH_ORDER_PRICE_BAND",
                 _decimal_range(Decimal("0.1"), Decimal(1000)),
                 defaults.order_price_band_percent,
+            ),
+            trading_calendar=reader.get(
+                "TICKGRAPH_TRADING_CALENDAR", _calendar, defaults.trading_calendar
             ),
             drain_stall_timeout_s=reader.get(
                 "TICKGRAPH_DRAIN_STALL_TIMEOUT",
@@ -442,6 +448,15 @@ def _decimal_range(lo: Decimal, hi: Decimal) -> Callable[[str], Decimal]:
         return value
 
     return parse
+
+
+def _calendar(raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value == "auto":
+        return None
+    if value not in ("nyse", "continuous"):
+        raise ValueError("expected auto, nyse or continuous")
+    return value
 
 
 def _bool(raw: str) -> bool:

@@ -1,0 +1,274 @@
+"""Trading through the real server: place, fill, cancel and replace orders with the
+paper broker, watch them on ``orderUpdates``, see positions and the account, and find
+everything again after a restart. Real PostgreSQL, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from streams.polygon_server import start_simulated_server
+from tests.e2e.conftest import SettingsFactory, eventually
+from tests.support.accounts import LOGIN, PASSWORD, bearer, sign_up
+from tests.support.graphql_ws import graphql_ws
+from tests.support.server import RunningServer, running_server
+
+ORDER_FIELDS = "id status symbol side type qty filledQty avgFillPrice limitPrice clientOrderId"
+PLACE = f"""mutation($input: OrderInput!, $key: String, $confirm: Boolean! = false) {{
+  placeOrder(input: $input, idempotencyKey: $key, confirm: $confirm) {{ {ORDER_FIELDS} }} }}"""
+ACCOUNT = """{ account { cash equity startingCash buyingPower realizedPnl
+  positions { symbol qty avgEntryPrice costBasis } } }"""
+
+
+async def gql(http: httpx.AsyncClient, query: str, token: str, **v: Any) -> dict[str, Any]:
+    response = await http.post(
+        "/graphql", json={"query": query, "variables": v}, headers=bearer(token)
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def code(body: dict[str, Any]) -> str:
+    assert "errors" in body, body
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+async def trader(http: httpx.AsyncClient, server: RunningServer, tier: str = "elite") -> str:
+    """A signed-up user of ``tier``, with a token that carries it."""
+    user = await sign_up(http)
+    await server.runtime.database.pool.execute(
+        "UPDATE users SET tier = $1 WHERE id = $2", tier, uuid.UUID(user["id"])
+    )
+    login = await http.post(
+        "/graphql", json={"query": LOGIN, "variables": {"e": user["email"], "p": PASSWORD}}
+    )
+    token: str = login.json()["data"]["login"]["accessToken"]
+    return token
+
+
+async def quoted(server: RunningServer, symbol: str = "AMZN") -> Decimal:
+    state = server.runtime.services.state
+
+    def ready() -> bool:
+        s = state.get(symbol)
+        return s is not None and s.last_quote is not None and s.last_trade is not None
+
+    await eventually(ready, f"a quote and a trade of {symbol}")
+    s = state.get(symbol)
+    assert s is not None and s.last_trade is not None
+    return Decimal(repr(s.last_trade.event.p))  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def upstream():  # type: ignore[no-untyped-def]
+    async with await start_simulated_server(["AMZN", "MSFT"], seed=11, rate=100.0) as up:
+        yield up
+
+
+@pytest.fixture
+def trading_settings(make_settings: SettingsFactory, upstream):  # type: ignore[no-untyped-def]
+    return make_settings(upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous")
+
+
+@pytest.fixture
+async def server(trading_settings):  # type: ignore[no-untyped-def]
+    async with running_server(trading_settings) as srv:
+        yield srv
+
+
+def market(side: str, qty: str, symbol: str = "AMZN") -> dict[str, Any]:
+    return {"symbol": symbol, "side": side, "type": "MARKET", "timeInForce": "DAY", "qty": qty}
+
+
+def limit(side: str, qty: str, price: str, symbol: str = "AMZN") -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "side": side,
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "qty": qty,
+        "limitPrice": price,
+    }
+
+
+async def test_a_market_order_fills_and_moves_position_cash_and_updates(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        await quoted(server)
+        async with graphql_ws(server.ws, payload={"token": token}) as ws:
+            op = await ws.subscribe(
+                "subscription { orderUpdates { cursor kind order { id status filledQty } "
+                "fill { qty price } } }"
+            )
+            placed = await gql(http, PLACE, token, input=market("BUY", "10"))
+            assert "errors" not in placed, placed
+            order = placed["data"]["placeOrder"]
+            assert order["status"] == "FILLED", order
+            assert order["filledQty"] == "10"
+            price = Decimal(order["avgFillPrice"])
+            kinds = []
+            while "FILL" not in kinds:
+                update = (await ws.next_data(op))["orderUpdates"]
+                assert update["order"]["id"] == order["id"]
+                kinds.append(update["kind"])
+            assert kinds[-1] == "FILL"
+            assert update["fill"] == {"qty": "10", "price": order["avgFillPrice"]}
+        account = (await gql(http, ACCOUNT, token))["data"]["account"]
+        assert account["startingCash"] == "100000"
+        assert Decimal(account["cash"]) == Decimal(100_000) - 10 * price
+        assert account["positions"] == [
+            {
+                "symbol": "AMZN",
+                "qty": "10",
+                "avgEntryPrice": str(price),
+                "costBasis": str(10 * price),
+            }
+        ]
+
+
+async def test_limit_orders_rest_cancel_and_replace(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        last = await quoted(server)
+        far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
+        resting = (await gql(http, PLACE, token, input=limit("BUY", "5", far)))["data"][
+            "placeOrder"
+        ]
+        assert resting["status"] == "NEW"
+        lower = str((last * Decimal("0.94")).quantize(Decimal("0.01")))
+        replaced = await gql(
+            http,
+            "mutation($id: ID!, $p: Decimal!) { replaceOrder(id: $id, input: {limitPrice: $p}) "
+            "{ id status limitPrice replaces } }",
+            token,
+            id=resting["id"],
+            p=lower,
+        )
+        new = replaced["data"]["replaceOrder"]
+        assert new["replaces"] == resting["id"] and new["limitPrice"] == lower
+        assert new["status"] == "NEW"
+        old = await gql(http, "query($id: ID!) { order(id: $id) { status replacedBy } }", token, id=resting["id"])
+        assert old["data"]["order"] == {"status": "REPLACED", "replacedBy": new["id"]}
+        canceled = await gql(
+            http, "mutation($id: ID!) { cancelOrder(id: $id) { status } }", token, id=new["id"]
+        )
+        assert canceled["data"]["cancelOrder"]["status"] == "CANCELED"
+        again = await gql(
+            http, "mutation($id: ID!) { cancelOrder(id: $id) { status } }", token, id=new["id"]
+        )
+        assert code(again) == "ORDER_NOT_CANCELABLE"
+        page = await gql(
+            http, "{ orders(first: 10) { edges { node { id status } } pageInfo { hasNextPage } } }", token
+        )
+        statuses = [e["node"]["status"] for e in page["data"]["orders"]["edges"]]
+        assert statuses == ["CANCELED", "REPLACED"]
+
+
+async def test_one_idempotency_key_places_one_order_under_100_concurrent_requests(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http, timeout=60) as http:
+        token = await trader(http, server)
+        last = await quoted(server)
+        far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
+        bodies = await asyncio.gather(
+            *(
+                gql(http, PLACE, token, input=limit("BUY", "1", far), key="retry-me-1")
+                for _ in range(100)
+            )
+        )
+        ids = {b["data"]["placeOrder"]["id"] for b in bodies}
+        assert len(ids) == 1, bodies[:3]
+        different = await gql(http, PLACE, token, input=limit("BUY", "2", far), key="retry-me-1")
+        assert code(different) == "DUPLICATE_REQUEST"
+        count = await server.runtime.database.pool.fetchval("SELECT count(*) FROM orders")
+        assert count == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"qty": "0"}, "BAD_USER_INPUT"),
+        ({"qty": "-5"}, "BAD_USER_INPUT"),
+        ({"qty": "NaN"}, "BAD_USER_INPUT"),
+        ({"qty": "Infinity"}, "BAD_USER_INPUT"),
+        ({"qty": "1e30"}, "BAD_USER_INPUT"),
+        ({"type": "LIMIT"}, "BAD_USER_INPUT"),
+        ({"qty": "1.5", "type": "LIMIT", "limitPrice": "1.00"}, "BAD_USER_INPUT"),
+        ({"symbol": "ZZZZ"}, "SYMBOL_NOT_TRADABLE"),
+        ({"qty": "100000"}, "MAX_ORDER_VALUE"),
+    ],
+)
+async def test_bad_orders_get_a_precise_error_and_write_nothing(server, changes, expected) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        await quoted(server)
+        body = await gql(http, PLACE, token, input={**market("BUY", "1"), **changes})
+        assert code(body).startswith(expected.split("_")[0]) or code(body) == expected, body
+        if expected != "BAD_USER_INPUT":
+            assert code(body) == expected, body
+        assert await server.runtime.database.pool.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_orders_are_private_and_need_the_trading_scope(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        alice, bob = await trader(http, server), await trader(http, server)
+        last = await quoted(server)
+        far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
+        mine = (await gql(http, PLACE, alice, input=limit("BUY", "1", far)))["data"]["placeOrder"]
+        steal = await gql(
+            http, "mutation($id: ID!) { cancelOrder(id: $id) { status } }", bob, id=mine["id"]
+        )
+        assert code(steal) == "ORDER_NOT_FOUND"
+        peek = await gql(http, "query($id: ID!) { order(id: $id) { id } }", bob, id=mine["id"])
+        assert peek["data"]["order"] is None
+        key = await gql(
+            http,
+            'mutation { createApiKey(name: "ro", scope: READ) { key } }',
+            alice,
+        )
+        read_key = key["data"]["createApiKey"]["key"]
+        refused = await http.post(
+            "/graphql",
+            json={"query": PLACE, "variables": {"input": market("BUY", "1")}},
+            headers={"x-api-key": read_key},
+        )
+        assert code(refused.json()) == "FORBIDDEN"
+
+
+async def test_account_positions_and_open_orders_survive_a_restart(trading_settings) -> None:  # type: ignore[no-untyped-def]
+    async with running_server(trading_settings) as server:
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            token = await trader(http, server)
+            last = await quoted(server)
+            for qty in ("3", "4"):
+                body = await gql(http, PLACE, token, input=market("BUY", qty))
+                assert body["data"]["placeOrder"]["status"] == "FILLED", body
+            body = await gql(http, PLACE, token, input=market("SELL", "2"))
+            assert body["data"]["placeOrder"]["status"] == "FILLED", body
+            far = str((last * Decimal("0.9")).quantize(Decimal("0.01")))
+            resting = (await gql(http, PLACE, token, input=limit("BUY", "1", far)))["data"][
+                "placeOrder"
+            ]
+            before = (await gql(http, ACCOUNT, token))["data"]["account"]
+    async with running_server(trading_settings) as server:
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            after = (await gql(http, ACCOUNT, token))["data"]["account"]
+            assert after["cash"] == before["cash"]
+            assert after["realizedPnl"] == before["realizedPnl"]
+            assert after["positions"] == before["positions"]
+            still = await gql(
+                http, "query($id: ID!) { order(id: $id) { status } }", token, id=resting["id"]
+            )
+            assert still["data"]["order"]["status"] == "NEW"
+            # The restored order still works: it can be canceled.
+            canceled = await gql(
+                http,
+                "mutation($id: ID!) { cancelOrder(id: $id) { status } }",
+                token,
+                id=resting["id"],
+            )
+            assert canceled["data"]["cancelOrder"]["status"] == "CANCELED"
