@@ -106,8 +106,7 @@ def parse_text(text: str) -> Decimal:
         raise InvalidDecimal(f"Decimal must be a finite number, got {_show(text)}")
     if len(text) > MAX_TEXT or not _TEXT.fullmatch(text):
         raise InvalidDecimal(
-            f"Decimal must be a decimal number such as \"10.25\" or \"-0.0001\", "
-            f"got {_show(text)}"
+            f'Decimal must be a decimal number such as "10.25" or "-0.0001", got {_show(text)}'
         )
     try:
         d = Decimal(text)
