@@ -12,15 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterable, Callable
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
 from schema.alerts import SlowConsumer
 from schema.context import Info
 from schema.pagination import DEFAULT_PAGE, page_size
+from schema.scalars import Timestamp
 from schema.subscription_quota import admit_subscription, releaser
 from schema.trading import (
     Account,
@@ -95,12 +95,8 @@ def _after(raw: str | None) -> tuple[int, str] | None:
         ) from None
 
 
-def _ms(value: datetime | None, default: int) -> int:
-    if value is None:
-        return default
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
+def _ms(value: float | None, default: int) -> int:
+    return default if value is None else int(value)
 
 
 @strawberry.type
@@ -144,7 +140,9 @@ class OrdersQuery:
         service = _service(info)
         _, valuation = await service.valuation(_owner(info), info.context.caller.limits)
         wanted = _symbol(symbol)
-        return next((Position.of(p) for p in valuation.positions if p.position.symbol == wanted), None)
+        return next(
+            (Position.of(p) for p in valuation.positions if p.position.symbol == wanted), None
+        )
 
     @strawberry.field(description="Your account: cash, equity, buying power, P&L, positions.")
     async def account(self, info: Info) -> Account:
@@ -161,8 +159,8 @@ class OrdersQuery:
     async def portfolio_history(
         self,
         info: Info,
-        from_: datetime | None = strawberry.argument(name="from", default=None),
-        to: datetime | None = None,
+        from_: Annotated[Timestamp | None, strawberry.argument(name="from")] = None,
+        to: Timestamp | None = None,
         timeframe: str = "1m",
     ) -> list[EquityPoint]:
         service = _service(info)
@@ -178,8 +176,8 @@ class OrdersQuery:
     async def performance(
         self,
         info: Info,
-        from_: datetime | None = strawberry.argument(name="from", default=None),
-        to: datetime | None = None,
+        from_: Annotated[Timestamp | None, strawberry.argument(name="from")] = None,
+        to: Timestamp | None = None,
     ) -> Performance:
         service = _service(info)
         to_ms = _ms(to, service.now_ms())
@@ -313,7 +311,9 @@ class OrdersSubscription:
                 start = ledger_seq_of(after)
             except Exception:
                 raise InvalidInput("not a cursor of orderUpdates", field="after") from None
-            backlog = await ledger_after(info.context.services.database.pool, owner, start, MAX_RESUME + 1)  # type: ignore[union-attr]
+            backlog = await ledger_after(
+                info.context.services.database.pool, owner, start, MAX_RESUME + 1
+            )  # type: ignore[union-attr]
             if len(backlog) > MAX_RESUME:
                 raise LimitExceeded(
                     f"more than {MAX_RESUME} updates since this cursor: read `orders` first",

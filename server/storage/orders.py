@@ -312,7 +312,7 @@ WITH v AS (
     INSERT INTO order_events (owner, order_id, kind, status, time_ms, event, fill_id)
     SELECT o, oid, k, st, t, ev::jsonb, fid FROM v ORDER BY i
     ON CONFLICT (fill_id) DO NOTHING
-    RETURNING seq, fill_id
+    RETURNING seq, order_id, fill_id
 ), s AS (
     SELECT * FROM unnest($9::text[], $10::text[], $11::numeric[], $12::numeric[],
                          $13::numeric[], $14::numeric[], $15::bigint[], $16::text[])

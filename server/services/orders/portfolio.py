@@ -22,6 +22,7 @@ from server.services.orders.service import OrderService
 from server.storage.bars import MAX_LOAD_LIMIT, load_bars
 from server.storage.orders import load_fills
 from server.trading.account import Account, PositionValue, Valuation
+from server.trading.money import price_from_feed
 from server.trading.performance import (
     EquityPoint,
     MarkSample,
@@ -29,7 +30,6 @@ from server.trading.performance import (
     equity_curve,
     performance,
 )
-from server.trading.money import price_from_feed
 from server.trading.positions import Position
 from streams.events import Received
 
