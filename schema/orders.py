@@ -307,13 +307,8 @@ class OrdersSubscription:
         backlog: list[StoredEntry] = []
         start = None
         if after is not None:
-            try:
-                start = ledger_seq_of(after)
-            except Exception:
-                raise InvalidInput("not a cursor of orderUpdates", field="after") from None
-            backlog = await ledger_after(
-                info.context.services.database.pool, owner, start, MAX_RESUME + 1
-            )  # type: ignore[union-attr]
+            start = ledger_seq_of(after)
+            backlog = await ledger_after(service.pool, owner, start, MAX_RESUME + 1)
             if len(backlog) > MAX_RESUME:
                 raise LimitExceeded(
                     f"more than {MAX_RESUME} updates since this cursor: read `orders` first",

@@ -127,7 +127,7 @@ class PortfolioWatch:
     def _on_market(self, item: Received) -> None:
         sink = self._sink
         if sink is not None:
-            sink((self, item.event.sym if self._per_symbol else None))  # type: ignore[union-attr]
+            sink((self, item.event.sym if self._per_symbol else None))
 
     def _on_account(self, _message: object) -> None:
         sink = self._sink
