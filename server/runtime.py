@@ -39,6 +39,7 @@ from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.container import Services
+from server.services.orders.alert_orders import AlertOrders
 from server.services.orders.book import OrderBook
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
@@ -163,6 +164,7 @@ class Runtime:
         hub.on_interest = on_interest
         _start_writers(stack, bar_writer, delivery, settings.drain_stall_timeout_s)
         await _restore_sessions(settings, database, analytics, screen)
+        alerts.trades = delivery.trades = AlertOrders(trading.service, alerts.limits_for)
         await _start_trading(stack, trading, database, settings)
         armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")

@@ -369,7 +369,7 @@ async def record_ledger(
 
 async def ensure_account(db: Executor, owner: str, broker: str, starting_cash: Decimal) -> Decimal:
     """The account's starting cash (opening it with ``starting_cash`` if it is new)."""
-    cash: Decimal = await db.fetchval(
+    opened: Decimal = await db.fetchval(
         """
         WITH ins AS (
             INSERT INTO trading_accounts (owner, broker, starting_cash) VALUES ($1, $2, $3)
@@ -384,7 +384,7 @@ async def ensure_account(db: Executor, owner: str, broker: str, starting_cash: D
         broker,
         starting_cash,
     )
-    return cash
+    return opened
 
 
 # -- reads ------------------------------------------------------------------------------------

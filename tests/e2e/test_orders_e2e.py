@@ -38,9 +38,11 @@ def code(body: dict[str, Any]) -> str:
     return str(body["errors"][0]["extensions"]["code"])
 
 
-async def trader(http: httpx.AsyncClient, server: RunningServer, tier: str = "elite") -> str:
+async def trader(
+    http: httpx.AsyncClient, server: RunningServer, tier: str = "elite", user: Any = None
+) -> str:
     """A signed-up user of ``tier``, with a token that carries it."""
-    user = await sign_up(http)
+    user = user or await sign_up(http)
     await server.runtime.database.pool.execute(
         "UPDATE users SET tier = $1 WHERE id = $2", tier, uuid.UUID(user["id"])
     )
@@ -278,3 +280,50 @@ async def test_account_positions_and_open_orders_survive_a_restart(trading_setti
                 id=resting["id"],
             )
             assert canceled["data"]["cancelOrder"]["status"] == "CANCELED"
+
+
+TRADING_ALERT = """mutation($order: OrderInput!) { createAlert(input: {symbol: "AMZN",
+  conditions: [{left: {price: LAST}, op: GREATER_THAN, value: 1}], order: $order})
+  { id definition } }"""
+
+
+async def test_an_alert_that_trades_places_its_order_with_the_firing(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        user = await sign_up(http)
+        token = await trader(http, server, user=user)
+        await quoted(server)
+        quota = server.runtime.services.access.quota
+        async with graphql_ws(server.ws, payload={"token": token}) as ws:
+            op = await ws.subscribe("subscription { alertEvents { alertId order } }")
+            await eventually(
+                lambda: quota.usage(user["id"]).subscriptions == 1, "alertEvents running"
+            )
+            good = await gql(http, TRADING_ALERT, token, order=market("BUY", "2"))
+            assert "errors" not in good, good
+            assert good["data"]["createAlert"]["definition"]["order"]["qty"] == "2"
+            bad = await gql(http, TRADING_ALERT, token, order=market("BUY", "100000"))
+            assert "errors" not in bad, bad
+            outcomes: dict[str, Any] = {}
+            while len(outcomes) < 2:
+                event = (await ws.next_data(op))["alertEvents"]
+                outcomes[event["alertId"]] = event["order"]
+        placed = outcomes[good["data"]["createAlert"]["id"]]
+        refused = outcomes[bad["data"]["createAlert"]["id"]]
+        assert refused["rejected"]["code"] == "MAX_ORDER_VALUE", refused
+        order = await gql(
+            http,
+            "query($id: ID!) { order(id: $id) { status qty source alertId } }",
+            token,
+            id=placed["id"],
+        )
+        assert order["data"]["order"]["source"] == "alert"
+        assert order["data"]["order"]["alertId"] == good["data"]["createAlert"]["id"]
+        pool = server.runtime.database.pool
+        assert await pool.fetchval("SELECT count(*) FROM orders") == 1
+        # The order is stored with its firing: the same key, once.
+        firing_key = await pool.fetchval(
+            "SELECT dedup_key FROM alert_events WHERE alert_id = $1",
+            uuid.UUID(good["data"]["createAlert"]["id"]),
+        )
+        key = await pool.fetchval("SELECT idempotency_key FROM orders")
+        assert key.endswith(firing_key)

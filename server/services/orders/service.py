@@ -119,6 +119,23 @@ def request_digest(request: OrderRequest) -> bytes:
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Orders checked and reserved, not yet stored."""
+
+    orders: tuple[Order, ...]
+    records: list[OrderRecord]
+    meta: OrderMeta
+    digest: bytes
+
+    async def insert(self, conn: asyncpg.Connection) -> int | None:
+        """Insert the orders and their outbox row in ``conn``'s transaction; ``None``
+        when a unique index refused them (the key or client order id is taken)."""
+        return await insert_request(
+            conn, self.orders, [self.meta] * len(self.orders), digest=self.digest
+        )
+
+
 class OrderService:
     def __init__(
         self,
@@ -283,8 +300,39 @@ class OrderService:
         alert_id: uuid.UUID | None,
     ) -> list[OrderRecord]:
         await self._charge(owner, limits)
-        book = await self.user(owner)
-        # From the checks to the reservation: one synchronous step (no await).
+        await self.user(owner)
+        prepared = self.prepare(
+            owner, limits, request, key=key, confirm=confirm, source=source, alert_id=alert_id
+        )
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                outbox = await prepared.insert(conn)
+        except BaseException:
+            self.discard(prepared)
+            raise
+        if outbox is None:
+            self.discard(prepared)
+            return await self._lost_race(owner, request, key)
+        self._submit(outbox, prepared.orders)
+        await self.ledger.committed(outbox, self.config.commit_timeout_s)
+        return prepared.records
+
+    def prepare(
+        self,
+        owner: str,
+        limits: TierLimits,
+        request: OrderRequest,
+        *,
+        key: str | None,
+        confirm: bool = False,
+        source: str = "api",
+        alert_id: uuid.UUID | None = None,
+    ) -> Prepared:
+        """The pre-trade checks and the reservation, in one synchronous step (no await):
+        two concurrent orders can never both spend the same buying power. The caller
+        inserts (``Prepared.insert``, in its transaction) and then submits, or
+        ``discard``s. The user's book must be loaded (``user``)."""
+        book = self.book.user(owner)
         ctx = self._context(book, limits, request.entry.symbol, confirm)
         estimate = check_order(request, ctx)
         ids = [new_order_id() for _ in range(request.order_count)]
@@ -295,22 +343,16 @@ class OrderService:
         records = [OrderRecord(OrderState.of(o), meta) for o in orders]
         for record in records:
             self.book.add(record)
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outbox = await insert_request(
-                    conn, orders, [meta] * len(orders), digest=request_digest(request)
-                )
-        except BaseException:
-            for order in orders:
-                self.book.discard(order.id)
-            raise
-        if outbox is None:
-            for order in orders:
-                self.book.discard(order.id)
-            return await self._lost_race(owner, request, key)
-        self._submit(outbox, orders)
-        await self.ledger.committed(outbox, self.config.commit_timeout_s)
-        return records
+        return Prepared(orders, records, meta, request_digest(request))
+
+    def discard(self, prepared: Prepared) -> None:
+        """Release the reservation of orders that were not inserted."""
+        for order in prepared.orders:
+            self.book.discard(order.id)
+
+    def submit(self, outbox: int, prepared: Prepared) -> None:
+        """After the insert committed: the broker sees the orders."""
+        self._submit(outbox, prepared.orders)
 
     async def _lost_race(
         self, owner: str, request: OrderRequest, key: str | None
