@@ -43,21 +43,14 @@ from server.trading.performance import MarkSample, equity_curve, performance
 from server.trading.validation import parse_order
 from tests.schema.graphql_support import fail, make_schema, run
 from tests.server.trading.helpers import fill
+from tests.server.trading.test_validation import LIMIT
 
 E, S = EventKind, OrderStatus
 T0 = 1_700_000_000_000
 START = Decimal("100000.00")
 PAPER = {"broker": "paper", "source": "api"}
 
-AMZN_LIMIT = {
-    "symbol": "AMZN",
-    "side": "buy",
-    "type": "limit",
-    "timeInForce": "day",
-    "qty": "10",
-    "limitPrice": "221.50",
-    "clientOrderId": "my-1",
-}
+AMZN_LIMIT = {**LIMIT, "clientOrderId": "my-1"}
 
 
 def _event(seq: int, kind: EventKind, status: OrderStatus, filled: str, **extra: Any) -> OrderEvent:
@@ -139,6 +132,15 @@ SAMPLES = [
 ]
 
 
+def _echo(enum: type[StrEnum]) -> Any:
+    def echo(v: Any) -> Any:
+        assert type(v) is enum
+        return v
+
+    echo.__annotations__ = {"v": enum, "return": enum}
+    return strawberry.field(resolver=echo)
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -176,51 +178,16 @@ class Query:
     def replace_doc(self, input: ReplaceOrderInput) -> str:
         return json.dumps(input.doc())
 
-    # Echoes: enums in and out.
-    @strawberry.field
-    def side(self, v: Side) -> Side:
-        assert type(v) is Side
-        return v
-
-    @strawberry.field
-    def order_type(self, v: OrderType) -> OrderType:
-        assert type(v) is OrderType
-        return v
-
-    @strawberry.field
-    def tif(self, v: TimeInForce) -> TimeInForce:
-        assert type(v) is TimeInForce
-        return v
-
-    @strawberry.field
-    def order_class(self, v: OrderClass) -> OrderClass:
-        assert type(v) is OrderClass
-        return v
-
-    @strawberry.field
-    def status(self, v: OrderStatus) -> OrderStatus:
-        assert type(v) is OrderStatus
-        return v
-
-    @strawberry.field
-    def kind(self, v: EventKind) -> EventKind:
-        assert type(v) is EventKind
-        return v
-
-    @strawberry.field
-    def role(self, v: LegRole) -> LegRole:
-        assert type(v) is LegRole
-        return v
-
-    @strawberry.field
-    def position_side(self, v: PositionSide) -> PositionSide:
-        assert type(v) is PositionSide
-        return v
-
-    @strawberry.field
-    def reason(self, v: Reason) -> Reason:
-        assert type(v) is Reason
-        return v
+    # Echoes: each enum in and out, the resolver checking it got the domain's member.
+    side = _echo(Side)
+    order_type = _echo(OrderType)
+    tif = _echo(TimeInForce)
+    order_class = _echo(OrderClass)
+    status = _echo(OrderStatus)
+    kind = _echo(EventKind)
+    role = _echo(LegRole)
+    position_side = _echo(PositionSide)
+    reason = _echo(Reason)
 
 
 SCHEMA = make_schema(Query)
