@@ -269,7 +269,7 @@ def _trading(
             calendar=calendar,
         )
     )
-    now_ms = feed_now_ms(screen.clock.now_ms)
+    now_ms = feed_now_ms(screen.clock, live=settings.source_is_live)
     ledger = OrderLedger(database.pool, bus)
     service = OrderService(
         database.pool,

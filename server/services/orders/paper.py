@@ -21,6 +21,7 @@ from collections.abc import Callable
 from brokers.paper import PaperBroker
 from streams.conditions import LAST
 from streams.events import Quote, Received, Trade
+from streams.screening import FeedClock
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,14 @@ class PaperFeed:
                 log.exception("paper broker failed to advance its clock")
 
 
-def feed_now_ms(clock_now: Callable[[int], int]) -> Callable[[], int]:
-    """The feed's time (a replayed day is traded on its own clock), else wall time."""
+def feed_now_ms(clock: FeedClock, *, live: bool) -> Callable[[], int]:
+    """The feed's time: a replayed day is traded on its own clock, which stands still
+    while the replay does (so the same replay and orders give the same fills whatever
+    the wall clock did); a live feed's clock runs on by wall time while it is quiet.
+    Wall time until the feed has a clock."""
 
     def now_ms() -> int:
         wall = time.time_ns() // 1_000_000
-        return clock_now(wall) or wall
+        return (clock.now_ms(wall) if live else clock.time_ms) or wall
 
     return now_ms
