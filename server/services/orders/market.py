@@ -14,6 +14,13 @@ from decimal import Decimal
 from server.market.directory import SymbolDirectory
 from server.market.state import MarketState
 from server.trading.money import canonical_price, price_from_feed
+
+
+def _price(x: float) -> Decimal:
+    """A feed price as the API shows prices (cents from $1)."""
+    return canonical_price(price_from_feed(x))
+
+
 from server.trading.risk import MarketView
 from streams.events import Quote, Trade
 
@@ -32,12 +39,12 @@ class MarketAccess:
             if s.last_trade is not None:
                 trade = s.last_trade.event
                 assert isinstance(trade, Trade)
-                last = price_from_feed(trade.p)
+                last = _price(trade.p)
             if s.last_quote is not None:
                 quote = s.last_quote.event
                 assert isinstance(quote, Quote)
-                bid = price_from_feed(quote.bp) if quote.bp else None
-                ask = price_from_feed(quote.ap) if quote.ap else None
+                bid = _price(quote.bp) if quote.bp else None
+                ask = _price(quote.ap) if quote.ap else None
         return MarketView(symbol, last=last, bid=bid, ask=ask)
 
     def mark(self, symbol: str) -> Decimal | None:
@@ -51,7 +58,7 @@ class MarketAccess:
             mid = (price_from_feed(quote.bp) + price_from_feed(quote.ap)) / 2  # type: ignore[union-attr]
             return canonical_price(mid)
         if isinstance(trade, Trade):
-            return price_from_feed(trade.p)
+            return _price(trade.p)
         return None
 
     def marks(self, symbols: list[str] | set[str] | frozenset[str]) -> dict[str, Decimal]:
