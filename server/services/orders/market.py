@@ -14,15 +14,13 @@ from decimal import Decimal
 from server.market.directory import SymbolDirectory
 from server.market.state import MarketState
 from server.trading.money import canonical_price, price_from_feed
+from server.trading.risk import MarketView
+from streams.events import Quote, Trade
 
 
 def _price(x: float) -> Decimal:
     """A feed price as the API shows prices (cents from $1)."""
     return canonical_price(price_from_feed(x))
-
-
-from server.trading.risk import MarketView
-from streams.events import Quote, Trade
 
 
 class MarketAccess:
