@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
-from brokers.paper.core import ACTIVATE, AUCTION, EXPIRE
+from brokers.paper.core import ACTIVATE
 from brokers.paper.desk import OrderDesk
 from brokers.paper.ledger import LedgerRecord, read_ledger
 from brokers.paper.working import Mode, Working
@@ -23,7 +23,6 @@ from server.trading.events import OrderEvent, Reason
 from server.trading.model import LegRole, Order, OrderClass, OrderType, TimeInForce
 from server.trading.money import ticks_from_feed, ticks_of
 from server.trading.states import DONE, EventKind, OrderStatus
-from server.trading.timing import auction_session, gtc_expiry_ms, working_session
 from streams.events import MarketEvent, Quote, Trade
 
 E = EventKind
@@ -157,39 +156,19 @@ class RestoringDesk(OrderDesk):
         if w.status is S.HELD:
             w.mode = Mode.HELD
             return
-        spec = w.order.spec
-        tif = spec.time_in_force
-        st = self._symbols[spec.symbol]
         assert r.placed_ms is not None  # acknowledged and not held: it was placed
-        if tif is TimeInForce.OPG or tif is TimeInForce.CLS:
-            session = w.session = auction_session(spec, self.calendar, r.placed_ms)
-            w.mode = Mode.AUCTION
-            if tif is TimeInForce.OPG:
-                st.opening.append(w)
-                w.expires_ms = session.close_ms
-                self._schedule_at(session.close_ms, EXPIRE, w)
-            else:
-                st.closing.append(w)
-                self._schedule_at(session.close_ms, AUCTION, w)
+        window = self._book_life(w, r.placed_ms)
+        if window is None:  # an auction order, back in its auction's queue
             return
-        session = w.session = working_session(spec, self.calendar, r.placed_ms)
-        start, end = session.window(spec.extended_hours)
-        if tif is TimeInForce.DAY:
-            w.expires_ms = end
-            self._schedule_at(end, EXPIRE, w)
-        elif tif is TimeInForce.GTC and self.config.gtc_max_age_days is not None:
-            w.expires_ms = gtc_expiry_ms(
-                self.calendar, w.order.created_ms, self.config.gtc_max_age_days
-            )
-            self._schedule_at(w.expires_ms, EXPIRE, w)
         w.triggered = _triggered(w.order, records)
         mark = water_marks.get(w.order.id)
         if mark is not None:
             w.water = ticks_of(mark)
         if w.status is S.ACCEPTED:
             w.mode = Mode.WAITING
-            self._schedule_at(start, ACTIVATE, w)
+            self._schedule_at(window[0], ACTIVATE, w)
             return
+        st = self._symbols[w.order.symbol]
         kind = w.type
         book = st.book(w.window)
         if kind is OrderType.MARKET or (w.triggered and kind is not OrderType.STOP_LIMIT):

@@ -10,10 +10,9 @@ from decimal import Decimal
 
 from brokers.paper.matching import MatchingEngine
 from server.trading.calendar import NYSE
-from server.trading.errors import InvalidTransition
 from server.trading.events import OrderEvent
 from server.trading.model import Order, OrderClass, OrderType, TimeInForce
-from server.trading.states import DONE, EventKind, OrderStatus, next_status
+from server.trading.states import DONE, EventKind, OrderStatus
 from streams.events import MarketEvent, Quote
 from tests.brokers.paper.test_equivalence import Checked
 from tests.brokers.paper.workload import Step
@@ -36,18 +35,12 @@ class Recorder(Checked):
             self.eaten.discard(arg.sym)  # type: ignore[attr-defined]
         super().step(kind, arg)
 
-    def _request(self, order_id: str, kind: EventKind) -> None:
-        """The service records the request in the order's ledger (its own seq: 0)."""
-        state = self.states[order_id]
-        try:
-            status = next_status(state.status, kind)
-        except InvalidTransition:
-            return
-        event = OrderEvent(
-            0, kind, order_id, status, self.engine.now_ms, state.qty, state.filled_qty
-        )
-        state.apply(event)
-        self.ledger.setdefault(order_id, []).append(event)
+    def _request(self, order_id: str, kind: EventKind) -> OrderEvent | None:
+        """The service's request goes into the order's ledger too (its own seq: 0)."""
+        event = super()._request(order_id, kind)
+        if event is not None:
+            self.ledger.setdefault(order_id, []).append(event)
+        return event
 
     def _record(self, events: list[OrderEvent]) -> None:
         super()._record(events)
