@@ -7,7 +7,8 @@ events and clock ticks; see ``brokers.port`` for how.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from brokers.paper.config import PaperConfig
@@ -48,6 +49,25 @@ class PaperBroker:
 
     def replace(self, order_id: str, replacement: Order) -> None:
         self._deliver(self.engine.replace(order_id, replacement))
+
+    # --- start-up -------------------------------------------------------------------
+
+    def restore(
+        self,
+        ledger: Iterable[tuple[Order, Sequence[OrderEvent]]],
+        *,
+        next_seq: int,
+        now_ms: int,
+        water_marks: Mapping[str, Decimal | None] | None = None,
+        market: Iterable[MarketEvent] = (),
+    ) -> None:
+        """Rebuild the engine's orders from their ledgers after a restart
+        (``MatchingEngine.restore``); the events the ledger lacked go to the listener,
+        which must be set first."""
+        events = self.engine.restore(
+            ledger, next_seq=next_seq, now_ms=now_ms, water_marks=water_marks, market=market
+        )
+        self._deliver(events)
 
     # --- what the runtime feeds it ----------------------------------------------------
 

@@ -82,14 +82,30 @@ class OrderDesk(Execution):
     def _place(self, w: Working, related: str | None = None) -> None:
         """Start working ``w`` now, or accept it for its session. ``related``: the order
         it replaces."""
+        window = self._book_life(w, self.now_ms)
+        if window is None:  # an auction order, queued for its auction
+            self._emit(w, E.ACCEPTED, related=related)
+            return
+        start, end = window
+        if start <= self.now_ms < end:
+            self._emit(w, E.NEW, related=related)
+            self._activate(w)
+            return
+        if w.status is S.PENDING_NEW:
+            self._emit(w, E.ACCEPTED, related=related)
+        w.mode = Mode.WAITING
+        self._schedule_at(start, ACTIVATE, w)
+
+    def _book_life(self, w: Working, placed_ms: int) -> tuple[int, int] | None:
+        """Give ``w``, placed at ``placed_ms``, its session and schedule what its time in
+        force brings (expiry, auction). An OPG/CLS order joins its auction's queue
+        (returns None); any other gets its window (start, end) back."""
         spec = w.order.spec
         tif = spec.time_in_force
-        now = self.now_ms
         if tif is TimeInForce.OPG or tif is TimeInForce.CLS:
-            session = auction_session(spec, self.calendar, now)
+            session = auction_session(spec, self.calendar, placed_ms)
             w.session = session
             w.mode = Mode.AUCTION
-            self._emit(w, E.ACCEPTED, related=related)
             st = self._symbols[spec.symbol]
             if tif is TimeInForce.OPG:
                 st.opening.append(w)
@@ -98,8 +114,8 @@ class OrderDesk(Execution):
             else:
                 st.closing.append(w)
                 self._schedule_at(session.close_ms, AUCTION, w)
-            return
-        session = working_session(spec, self.calendar, now)
+            return None
+        session = working_session(spec, self.calendar, placed_ms)
         w.session = session
         start, end = session.window(spec.extended_hours)
         if tif is TimeInForce.DAY:
@@ -110,14 +126,7 @@ class OrderDesk(Execution):
                 self.calendar, w.order.created_ms, self.config.gtc_max_age_days
             )
             self._schedule_at(w.expires_ms, EXPIRE, w)
-        if start <= now < end:
-            self._emit(w, E.NEW, related=related)
-            self._activate(w)
-            return
-        if w.status is S.PENDING_NEW:
-            self._emit(w, E.ACCEPTED, related=related)
-        w.mode = Mode.WAITING
-        self._schedule_at(start, ACTIVATE, w)
+        return start, end
 
     def _activate(self, w: Working) -> None:
         st = self._symbols[w.order.symbol]

@@ -42,11 +42,11 @@ How orders fill (``docs/trading.md`` has the sources and the simplifications):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from brokers.paper.desk import OrderDesk
+from brokers.paper.restore import RestoringDesk
 from brokers.paper.working import EXTENDED, REGULAR, SCALE, Mode, Working
 from server.trading.errors import OrderNotCancelable
 from server.trading.events import OrderEvent, Reason
@@ -81,7 +81,7 @@ class OrderView:
     triggered: bool
 
 
-class MatchingEngine(OrderDesk):
+class MatchingEngine(RestoringDesk):
     def submit(self, orders: Sequence[Order], now_ms: int | None = None) -> list[OrderEvent]:
         """Take one order, or the orders of one bracket/OCO/OTO request (``build_orders``
         order). An id the engine already has is ignored (submitting is idempotent)."""
@@ -133,6 +133,40 @@ class MatchingEngine(OrderDesk):
             return self._flush()
         self._do_replace(w, replacement)
         return self._flush()
+
+    def restore(
+        self,
+        ledger: Iterable[tuple[Order, Sequence[OrderEvent]]],
+        *,
+        next_seq: int,
+        now_ms: int,
+        water_marks: Mapping[str, Decimal | None] | None = None,
+        market: Iterable[MarketEvent] = (),
+    ) -> list[OrderEvent]:
+        """Take back the orders of a previous engine after a restart, from their ledgers
+        (each order with its recorded events, in order), so that matching continues as
+        if the engine had never stopped. Call it once, on a new engine, before anything
+        else. ``docs/trading.md`` ("Restart") has the contract; in short:
+
+        - Pass every order that is open, and the done orders they refer to (the orders
+          an open replacement replaced, the entry of an open leg); passing done orders
+          also keeps a re-submit of their id a no-op and answers a cancel/replace of
+          them as before. Orders the engine never acknowledged (``pending_new``) are
+          not taken: their submit is still to be sent.
+        - ``next_seq``: the seq of the next event (above every seq in the ledger).
+        - ``now_ms``: the engine's clock now; what fell due before it happens.
+        - ``water_marks``: per trailing stop id, its high (sell) / low (buy) water
+          mark, or ``None`` for one with no trade since it started trailing. A trailing
+          stop without an entry trails afresh from the restart.
+        - ``market``: the latest quote and trades per symbol, as what the engine knows
+          of the market (nothing is matched against them).
+
+        Returns the events the ledger lacks (usually none): what the old engine had
+        decided but was not recorded, and what fell due up to ``now_ms``. ``ValueError``
+        for an id restored twice or already in the engine, a ``next_seq`` that would
+        reuse a seq, an inconsistent ledger or a missing order it needs.
+        """
+        return self._restore(ledger, next_seq, now_ms, water_marks or {}, market)
 
     def on_event(self, event: MarketEvent) -> list[OrderEvent]:
         if type(event) is Quote:
@@ -213,6 +247,8 @@ class MatchingEngine(OrderDesk):
         stop = w.order.spec.stop_price
         water_price = None
         water = self._water(w)
+        if water is None and w.mode is Mode.WAITING:
+            water = w.water  # carried over a replace, until it works again
         if w.type is OrderType.TRAILING_STOP and water is not None:
             water_price = price_of_ticks(water)
             key = w.trail_key(-water if w.is_buy else water, w.is_buy)

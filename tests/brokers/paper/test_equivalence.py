@@ -29,13 +29,16 @@ class Checked:
         self.account = Account.open(Decimal(10_000_000))
         self.out: list[object] = []
 
-    def _request(self, order_id: str, kind: EventKind) -> None:
+    def _request(self, order_id: str, kind: EventKind) -> OrderEvent | None:
+        """The service records the request (``None``: it is refused, the order is done)."""
         state = self.states[order_id]
         try:
             status = next_status(state.status, kind)
         except InvalidTransition:
-            return
-        state.apply(OrderEvent(0, kind, order_id, status, 0, state.qty, state.filled_qty))
+            return None
+        event = OrderEvent(0, kind, order_id, status, 0, state.qty, state.filled_qty)
+        state.apply(event)
+        return event
 
     def step(self, kind: str, arg: object) -> None:
         e = self.engine
