@@ -282,6 +282,7 @@ def _trading(
             starting_cash=settings.paper_starting_cash,
             risk=RiskConfig(price_band_percent=settings.order_price_band_percent),
             calendar=calendar,
+            live=settings.source_is_live,
         ),
         now_ms=now_ms,
     )

@@ -423,6 +423,33 @@ async def load_open(db: Executor) -> list[tuple[OrderRecord, list[OrderEvent]]]:
         "ORDER BY created_ms, id",
         list(_DONE),
     )
+    return await _with_events(db, rows)
+
+
+async def load_related(
+    db: Executor, ids: Sequence[str]
+) -> list[tuple[OrderRecord, list[OrderEvent]]]:
+    """The orders ``ids`` refer to, transitively (the entry of a leg, the orders a
+    replacement replaced), not ``ids`` themselves, with their events."""
+    rows = await db.fetch(
+        f"""
+        WITH RECURSIVE rel(id) AS (
+            SELECT unnest($1::text[])
+            UNION
+            SELECT x FROM orders o JOIN rel ON o.id = rel.id,
+                 LATERAL unnest(ARRAY[o.parent_id, o.replaces]) AS x
+            WHERE x IS NOT NULL
+        )
+        SELECT {_ORDER_COLUMNS} FROM orders
+        WHERE id IN (SELECT id FROM rel) AND id <> ALL($1::text[])
+        ORDER BY created_ms, id
+        """,
+        list(ids),
+    )
+    return await _with_events(db, rows)
+
+
+async def _with_events(db: Executor, rows: list[Any]) -> list[tuple[OrderRecord, list[OrderEvent]]]:
     if not rows:
         return []
     ids = [r["id"] for r in rows]
@@ -433,6 +460,15 @@ async def load_open(db: Executor) -> list[tuple[OrderRecord, list[OrderEvent]]]:
     ):
         events[e["order_id"]].append(event_from_doc(orjson.loads(e["event"])))
     return [(record_of(r), events[r["id"]]) for r in rows]
+
+
+async def ledger_extent(db: Executor) -> tuple[int, int]:
+    """The largest broker seq and event time in the ledger (0, 0 when empty)."""
+    row = await db.fetchrow(
+        "SELECT COALESCE(max((event->>'seq')::bigint), 0) AS seq, "
+        "COALESCE(max(time_ms), 0) AS t FROM order_events"
+    )
+    return int(row["seq"]), int(row["t"])
 
 
 async def load_fills(db: Executor, owner: str | None = None) -> list[tuple[str, Fill]]:

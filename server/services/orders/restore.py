@@ -13,16 +13,25 @@ request the broker may not have seen re-issued.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
 
 from server.services.orders.service import OrderService
-from server.storage.orders import load_accounts, load_fills, load_open, pending_outbox
+from server.storage.orders import (
+    OrderRecord,
+    ledger_extent,
+    load_accounts,
+    load_fills,
+    load_open,
+    load_related,
+    pending_outbox,
+)
 from server.trading.errors import InvalidTransition
-from server.trading.events import Reason
-from server.trading.lifecycle import OrderState, fold_order
+from server.trading.events import OrderEvent, Reason
+from server.trading.lifecycle import fold_order
 from server.trading.model import Order
 from server.trading.states import EventKind, OrderStatus
 
@@ -30,8 +39,14 @@ log = logging.getLogger(__name__)
 
 
 class Restorable(Protocol):
+    """A broker that keeps its orders in this process (the paper broker)."""
+
     def restore(
-        self, orders: list[tuple[Order, OrderState]], *, next_seq: int, now_ms: int
+        self,
+        ledger: Iterable[tuple[Order, Sequence[OrderEvent]]],
+        *,
+        next_seq: int,
+        now_ms: int,
     ) -> None: ...
 
 
@@ -53,21 +68,15 @@ async def restore(pool: asyncpg.Pool, service: OrderService) -> RestoreReport:
     fills = await load_fills(pool)
     for owner, fill in fills:
         book.user(owner).account.apply(fill)
-    working: list[tuple[Order, OrderState]] = []
     open_orders = await load_open(pool)
-    next_seq = 1
     for record, events in open_orders:
         try:
             record.state = fold_order(record.order, events)
         except InvalidTransition:
             log.exception("order %s: its ledger does not fold; left as stored", record.order.id)
         book.add(record)
-        next_seq = max([next_seq, *(e.seq + 1 for e in events)])
-        if record.state.status is not OrderStatus.PENDING_NEW or events:
-            working.append((record.order, record.state))
-    if working and hasattr(broker, "restore"):
-        restorable: Restorable = broker  # type: ignore[assignment]
-        restorable.restore(working, next_seq=next_seq, now_ms=service.now_ms())
+    if open_orders and hasattr(broker, "restore"):
+        await _restore_broker(pool, service, open_orders)
     reissued = await _reissue(pool, service)
     report = RestoreReport(len(accounts), len(fills), len(open_orders), reissued)
     log.info(
@@ -78,6 +87,24 @@ async def restore(pool: asyncpg.Pool, service: OrderService) -> RestoreReport:
         report.reissued,
     )
     return report
+
+
+async def _restore_broker(
+    pool: asyncpg.Pool,
+    service: OrderService,
+    open_orders: list[tuple[OrderRecord, list[OrderEvent]]],
+) -> None:
+    """The paper engine takes its working orders back from their ledgers, with the done
+    orders they refer to; its seq continues above every seq it used. Its clock: the
+    wall clock for a live feed, the ledger's last time for a replay (the replay's clock
+    is unknown until it plays again, and must not jump to today)."""
+    related = await load_related(pool, [r.order.id for r, _ in open_orders])
+    ledger = [(r.order, events) for r, events in [*related, *open_orders]]
+    ledger.sort(key=lambda item: (item[0].created_ms, item[0].id))
+    last_seq, last_ms = await ledger_extent(pool)
+    now_ms = service.now_ms() if service.config.live or not last_ms else last_ms
+    restorable: Restorable = service.broker  # type: ignore[assignment]
+    restorable.restore(ledger, next_seq=last_seq + 1, now_ms=now_ms)
 
 
 async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:

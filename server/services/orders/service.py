@@ -99,6 +99,8 @@ class TradingConfig:
     calendar: Calendar = NYSE
     #: How long ``placeOrder`` waits for the broker's answer to be committed.
     commit_timeout_s: float = 5.0
+    #: The feed is live (its clock is the wall clock), not a replay.
+    live: bool = True
 
 
 def new_order_id() -> str:

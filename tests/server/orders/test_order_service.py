@@ -92,10 +92,7 @@ async def test_concurrent_orders_never_spend_the_same_buying_power(pool: asyncpg
     # Each order reserves $30,000 of the $100,000 cash account (pro: cash multiplier is
     # 2, so use a tier whose multiplier we know: elite is 2x; 2 x 100k / 30k = 6).
     results = await asyncio.gather(
-        *(
-            desk.service.place(OWNER, ELITE, limit_doc("BUY", "300", "99.00"))
-            for _ in range(20)
-        ),
+        *(desk.service.place(OWNER, ELITE, limit_doc("BUY", "300", "99.00")) for _ in range(20)),
         return_exceptions=True,
     )
     accepted = [r for r in results if not isinstance(r, BaseException)]
@@ -191,3 +188,33 @@ async def test_someone_elses_order_is_not_found(pool: asyncpg.Pool) -> None:
     with pytest.raises(OrderNotFound):
         await desk.service.cancel(OWNER, "no-such-order")
     await desk.ledger.close()
+
+
+async def test_a_resting_order_fills_after_a_restart(pool: asyncpg.Pool) -> None:
+    desk = Desk(pool)
+    desk.ledger.start()
+    desk.tick("AMZN", 99.99, 100.01, 100.0)
+    [resting] = await desk.service.place(OWNER, PRO, limit_doc("BUY", "5", "99.50"))
+    [partial] = await desk.service.place(OWNER, PRO, limit_doc("BUY", "800", "99.80"))
+    desk.tick("AMZN", 99.70, 99.80, 99.80)  # 500 shown at the ask: a partial fill
+    await desk.ledger.close()
+    assert partial.state.filled_qty == 500
+    again = Desk(pool, desk.state)
+    again.clock = desk.clock
+    again.ledger.start()
+    await restore(pool, again.service)
+    again.tick("AMZN", 99.40, 99.45, 99.45)  # crosses both limits
+    await again.ledger.close()
+    statuses = dict(
+        await pool.fetch(
+            "SELECT id, status FROM orders WHERE id = ANY($1::text[])",
+            [resting.order.id, partial.order.id],
+        )
+    )
+    assert statuses == {resting.order.id: "filled", partial.order.id: "filled"}
+    fill_ids = await pool.fetch(
+        "SELECT fill_id FROM order_events WHERE order_id = $1 AND fill_id IS NOT NULL ORDER BY seq",
+        partial.order.id,
+    )
+    assert [r["fill_id"] for r in fill_ids] == [f"{partial.order.id}-1", f"{partial.order.id}-2"]
+    assert again.service.book.user(OWNER).account.positions["AMZN"].qty == 805
