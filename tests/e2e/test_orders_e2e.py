@@ -120,6 +120,10 @@ async def test_a_market_order_fills_and_moves_position_cash_and_updates(server) 
                 kinds.append(update["kind"])
             assert kinds[-1] == "FILL"
             assert update["fill"] == {"qty": "10", "price": order["avgFillPrice"]}
+        filled = await gql(
+            http, "mutation($id: ID!) { cancelOrder(id: $id) { id } }", token, id=order["id"]
+        )
+        assert code(filled) == "ORDER_NOT_CANCELABLE"
         account = (await gql(http, ACCOUNT, token))["data"]["account"]
         assert account["startingCash"] == "100000"
         assert Decimal(account["cash"]) == Decimal(100_000) - 10 * price
@@ -209,6 +213,17 @@ async def test_one_idempotency_key_places_one_order_under_100_concurrent_request
         ({"qty": "1.5", "type": "LIMIT", "limitPrice": "1.00"}, "FRACTIONAL_NOT_ALLOWED"),
         ({"type": "STOP", "stopPrice": "1.00"}, "STOP_PRICE_WRONG_SIDE"),
         ({"symbol": "ZZZZ"}, "SYMBOL_NOT_TRADABLE"),
+        (
+            {
+                "type": "LIMIT",
+                "limitPrice": "100.00",
+                "orderClass": "BRACKET",
+                "takeProfit": {"limitPrice": "90.00"},
+                "stopLoss": {"stopPrice": "95.00"},
+            },
+            "INVALID_BRACKET",
+        ),
+        ({"extendedHours": True}, "INVALID_TIME_IN_FORCE"),
         ({"qty": "100000"}, "MAX_ORDER_VALUE"),
     ],
 )

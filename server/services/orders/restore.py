@@ -29,7 +29,12 @@ from server.storage.orders import (
     load_related,
     pending_outbox,
 )
-from server.trading.errors import InvalidTransition
+from server.trading.errors import (
+    InvalidTransition,
+    OrderNotCancelable,
+    OrderNotFound,
+    OrderNotReplaceable,
+)
 from server.trading.events import OrderEvent, Reason
 from server.trading.lifecycle import fold_order
 from server.trading.model import Order
@@ -108,38 +113,66 @@ async def _restore_broker(
 
 
 async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
-    book = service.book
-    broker = service.broker
+    """Re-issue every outbox row. A broker error on one row never stops the start-up:
+    a request the broker refuses on the spot is answered in the ledger as refused (the
+    order keeps its status), anything else is logged and the row kept for next time."""
     count = 0
     for outbox_id, _owner, kind, order_ids in await pending_outbox(pool):
-        records = [book.get(i) for i in order_ids]
-        if kind == "submit":
-            # Orders the broker never acknowledged; the ones it did were restored.
-            unseen = [
-                r.order
-                for r in records
-                if r is not None and r.state.status is OrderStatus.PENDING_NEW
-            ]
-            if unseen:
-                broker.submit(unseen)
-                count += 1
-        elif kind == "cancel" and records[0] is not None:
-            record = records[0]
-            if record.state.status is not OrderStatus.PENDING_CANCEL:
-                service.on_request(record, EventKind.CANCEL_REQUESTED)
-            if record.state.status is OrderStatus.PENDING_CANCEL:
-                broker.cancel(record.order.id)
-                count += 1
-        elif kind == "replace":
-            old, new = records
-            if new is not None and new.state.status is OrderStatus.PENDING_NEW:
-                if old is None:  # the old order ended before the request reached the broker
-                    service.on_request(new, EventKind.REJECTED, Reason.REPLACED_ORDER_FILLED)
-                else:
-                    if old.state.status is not OrderStatus.PENDING_REPLACE:
-                        service.on_request(old, EventKind.REPLACE_REQUESTED)
-                    if old.state.status is OrderStatus.PENDING_REPLACE:
-                        broker.replace(old.order.id, new.order)
-                        count += 1
+        try:
+            count += _reissue_one(service, kind, order_ids)
+        except (OrderNotFound, OrderNotCancelable, OrderNotReplaceable) as exc:
+            _refused(service, kind, order_ids, exc)
+        except Exception:
+            log.exception("could not re-issue %s of %s; kept for the next start", kind, order_ids)
+            continue
         service.ledger.answered(outbox_id)
     return count
+
+
+def _reissue_one(service: OrderService, kind: str, order_ids: list[str]) -> int:
+    book = service.book
+    broker = service.broker
+    records = [book.get(i) for i in order_ids]
+    if kind == "submit":
+        # Orders the broker never acknowledged; the ones it did were restored.
+        unseen = [
+            r.order for r in records if r is not None and r.state.status is OrderStatus.PENDING_NEW
+        ]
+        if unseen:
+            broker.submit(unseen)
+            return 1
+    elif kind == "cancel" and records[0] is not None:
+        record = records[0]
+        if record.state.status is not OrderStatus.PENDING_CANCEL:
+            service.on_request(record, EventKind.CANCEL_REQUESTED)
+        if record.state.status is OrderStatus.PENDING_CANCEL:
+            broker.cancel(record.order.id)
+            return 1
+    elif kind == "replace":
+        old, new = records
+        if new is not None and new.state.status is OrderStatus.PENDING_NEW:
+            if old is None:  # the old order ended before the request reached the broker
+                service.on_request(new, EventKind.REJECTED, Reason.REPLACED_ORDER_FILLED)
+                return 0
+            if old.state.status is not OrderStatus.PENDING_REPLACE:
+                service.on_request(old, EventKind.REPLACE_REQUESTED)
+            if old.state.status is OrderStatus.PENDING_REPLACE:
+                broker.replace(old.order.id, new.order)
+                return 1
+    return 0
+
+
+def _refused(service: OrderService, kind: str, order_ids: list[str], exc: Exception) -> None:
+    """The broker refused a re-issued cancel or replace on the spot: the order goes back
+    to where it was (``cancel_rejected``/``replace_rejected``), a replacement is rejected."""
+    log.warning("broker refused the re-issued %s of %s: %s", kind, order_ids, exc)
+    book = service.book
+    first = book.get(order_ids[0])
+    if kind == "cancel" and first is not None:
+        service.on_request(first, EventKind.CANCEL_REJECTED, Reason.UNKNOWN_ORDER)
+    elif kind == "replace":
+        if first is not None:
+            service.on_request(first, EventKind.REPLACE_REJECTED, Reason.NOT_REPLACEABLE)
+        new = book.get(order_ids[1])
+        if new is not None:
+            service.on_request(new, EventKind.REJECTED, Reason.NOT_REPLACEABLE)

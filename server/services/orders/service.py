@@ -438,8 +438,14 @@ class OrderService:
             )
         try:
             self.broker.cancel(order_id)
-        except Exception:
-            log.exception("broker %s refused a cancel of %s", self.broker.name, order_id)
+        except (OrderNotFound, OrderNotCancelable) as exc:
+            # Refused on the spot: the order goes back to where it was.
+            self.on_request(record, EventKind.CANCEL_REJECTED, Reason.ALREADY_DONE)
+            self.ledger.answered(outbox)
+            await self.ledger.committed(outbox, self.config.commit_timeout_s)
+            raise OrderNotCancelable(
+                f"the broker cannot cancel order {order_id}: {exc}", orderId=order_id
+            ) from None
         self.ledger.answered(outbox)
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         return record
@@ -526,8 +532,14 @@ class OrderService:
             )
         try:
             self.broker.replace(order_id, replacement)
-        except Exception:
-            log.exception("broker %s refused a replace of %s", self.broker.name, order_id)
+        except (OrderNotFound, OrderNotReplaceable) as exc:
+            self.on_request(old, EventKind.REPLACE_REJECTED, Reason.NOT_REPLACEABLE)
+            self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
+            self.ledger.answered(outbox)
+            await self.ledger.committed(outbox, self.config.commit_timeout_s)
+            raise OrderNotReplaceable(
+                f"the broker cannot replace order {order_id}: {exc}", orderId=order_id
+            ) from None
         self.ledger.answered(outbox)
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         return record
