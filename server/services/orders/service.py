@@ -462,13 +462,64 @@ class OrderService:
         """Replace an open order by a new one with ``changes`` (its new total ``qty``,
         prices, time in force). Returns the replacement (pending until the broker
         answers); the old order becomes ``replaced`` when it does."""
+        old = await self._open_record(owner, order_id)
+        record = await self._replacement(owner, limits, old, changes, confirm)
+        replacement = record.order
+        self.book.add(record)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                outbox = await insert_request(
+                    conn,
+                    [replacement],
+                    [record.meta],
+                    digest=None,
+                    outbox_kind="replace",
+                    outbox_ids=[order_id, replacement.id],
+                )
+        except BaseException:
+            self.book.discard(replacement.id)
+            raise
+        if outbox is None:
+            self.book.discard(replacement.id)
+            raise DuplicateRequest(
+                f"clientOrderId {replacement.client_order_id!r} is already used by another "
+                "of your orders",
+                field="clientOrderId",
+            )
+        refusal = None
+        if not self.on_request(old, EventKind.REPLACE_REQUESTED):
+            self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
+            refusal = f"order {order_id} is {old.state.status}: it cannot be replaced now"
+        else:
+            try:
+                self.broker.replace(order_id, replacement)
+            except (OrderNotFound, OrderNotReplaceable) as exc:
+                self.on_request(old, EventKind.REPLACE_REJECTED, Reason.NOT_REPLACEABLE)
+                self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
+                refusal = f"the broker cannot replace order {order_id}: {exc}"
+        self.ledger.answered(outbox)
+        await self.ledger.committed(outbox, self.config.commit_timeout_s)
+        if refusal is not None:
+            raise OrderNotReplaceable(refusal, orderId=order_id, status=str(old.state.status))
+        return record
+
+    async def _replacement(
+        self,
+        owner: str,
+        limits: TierLimits,
+        old: OrderRecord,
+        changes: Mapping[str, object],
+        confirm: bool,
+    ) -> OrderRecord:
+        """The replacement order, validated and checked (an entry's, as if the old order
+        were not there)."""
         unknown = sorted(set(changes) - REPLACEABLE - {"clientOrderId"})
         if unknown:
             raise InvalidInput(f"{unknown[0]!r} cannot be replaced", field=unknown[0])
         if not changes:
             raise InvalidInput("nothing to replace: give at least one field to change")
-        old = await self._open_record(owner, order_id)
         state = old.state
+        order_id = state.order.id
         if state.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
             raise OrderNotReplaceable(
                 f"order {order_id} is {state.status}", orderId=order_id, status=str(state.status)
@@ -482,13 +533,10 @@ class OrderService:
         spec = parse_order(doc).entry
         await self._charge(owner, limits)
         book = await self.user(owner)
-        request = OrderRequest(spec, OrderClass.SIMPLE, client_order_id=None)
+        price = old.meta.estimate_price
         if state.order.role is LegRole.ENTRY:
             ctx = self._context(book, limits, spec.symbol, confirm, exclude=order_id)
-            estimate = check_order(request, ctx)
-            price = estimate.price
-        else:
-            price = old.meta.estimate_price
+            price = check_order(OrderRequest(spec, OrderClass.SIMPLE), ctx).price
         coid = changes.get("clientOrderId")
         replacement = Order(
             id=new_order_id(),
@@ -501,48 +549,7 @@ class OrderService:
             replaces=order_id,
         )
         meta = OrderMeta(owner, self.broker.name, price, old.meta.source, old.meta.alert_id)
-        record = OrderRecord(OrderState.of(replacement), meta)
-        self.book.add(record)
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outbox = await insert_request(
-                    conn,
-                    [replacement],
-                    [meta],
-                    digest=None,
-                    outbox_kind="replace",
-                    outbox_ids=[order_id, replacement.id],
-                )
-        except BaseException:
-            self.book.discard(replacement.id)
-            raise
-        if outbox is None:
-            self.book.discard(replacement.id)
-            raise DuplicateRequest(
-                f"clientOrderId {coid!r} is already used by another of your orders",
-                field="clientOrderId",
-            )
-        if not self.on_request(old, EventKind.REPLACE_REQUESTED):
-            self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
-            self.ledger.answered(outbox)
-            raise OrderNotReplaceable(
-                f"order {order_id} is {old.state.status}: it cannot be replaced now",
-                orderId=order_id,
-                status=str(old.state.status),
-            )
-        try:
-            self.broker.replace(order_id, replacement)
-        except (OrderNotFound, OrderNotReplaceable) as exc:
-            self.on_request(old, EventKind.REPLACE_REJECTED, Reason.NOT_REPLACEABLE)
-            self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
-            self.ledger.answered(outbox)
-            await self.ledger.committed(outbox, self.config.commit_timeout_s)
-            raise OrderNotReplaceable(
-                f"the broker cannot replace order {order_id}: {exc}", orderId=order_id
-            ) from None
-        self.ledger.answered(outbox)
-        await self.ledger.committed(outbox, self.config.commit_timeout_s)
-        return record
+        return OrderRecord(OrderState.of(replacement), meta)
 
     async def cancel_all(self, owner: str, symbol: str | None = None) -> list[OrderRecord]:
         """Request a cancel of every open order (held legs go with their entry)."""
