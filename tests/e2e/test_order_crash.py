@@ -28,7 +28,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -134,6 +134,7 @@ def order_doc(rng: random.Random, prices: dict[str, Decimal]) -> dict[str, Any]:
 async def trade(
     http: httpx.AsyncClient,
     user: User,
+    *,
     run: Run,
     rng: random.Random,
     prices: dict[str, Decimal],
@@ -188,10 +189,8 @@ async def trade(
         task = asyncio.create_task(job)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(killed.wait(), pace_s)
-        except TimeoutError:
-            pass
     await asyncio.gather(*tasks)
 
 
@@ -205,7 +204,15 @@ async def load_and_kill(srv: Server, users: list[User], seed: int) -> Run:
     ) as http:
         load = [
             asyncio.create_task(
-                trade(http, u, run, random.Random(rng.random()), prices, len(users) / RATE, killed)
+                trade(
+                    http,
+                    u,
+                    run=run,
+                    rng=random.Random(rng.random()),
+                    prices=prices,
+                    pace_s=len(users) / RATE,
+                    killed=killed,
+                )
             )
             for u in users
         ]
@@ -290,7 +297,9 @@ async def check_accounts(srv: Server, db: asyncpg.Connection, users: list[User],
             await until(read, agree, "the account to equal the ledger", timeout(1))
         except AssertionError:
             seen = await read()
-            raise AssertionError(f"seed {seed}: user {user.id}: ledger/served/ledger {seen}")
+            raise AssertionError(
+                f"seed {seed}: user {user.id}: ledger/served/ledger {seen}"
+            ) from None
 
 
 async def check_resend(srv: Server, db: asyncpg.Connection, run: Run) -> None:
