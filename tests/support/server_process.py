@@ -48,8 +48,9 @@ async def tickgraph(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT * 6):
-            while not (match := LISTENING.search((await proc.stdout.readline()).decode())):
-                if proc.returncode is not None:
+            while not (match := LISTENING.search(line := (await proc.stdout.readline()).decode())):
+                if not line:  # stdout closed: it exited (or is about to)
+                    await proc.wait()
                     text = await asyncio.to_thread(log.read_text)
                     raise AssertionError(f"server exited: {text[-3000:]}")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{match.group(1)}") as http:
