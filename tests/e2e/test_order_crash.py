@@ -23,6 +23,7 @@ broker's ``restore``): nothing here depends on whether it is.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import time
@@ -36,6 +37,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from server.storage.orders import load_fills
 from server.trading.account import fold_account
@@ -46,7 +48,7 @@ from tests.support.timing import timeout
 
 SEED = 20261204
 KILLS = 20
-USERS = 8
+USERS = 6
 SYMBOLS = ("AMZN", "MSFT")
 #: Orders a second over all users: a few hundred, under the elite tier's order burst
 #: (60 a user) for the longest run, so the rate limit rarely decides an outcome.
@@ -54,7 +56,7 @@ RATE = 300.0
 #: Requests each user keeps in flight.
 IN_FLIGHT = 3
 #: The kill comes this long (seconds, uniform) after the load starts.
-KILL_AFTER = (0.05, 1.2)
+KILL_AFTER = (0.05, 1.0)
 
 PLACE = """mutation($input: OrderInput!, $key: String) {
   placeOrder(input: $input, idempotencyKey: $key) { id status } }"""
@@ -224,7 +226,7 @@ async def load_and_kill(srv: Server, users: list[User], seed: int) -> Run:
     return run
 
 
-async def check_orders(db: asyncpg.Connection, run: Run) -> None:
+async def check_orders(db: asyncpg.Pool, run: Run) -> None:
     """(a) every success stored once, under its key; every CANCELED cancel canceled."""
     placed = [p for p in run.placements if p.order_id is not None]
     rows = await db.fetch(
@@ -241,7 +243,7 @@ async def check_orders(db: asyncpg.Connection, run: Run) -> None:
         assert status == "canceled", f"seed {run.seed}: canceled {order_id} is {status}"
 
 
-async def check_ledger(db: asyncpg.Connection, seed: int) -> None:
+async def check_ledger(db: asyncpg.Pool, seed: int) -> None:
     """(b) nothing reached the broker twice, nothing ended twice, no fill booked twice."""
     twice = await db.fetch(
         "SELECT order_id, kind, count(*) AS n FROM order_events WHERE kind = ANY($1) "
@@ -262,47 +264,46 @@ async def check_ledger(db: asyncpg.Connection, seed: int) -> None:
     assert fills["n"] == fills["d"], (seed, dict(fills))
 
 
-async def ledger_account(db: asyncpg.Connection, user: User) -> tuple[Decimal, dict[str, Decimal]]:
+async def ledger_account(db: asyncpg.Pool, user: User) -> tuple[Decimal, dict[str, Decimal]]:
     """The account as the fold of the user's ledger fills: cash, and qty by symbol."""
     cash = await db.fetchval("SELECT starting_cash FROM trading_accounts WHERE owner = $1", user.id)
-    if cash is None:
-        return Decimal(-1), {}  # never traded: the server's answer decides (checked below)
+    assert cash is not None, f"user {user.id} has no trading account"
     account = fold_account(cash, [f for _, f in await load_fills(db, user.id)])
     return account.cash, {s: p.qty for s, p in account.positions.items() if p.qty}
 
 
-async def check_accounts(srv: Server, db: asyncpg.Connection, users: list[User], seed: int) -> None:
+async def check_accounts(srv: Server, db: asyncpg.Pool, users: list[User], seed: int) -> None:
     """(c) each account, after the restart, is the fold of the ledger's fills. The ledger
     is written behind the fills (group commit), so read it before and after the account
     and compare when it held still."""
-    for user in users:
-
-        async def read(user: User = user) -> tuple[Any, Any, Any]:
-            before = await ledger_account(db, user)
-            body = await post(srv.http, user, ACCOUNT)
-            after = await ledger_account(db, user)
-            assert "errors" not in body, body
-            account = body["data"]["account"]
-            served = (
-                Decimal(account["cash"]),
-                {p["symbol"]: Decimal(p["qty"]) for p in account["positions"]},
-            )
-            return before, served, after
-
-        def agree(seen: tuple[Any, Any, Any]) -> bool:
-            before, served, after = seen
-            return bool(before == after and (before == served or before[0] < 0))
-
-        try:
-            await until(read, agree, "the account to equal the ledger", timeout(1))
-        except AssertionError:
-            seen = await read()
-            raise AssertionError(
-                f"seed {seed}: user {user.id}: ledger/served/ledger {seen}"
-            ) from None
+    await asyncio.gather(*(check_account(srv, db, user, seed) for user in users))
 
 
-async def check_resend(srv: Server, db: asyncpg.Connection, run: Run) -> None:
+async def check_account(srv: Server, db: asyncpg.Pool, user: User, seed: int) -> None:
+    async def read() -> tuple[Any, Any, Any]:
+        before = await ledger_account(db, user)
+        body = await post(srv.http, user, ACCOUNT)
+        after = await ledger_account(db, user)
+        assert "errors" not in body, body
+        account = body["data"]["account"]
+        served = (
+            Decimal(account["cash"]),
+            {p["symbol"]: Decimal(p["qty"]) for p in account["positions"]},
+        )
+        return before, served, after
+
+    def agree(seen: tuple[Any, Any, Any]) -> bool:
+        before, served, after = seen
+        return bool(before == after == served)
+
+    try:
+        await until(read, agree, "the account to equal the ledger", timeout(1))
+    except AssertionError:
+        seen = await read()
+        raise AssertionError(f"seed {seed}: user {user.id}: ledger/served/ledger {seen}") from None
+
+
+async def check_resend(srv: Server, db: asyncpg.Pool, run: Run) -> None:
     """(d) every request re-sent with its key: the same order for a success; an order
     at most once for one the kill cut off; nothing else new."""
     total = await db.fetchval("SELECT count(*) FROM orders")
@@ -363,6 +364,7 @@ async def restarted(env: dict[str, str], log: Path, last: Run | None) -> AsyncIt
         raise AssertionError(f"no restart after the kill of seed {last.seed}: {exc}") from None
 
 
+@pytest.mark.timeout(timeout(18))
 async def test_orders_survive_sigkill_at_seeded_random_points(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -379,12 +381,14 @@ async def test_orders_survive_sigkill_at_seeded_random_points(
             TICKGRAPH_PAPER_STARTING_CASH="10000000",
         )
         log = tmp_path / "server.log"
-        db = await asyncpg.connect(fresh_database_url)
+        db = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=USERS)
         users: list[User] = []
         last: Run | None = None
         try:
             for n in range(KILLS + 1):
+                t0 = time.monotonic()
                 async with restarted(env, log, last) as srv:
+                    t1 = time.monotonic()
                     if not users:
                         users = await traders(srv, fresh_database_url)
                     if last is not None:
@@ -393,10 +397,12 @@ async def test_orders_survive_sigkill_at_seeded_random_points(
                         await check_accounts(srv, db, users, last.seed)
                         await check_resend(srv, db, last)
                         await check_ledger(db, last.seed)
+                        figures[-1]["start_s"] = round(t1 - t0, 2)
+                        figures[-1]["check_s"] = round(time.monotonic() - t1, 2)
                     if n == KILLS:
                         break
+                    t2 = time.monotonic()
                     last = await load_and_kill(srv, users, seeds.randrange(2**32))
-                    print(f"run {n}: seed {last.seed}", flush=True)
                     figures.append(
                         {
                             "seed": last.seed,
@@ -405,11 +411,15 @@ async def test_orders_survive_sigkill_at_seeded_random_points(
                                 p.order_id is None and p.error is None for p in last.placements
                             ),
                             "refused": dict(Counter(p.error for p in last.placements if p.error)),
+                            "load_s": round(time.monotonic() - t2, 2),
                         }
                     )
+                    print(f"run {n}: {figures[-1]}", flush=True)
         finally:
             await db.close()
     placed = sum(f["placed"] for f in figures)
     print(f"order crash runs: {len(figures)}, placed {placed}, {time.monotonic() - started:.1f} s")
-    print(figures)
-    assert placed >= KILLS * 20, figures  # the kills landed in real load
+    print(json.dumps(figures))
+    # The kills landed in real load: orders answered, and requests cut off mid-way.
+    assert placed >= KILLS * 5, figures
+    assert sum(f["cut_off"] for f in figures) >= KILLS, figures
