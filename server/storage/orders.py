@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeAlias
 
+import asyncpg
 import orjson
 
 from server.trading.events import Fill, OrderEvent, Reason
@@ -237,16 +238,32 @@ def record_of(row: Any) -> OrderRecord:
 
 # -- writes -----------------------------------------------------------------------------------
 
-_INSERT_ORDER = f"""
-INSERT INTO orders ({_ORDER_COLUMNS}, request_digest)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17,
-        0, 0, 0, $15, 0, NULL, $18)
-ON CONFLICT DO NOTHING
+# One statement (one round trip, atomic on its own): the orders of a request and their
+# outbox row. A taken idempotency key or client order id raises a unique violation,
+# which undoes the whole statement: never a bracket without its entry.
+_INSERT_REQUEST = f"""
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::uuid[], $12::numeric[], $13::bigint[], $14::numeric[],
+                         $15::bytea[], $16::int[])
+        AS v(id, coid, ikey, cls, role, parent, repl, sym, spec, src, alert, est, created,
+             qty, digest, i)
+), ins AS (
+    INSERT INTO orders ({_ORDER_COLUMNS}, request_digest)
+    SELECT id, $17, $18, coid, ikey, cls, role, parent, repl, sym, spec::jsonb, src, alert,
+           est, created, 'pending_new', qty, 0, 0, 0, created, 0, NULL, digest
+    FROM v ORDER BY i
+    RETURNING id
+)
+INSERT INTO order_outbox (owner, kind, order_ids)
+SELECT $17, $19, $20 WHERE (SELECT count(*) FROM ins) = $21
+RETURNING id
 """
 
 
 async def insert_request(
-    conn: Executor,
+    db: Executor,
     orders: Sequence[Order],
     metas: Sequence[OrderMeta],
     *,
@@ -254,40 +271,42 @@ async def insert_request(
     outbox_kind: str = "submit",
     outbox_ids: Sequence[str] | None = None,
 ) -> int | None:
-    """Insert ``orders`` and one outbox row, in the caller's transaction. Returns the
-    outbox id, or ``None`` when the first order's idempotency key (or client order id)
-    is taken: then nothing was inserted (the caller rolls back and reads the first)."""
-    for i, (order, meta) in enumerate(zip(orders, metas, strict=True)):
-        status = await conn.execute(
-            _INSERT_ORDER,
-            order.id,
-            meta.owner,
-            meta.broker,
-            order.client_order_id,
-            meta.idempotency_key if i == 0 else None,
-            str(order.order_class),
-            str(order.role),
-            order.parent_id,
-            order.replaces,
-            order.symbol,
-            orjson.dumps(spec_to_doc(order.spec)).decode(),
-            meta.source,
-            meta.alert_id,
-            meta.estimate_price,
-            order.created_ms,
-            str(OrderStatus.PENDING_NEW),
-            order.spec.qty,
-            digest if i == 0 else None,
-        )
-        if status.endswith(" 0"):
-            return None
-    ids = list(outbox_ids) if outbox_ids is not None else [o.id for o in orders]
-    outbox: int = await conn.fetchval(
-        "INSERT INTO order_outbox (owner, kind, order_ids) VALUES ($1, $2, $3) RETURNING id",
-        metas[0].owner,
+    """Insert ``orders`` and one outbox row in one statement. Returns the outbox id, or
+    ``None`` when the first order's idempotency key (or a client order id) is taken:
+    then nothing was inserted. In a transaction, it runs in a savepoint, so a refusal
+    leaves the caller's transaction usable."""
+    first = metas[0]
+    args = (
+        [o.id for o in orders],
+        [o.client_order_id for o in orders],
+        [first.idempotency_key] + [None] * (len(orders) - 1),
+        [str(o.order_class) for o in orders],
+        [str(o.role) for o in orders],
+        [o.parent_id for o in orders],
+        [o.replaces for o in orders],
+        [o.symbol for o in orders],
+        [orjson.dumps(spec_to_doc(o.spec)).decode() for o in orders],
+        [m.source for m in metas],
+        [m.alert_id for m in metas],
+        [m.estimate_price for m in metas],
+        [o.created_ms for o in orders],
+        [o.spec.qty for o in orders],
+        [digest] + [None] * (len(orders) - 1),
+        list(range(len(orders))),
+        first.owner,
+        first.broker,
         outbox_kind,
-        ids,
+        list(outbox_ids) if outbox_ids is not None else [o.id for o in orders],
+        len(orders),
     )
+    try:
+        if getattr(db, "is_in_transaction", lambda: False)():
+            async with db.transaction():  # a savepoint
+                outbox: int | None = await db.fetchval(_INSERT_REQUEST, *args)
+        else:
+            outbox = await db.fetchval(_INSERT_REQUEST, *args)
+    except asyncpg.UniqueViolationError:
+        return None
     return outbox
 
 

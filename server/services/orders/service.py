@@ -130,11 +130,12 @@ class Prepared:
     meta: OrderMeta
     digest: bytes
 
-    async def insert(self, conn: asyncpg.Connection) -> int | None:
-        """Insert the orders and their outbox row in ``conn``'s transaction; ``None``
-        when a unique index refused them (the key or client order id is taken)."""
+    async def insert(self, db: asyncpg.Pool | asyncpg.Connection) -> int | None:
+        """Insert the orders and their outbox row (in ``db``'s transaction, if it is a
+        connection in one); ``None`` when a unique index refused them (the key or a
+        client order id is taken)."""
         return await insert_request(
-            conn, self.orders, [self.meta] * len(self.orders), digest=self.digest
+            db, self.orders, [self.meta] * len(self.orders), digest=self.digest
         )
 
 
@@ -277,7 +278,7 @@ class OrderService:
         self, book: UserBook, limits: TierLimits, symbol: str, confirm: bool, exclude: str = ""
     ) -> RiskContext:
         symbols = set(book.account.positions) | {symbol}
-        open_orders = [o for i, o in book.reservations_by_id() if i != exclude]
+        open_orders = book.reservations(exclude)
         return RiskContext(
             account=book.account,
             marks=self.market.marks(symbols),
@@ -307,8 +308,7 @@ class OrderService:
             owner, limits, request, key=key, confirm=confirm, source=source, alert_id=alert_id
         )
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outbox = await prepared.insert(conn)
+            outbox = await prepared.insert(self._pool)
         except BaseException:
             self.discard(prepared)
             raise
@@ -467,15 +467,14 @@ class OrderService:
         replacement = record.order
         self.book.add(record)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outbox = await insert_request(
-                    conn,
-                    [replacement],
-                    [record.meta],
-                    digest=None,
-                    outbox_kind="replace",
-                    outbox_ids=[order_id, replacement.id],
-                )
+            outbox = await insert_request(
+                self._pool,
+                [replacement],
+                [record.meta],
+                digest=None,
+                outbox_kind="replace",
+                outbox_ids=[order_id, replacement.id],
+            )
         except BaseException:
             self.book.discard(replacement.id)
             raise
