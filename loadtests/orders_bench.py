@@ -60,7 +60,8 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect
 
-from server.storage.orders import OrderMeta, insert_request
+from server.storage.order_rows import OrderMeta
+from server.storage.orders import insert_request
 from server.trading.model import Order, OrderSpec, OrderType, Side, TimeInForce
 from streams.events import MarketEvent, Quote, Trade
 from streams.polygon_server import PolygonProtocolServer

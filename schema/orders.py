@@ -37,10 +37,12 @@ from schema.trading import (
 from schema.trading.orders import ledger_seq_of
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, LimitExceeded
+from server.services.orders.bulk import cancel_all, close_all, close_position
 from server.services.orders.ledger import account_topic, orders_topic
 from server.services.orders.portfolio import PortfolioWatch, history, performance_of
 from server.services.orders.service import OrderService
-from server.storage.orders import OrderRecord, StoredEntry, ledger_after
+from server.storage.order_reads import ledger_after
+from server.storage.order_rows import OrderRecord, StoredEntry
 from server.trading.account import PositionValue
 
 #: Updates a resuming subscriber may be behind; more must be read with ``orders``.
@@ -233,8 +235,8 @@ class OrdersMutation:
 
     @strawberry.mutation(description="Cancel every open order (of `symbol`, if given).")
     async def cancel_all_orders(self, info: Info, symbol: str | None = None) -> list[Order]:
-        records = await _service(info).cancel_all(
-            _owner(info), None if symbol is None else _symbol(symbol)
+        records = await cancel_all(
+            _service(info), _owner(info), None if symbol is None else _symbol(symbol)
         )
         return [order_of(r) for r in records]
 
@@ -249,7 +251,8 @@ class OrdersMutation:
         qty: Decimal | None = None,
         idempotency_key: str | None = None,
     ) -> Order:
-        record = await _service(info).close_position(
+        record = await close_position(
+            _service(info),
             _owner(info),
             info.context.caller.limits,
             _symbol(symbol),
@@ -260,7 +263,7 @@ class OrdersMutation:
 
     @strawberry.mutation(description="Cancel every open order and close every position.")
     async def close_all_positions(self, info: Info) -> list[Order]:
-        records = await _service(info).close_all(_owner(info), info.context.caller.limits)
+        records = await close_all(_service(info), _owner(info), info.context.caller.limits)
         return [order_of(r) for r in records]
 
 

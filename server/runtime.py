@@ -44,8 +44,9 @@ from server.services.orders.book import OrderBook
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
 from server.services.orders.paper import PaperFeed, feed_now_ms
+from server.services.orders.requests import TradingConfig
 from server.services.orders.restore import restore as restore_trading
-from server.services.orders.service import OrderService, TradingConfig
+from server.services.orders.service import OrderService
 from server.settings import MarketSource, Settings
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
 from server.storage.database import Database

@@ -1,240 +1,33 @@
-"""Orders, their outbox and their ledger in PostgreSQL.
+"""Writing orders, their outbox and their ledger in PostgreSQL.
 
-- ``insert_request``: the orders of one request and its outbox row, in one transaction,
-  before any broker sees them. With an idempotency key, a second request with the same
-  key inserts nothing (a unique index decides, whatever the number of processes) and
-  the caller reads the first one's orders back.
+- ``insert_request``: the orders of one request and their outbox row in one statement,
+  before any broker sees them. A taken idempotency key or client order id refuses the
+  whole request (the caller reads the first one's orders back).
 - ``record_ledger``: a batch of broker events appended to ``order_events`` with the
-  orders' new folded state and the outbox rows they answer, in one transaction (a
-  group commit). A fill already in the ledger is not booked again.
-- reads for start-up (every open order with its events, every account's fills) and
-  for the API (pages of orders, an order, the ledger after a cursor).
-
-Decimals travel as strings (jsonb) and ``numeric`` (asyncpg gives ``Decimal``): no
-binary float on the way.
+  orders' new folded state and the outbox rows they answer, in one statement (a group
+  commit). A fill already in the ledger is not booked again.
+- ``ensure_account``: a user's trading account, opened on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
 
-from server.trading.events import Fill, OrderEvent, Reason
-from server.trading.lifecycle import OrderState
+from server.storage.order_rows import (
+    ORDER_COLUMNS,
+    Executor,
+    LedgerEntry,
+    OrderMeta,
+    StoredEntry,
+    spec_to_doc,
+)
 from server.trading.model import (
-    LegRole,
     Order,
-    OrderClass,
-    OrderSpec,
-    OrderType,
-    Side,
-    TimeInForce,
 )
-from server.trading.states import DONE, EventKind, OrderStatus
-
-#: A pool or a connection; asyncpg ships no type information.
-Executor: TypeAlias = Any
-
-_DONE = tuple(str(s) for s in DONE)
-
-
-# -- codecs ---------------------------------------------------------------------------------
-
-
-def _dec(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def spec_to_doc(spec: OrderSpec) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "symbol": spec.symbol,
-        "side": str(spec.side),
-        "type": str(spec.type),
-        "timeInForce": str(spec.time_in_force),
-        "extendedHours": spec.extended_hours,
-    }
-    for key, value in (
-        ("qty", spec.qty),
-        ("notional", spec.notional),
-        ("limitPrice", spec.limit_price),
-        ("stopPrice", spec.stop_price),
-        ("trailPrice", spec.trail_price),
-        ("trailPercent", spec.trail_percent),
-    ):
-        if value is not None:
-            doc[key] = str(value)
-    return doc
-
-
-def spec_from_doc(doc: Mapping[str, Any]) -> OrderSpec:
-    return OrderSpec(
-        symbol=doc["symbol"],
-        side=Side(doc["side"]),
-        type=OrderType(doc["type"]),
-        time_in_force=TimeInForce(doc["timeInForce"]),
-        qty=_dec(doc.get("qty")),
-        notional=_dec(doc.get("notional")),
-        limit_price=_dec(doc.get("limitPrice")),
-        stop_price=_dec(doc.get("stopPrice")),
-        trail_price=_dec(doc.get("trailPrice")),
-        trail_percent=_dec(doc.get("trailPercent")),
-        extended_hours=bool(doc.get("extendedHours", False)),
-    )
-
-
-def fill_from_doc(doc: Mapping[str, Any]) -> Fill:
-    return Fill(
-        id=doc["id"],
-        order_id=doc["orderId"],
-        symbol=doc["symbol"],
-        side=Side(doc["side"]),
-        qty=Decimal(doc["qty"]),
-        price=Decimal(doc["price"]),
-        commission=Decimal(doc["commission"]),
-        time_ms=int(doc["timeMs"]),
-    )
-
-
-def event_from_doc(doc: Mapping[str, Any]) -> OrderEvent:
-    fill = doc.get("fill")
-    reason = doc.get("reason")
-    return OrderEvent(
-        seq=int(doc["seq"]),
-        kind=EventKind(doc["kind"]),
-        order_id=doc["orderId"],
-        status=OrderStatus(doc["status"]),
-        time_ms=int(doc["timeMs"]),
-        qty=_dec(doc.get("qty")),
-        filled_qty=Decimal(doc["filledQty"]),
-        fill=None if fill is None else fill_from_doc(fill),
-        reason=None if reason is None else Reason(reason),
-        related_order_id=doc.get("relatedOrderId"),
-        stop_price=_dec(doc.get("stopPrice")),
-    )
-
-
-# -- what is stored ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OrderMeta:
-    """What the ledger does not say about an order: who, where, why."""
-
-    owner: str
-    broker: str
-    estimate_price: Decimal
-    source: str = "api"
-    alert_id: Any = None  # uuid.UUID of the alert that placed it
-    idempotency_key: str | None = None
-    replaced_by: str | None = None
-
-
-@dataclass(slots=True)
-class OrderRecord:
-    """An order as stored: its folded state and what the ledger does not say."""
-
-    state: OrderState
-    meta: OrderMeta
-
-    @property
-    def order(self) -> Order:
-        return self.state.order
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One accepted broker event, with the state of its order after it."""
-
-    owner: str
-    event: OrderEvent
-    status: OrderStatus
-    qty: Decimal | None
-    filled_qty: Decimal
-    filled_value: Decimal
-    commission: Decimal
-    updated_ms: int
-    replaced_by: str | None = None
-    #: The order and what the ledger does not say of it (for rendering the update).
-    order: Order | None = None
-    meta: OrderMeta | None = None
-
-    def state(self) -> OrderState:
-        """The order's state right after this event (``order`` must be set)."""
-        assert self.order is not None
-        return OrderState(
-            order=self.order,
-            status=self.status,
-            qty=self.qty,
-            filled_qty=self.filled_qty,
-            filled_value=self.filled_value,
-            commission=self.commission,
-            updated_ms=self.updated_ms,
-        )
-
-    def document(self) -> dict[str, object]:
-        """The ledger row's JSON: the event, and the order's state after it."""
-        doc = self.event.as_dict()
-        doc["state"] = {
-            "filledValue": str(self.filled_value),
-            "commission": str(self.commission),
-            "updatedMs": self.updated_ms,
-        }
-        return doc
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """A ledger entry as committed: ``seq`` is the user's order-update cursor."""
-
-    seq: int
-    entry: LedgerEntry
-
-
-_ORDER_COLUMNS = (
-    "id, owner, broker, client_order_id, idempotency_key, order_class, role, parent_id, "
-    "replaces, symbol, spec, source, alert_id, estimate_price, created_ms, status, qty, "
-    "filled_qty, filled_value, commission, updated_ms, last_seq, replaced_by"
-)
-
-
-def record_of(row: Any) -> OrderRecord:
-    spec = spec_from_doc(orjson.loads(row["spec"]))
-    order = Order(
-        id=row["id"],
-        spec=spec,
-        created_ms=row["created_ms"],
-        order_class=OrderClass(row["order_class"]),
-        role=LegRole(row["role"]),
-        parent_id=row["parent_id"],
-        client_order_id=row["client_order_id"],
-        replaces=row["replaces"],
-    )
-    state = OrderState(
-        order=order,
-        status=OrderStatus(row["status"]),
-        qty=row["qty"],
-        filled_qty=row["filled_qty"],
-        filled_value=row["filled_value"],
-        commission=row["commission"],
-        updated_ms=row["updated_ms"],
-        last_seq=row["last_seq"],
-    )
-    meta = OrderMeta(
-        owner=row["owner"],
-        broker=row["broker"],
-        estimate_price=row["estimate_price"],
-        source=row["source"],
-        alert_id=row["alert_id"],
-        idempotency_key=row["idempotency_key"],
-        replaced_by=row["replaced_by"],
-    )
-    return OrderRecord(state, meta)
-
 
 # -- writes -----------------------------------------------------------------------------------
 
@@ -250,7 +43,7 @@ WITH v AS (
         AS v(id, coid, ikey, cls, role, parent, repl, sym, spec, src, alert, est, created,
              qty, digest, i)
 ), ins AS (
-    INSERT INTO orders ({_ORDER_COLUMNS}, request_digest)
+    INSERT INTO orders ({ORDER_COLUMNS}, request_digest)
     SELECT id, $17, $18, coid, ikey, cls, role, parent, repl, sym, spec::jsonb, src, alert,
            est, created, 'pending_new', qty, 0, 0, 0, created, 0, NULL, digest
     FROM v ORDER BY i
@@ -404,182 +197,3 @@ async def ensure_account(db: Executor, owner: str, broker: str, starting_cash: D
         broker,
     )
     return cash
-
-
-# -- reads ------------------------------------------------------------------------------------
-
-
-async def order_by_key(db: Executor, owner: str, key: str) -> tuple[str, bytes | None] | None:
-    row = await db.fetchrow(
-        "SELECT id, request_digest FROM orders WHERE owner = $1 AND idempotency_key = $2",
-        owner,
-        key,
-    )
-    return None if row is None else (row["id"], row["request_digest"])
-
-
-async def order_by_client_id(db: Executor, owner: str, client_order_id: str) -> str | None:
-    ident: str | None = await db.fetchval(
-        "SELECT id FROM orders WHERE owner = $1 AND client_order_id = $2",
-        owner,
-        client_order_id,
-    )
-    return ident
-
-
-async def load_orders(db: Executor, ids: Sequence[str]) -> list[OrderRecord]:
-    rows = await db.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY($1::text[])", list(ids)
-    )
-    by_id = {r["id"]: record_of(r) for r in rows}
-    return [by_id[i] for i in ids if i in by_id]
-
-
-async def load_open(db: Executor) -> list[tuple[OrderRecord, list[OrderEvent]]]:
-    """Every order not done, with its ledger events in order (the start-up rebuild)."""
-    rows = await db.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status <> ALL($1::text[]) "
-        "ORDER BY created_ms, id",
-        list(_DONE),
-    )
-    return await _with_events(db, rows)
-
-
-async def load_related(
-    db: Executor, ids: Sequence[str]
-) -> list[tuple[OrderRecord, list[OrderEvent]]]:
-    """The orders ``ids`` refer to, transitively (the entry of a leg, the orders a
-    replacement replaced), not ``ids`` themselves, with their events."""
-    rows = await db.fetch(
-        f"""
-        WITH RECURSIVE rel(id) AS (
-            SELECT unnest($1::text[])
-            UNION
-            SELECT x FROM orders o JOIN rel ON o.id = rel.id,
-                 LATERAL unnest(ARRAY[o.parent_id, o.replaces]) AS x
-            WHERE x IS NOT NULL
-        )
-        SELECT {_ORDER_COLUMNS} FROM orders
-        WHERE id IN (SELECT id FROM rel) AND id <> ALL($1::text[])
-        ORDER BY created_ms, id
-        """,
-        list(ids),
-    )
-    return await _with_events(db, rows)
-
-
-async def _with_events(db: Executor, rows: list[Any]) -> list[tuple[OrderRecord, list[OrderEvent]]]:
-    if not rows:
-        return []
-    ids = [r["id"] for r in rows]
-    events: dict[str, list[OrderEvent]] = {i: [] for i in ids}
-    for e in await db.fetch(
-        "SELECT order_id, event FROM order_events WHERE order_id = ANY($1::text[]) ORDER BY seq",
-        ids,
-    ):
-        events[e["order_id"]].append(event_from_doc(orjson.loads(e["event"])))
-    return [(record_of(r), events[r["id"]]) for r in rows]
-
-
-async def ledger_extent(db: Executor) -> tuple[int, int]:
-    """The largest broker seq and event time in the ledger (0, 0 when empty)."""
-    row = await db.fetchrow(
-        "SELECT COALESCE(max((event->>'seq')::bigint), 0) AS seq, "
-        "COALESCE(max(time_ms), 0) AS t FROM order_events"
-    )
-    return int(row["seq"]), int(row["t"])
-
-
-async def load_fills(db: Executor, owner: str | None = None) -> list[tuple[str, Fill]]:
-    """Every fill in the ledger (of ``owner``, or of everyone), in ledger order."""
-    if owner is None:
-        rows = await db.fetch(
-            "SELECT owner, event FROM order_events WHERE fill_id IS NOT NULL ORDER BY seq"
-        )
-    else:
-        rows = await db.fetch(
-            "SELECT owner, event FROM order_events WHERE fill_id IS NOT NULL AND owner = $1 "
-            "ORDER BY seq",
-            owner,
-        )
-    return [(r["owner"], fill_from_doc(orjson.loads(r["event"])["fill"])) for r in rows]
-
-
-async def load_accounts(db: Executor, broker: str) -> dict[str, Decimal]:
-    rows = await db.fetch(
-        "SELECT owner, starting_cash FROM trading_accounts WHERE broker = $1", broker
-    )
-    return {r["owner"]: r["starting_cash"] for r in rows}
-
-
-async def pending_outbox(db: Executor) -> list[tuple[int, str, str, list[str]]]:
-    rows = await db.fetch("SELECT id, owner, kind, order_ids FROM order_outbox ORDER BY id")
-    return [(r["id"], r["owner"], r["kind"], list(r["order_ids"])) for r in rows]
-
-
-async def max_seq(db: Executor) -> int:
-    seq: int = await db.fetchval("SELECT COALESCE(max(seq), 0) FROM order_events")
-    return seq
-
-
-async def orders_page(
-    db: Executor,
-    owner: str,
-    *,
-    statuses: Sequence[str] | None,
-    symbol: str | None,
-    after: tuple[int, str] | None,
-    limit: int,
-) -> list[OrderRecord]:
-    """A page of ``owner``'s orders, newest first, after ``(created_ms, id)``."""
-    clauses = ["owner = $1"]
-    args: list[object] = [owner]
-    if statuses is not None:
-        args.append(list(statuses))
-        clauses.append(f"status = ANY(${len(args)}::text[])")
-    if symbol is not None:
-        args.append(symbol)
-        clauses.append(f"symbol = ${len(args)}")
-    if after is not None:
-        args.extend(after)
-        clauses.append(f"(created_ms, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit)
-    rows = await db.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
-        f"ORDER BY created_ms DESC, id DESC LIMIT ${len(args)}",
-        *args,
-    )
-    return [record_of(r) for r in rows]
-
-
-async def ledger_after(db: Executor, owner: str, seq: int, limit: int) -> list[StoredEntry]:
-    """``owner``'s ledger after ``seq``, each entry with its order's state after it."""
-    rows = await db.fetch(
-        "SELECT seq, event FROM order_events WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        owner,
-        seq,
-        limit,
-    )
-    docs = [(r["seq"], orjson.loads(r["event"])) for r in rows]
-    records = {r.order.id: r for r in await load_orders(db, list({d["orderId"] for _, d in docs}))}
-    out = []
-    for ledger_seq, doc in docs:
-        event = event_from_doc(doc)
-        record = records[event.order_id]
-        state = doc.get("state", {})
-        replaced_by = event.related_order_id if event.kind is EventKind.REPLACED else None
-        entry = LedgerEntry(
-            owner=owner,
-            event=event,
-            status=event.status,
-            qty=event.qty,
-            filled_qty=event.filled_qty,
-            filled_value=Decimal(state.get("filledValue", "0")),
-            commission=Decimal(state.get("commission", "0")),
-            updated_ms=int(state.get("updatedMs", event.time_ms)),
-            replaced_by=replaced_by,
-            order=record.order,
-            meta=record.meta,
-        )
-        out.append(StoredEntry(ledger_seq, entry))
-    return out

@@ -39,7 +39,7 @@ import asyncpg
 import httpx
 import pytest
 
-from server.storage.orders import load_fills
+from server.storage.order_reads import load_fills
 from server.trading.account import fold_account
 from streams.polygon_server import start_simulated_server
 from tests.support.accounts import bearer

@@ -29,7 +29,8 @@ import asyncpg
 
 from server.errors import TickgraphError
 from server.limits.tiers import TierLimits
-from server.services.orders.service import OrderService, Prepared
+from server.services.orders.requests import Prepared
+from server.services.orders.service import OrderService
 from server.trading.validation import parse_order
 
 log = logging.getLogger(__name__)

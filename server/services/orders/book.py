@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from server.storage.orders import LedgerEntry, OrderRecord
+from server.storage.order_rows import LedgerEntry, OrderRecord
 from server.trading.account import Account
 from server.trading.errors import InvalidTransition
 from server.trading.events import OrderEvent

@@ -31,7 +31,8 @@ import asyncpg
 
 from server.delivery.bus import Bus
 from server.delivery.firings import LagStats
-from server.storage.orders import LedgerEntry, StoredEntry, record_ledger
+from server.storage.order_rows import LedgerEntry, StoredEntry
+from server.storage.orders import record_ledger
 from streams.backoff import Backoff
 
 log = logging.getLogger(__name__)

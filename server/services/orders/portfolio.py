@@ -20,7 +20,7 @@ from server.errors import InvalidInput
 from server.market.timeframes import Timeframe
 from server.services.orders.service import OrderService
 from server.storage.bars import MAX_LOAD_LIMIT, load_bars
-from server.storage.orders import load_fills
+from server.storage.order_reads import load_fills
 from server.trading.account import Account, PositionValue, Valuation
 from server.trading.money import price_from_feed
 from server.trading.performance import (

@@ -20,8 +20,7 @@ from typing import Protocol
 import asyncpg
 
 from server.services.orders.service import OrderService
-from server.storage.orders import (
-    OrderRecord,
+from server.storage.order_reads import (
     ledger_extent,
     load_accounts,
     load_fills,
@@ -29,6 +28,7 @@ from server.storage.orders import (
     load_related,
     pending_outbox,
 )
+from server.storage.order_rows import OrderRecord
 from server.trading.errors import (
     InvalidTransition,
     OrderNotCancelable,

@@ -24,17 +24,12 @@ re-issues it (``restore``). Cancel and replace follow the same path: outbox row,
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
-import orjson
 
 from brokers.port import Broker
 from server.errors import InvalidInput
@@ -44,27 +39,24 @@ from server.limits.tiers import TierLimits
 from server.services.orders.book import OrderBook, UserBook
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
-from server.storage.orders import (
-    OrderMeta,
-    OrderRecord,
-    ensure_account,
-    insert_outbox,
-    insert_request,
-    load_orders,
-    order_by_client_id,
-    order_by_key,
-    orders_page,
-    spec_to_doc,
+from server.services.orders.requests import (
+    IDEMPOTENCY_KEY,
+    REPLACEABLE,
+    Prepared,
+    TradingConfig,
+    new_order_id,
+    request_digest,
 )
+from server.storage.order_reads import load_orders, order_by_client_id, order_by_key, orders_page
+from server.storage.order_rows import OrderMeta, OrderRecord, spec_to_doc
+from server.storage.orders import ensure_account, insert_outbox, insert_request
 from server.trading.account import Valuation
-from server.trading.calendar import NYSE, Calendar
 from server.trading.errors import (
     DuplicateRequest,
     InvalidTransition,
     OrderNotCancelable,
     OrderNotFound,
     OrderNotReplaceable,
-    PositionNotFound,
     TradingNotAllowed,
 )
 from server.trading.events import OrderEvent, Reason
@@ -74,69 +66,13 @@ from server.trading.model import (
     Order,
     OrderClass,
     OrderRequest,
-    OrderType,
-    TimeInForce,
     build_orders,
 )
-from server.trading.risk import RiskConfig, RiskContext, check_order
-from server.trading.states import DONE, EventKind, OrderStatus, next_status
+from server.trading.risk import RiskContext, check_order
+from server.trading.states import EventKind, OrderStatus, next_status
 from server.trading.validation import parse_order
 
 log = logging.getLogger(__name__)
-
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-#: What ``replaceOrder`` may change.
-REPLACEABLE = frozenset(
-    {"qty", "limitPrice", "stopPrice", "trailPrice", "trailPercent", "timeInForce"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TradingConfig:
-    #: Cash a new paper account starts with.
-    starting_cash: Decimal = Decimal(100_000)
-    risk: RiskConfig = field(default_factory=RiskConfig)
-    calendar: Calendar = NYSE
-    #: How long ``placeOrder`` waits for the broker's answer to be committed.
-    commit_timeout_s: float = 5.0
-    #: The feed is live (its clock is the wall clock), not a replay.
-    live: bool = True
-
-
-def new_order_id() -> str:
-    return uuid.uuid4().hex
-
-
-def request_digest(request: OrderRequest) -> bytes:
-    """What makes two requests "the same" for an idempotency key."""
-    doc = {
-        "entry": spec_to_doc(request.entry),
-        "class": str(request.order_class),
-        "tp": None if request.take_profit is None else str(request.take_profit.limit_price),
-        "sl": None
-        if request.stop_loss is None
-        else [str(request.stop_loss.stop_price), str(request.stop_loss.limit_price)],
-        "coid": request.client_order_id,
-    }
-    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """Orders checked and reserved, not yet stored."""
-
-    orders: tuple[Order, ...]
-    records: list[OrderRecord]
-    meta: OrderMeta
-    digest: bytes
-
-    async def insert(self, db: asyncpg.Pool | asyncpg.Connection) -> int | None:
-        """Insert the orders and their outbox row (in ``db``'s transaction, if it is a
-        connection in one); ``None`` when a unique index refused them (the key or a
-        client order id is taken)."""
-        return await insert_request(
-            db, self.orders, [self.meta] * len(self.orders), digest=self.digest
-        )
 
 
 class OrderService:
@@ -550,66 +486,6 @@ class OrderService:
         meta = OrderMeta(owner, self.broker.name, price, old.meta.source, old.meta.alert_id)
         return OrderRecord(OrderState.of(replacement), meta)
 
-    async def cancel_all(self, owner: str, symbol: str | None = None) -> list[OrderRecord]:
-        """Request a cancel of every open order (held legs go with their entry)."""
-        book = await self.user(owner)
-        targets = [
-            r
-            for r in list(book.open.values())
-            if (symbol is None or r.order.symbol == symbol)
-            and r.state.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.HELD)
-            and r.state.status not in DONE
-        ]
-        out = []
-        for record in targets:
-            if record.state.status in DONE:
-                continue
-            try:
-                out.append(await self.cancel(owner, record.order.id))
-            except (OrderNotCancelable, OrderNotFound):
-                continue  # it ended meanwhile
-        return out
-
-    async def close_position(
-        self,
-        owner: str,
-        limits: TierLimits,
-        symbol: str,
-        qty: Decimal | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> OrderRecord:
-        """Cancel the symbol's open orders, then a market order for the position (or
-        ``qty`` of it) on the other side."""
-        book = await self.user(owner)
-        position = book.account.positions.get(symbol)
-        if position is None or not position.qty:
-            raise PositionNotFound(f"you hold no {symbol[:16]}", symbol=symbol[:16])
-        held = abs(position.qty)
-        if qty is not None and not (0 < qty <= held):
-            raise InvalidInput(
-                f"qty must be above 0 and at most the {held} held", field="qty", held=str(held)
-            )
-        await self.cancel_all(owner, symbol)
-        side = "sell" if position.qty > 0 else "buy"
-        doc = {
-            "symbol": symbol,
-            "side": side,
-            "type": str(OrderType.MARKET),
-            "timeInForce": str(TimeInForce.DAY),
-            "qty": str(qty if qty is not None else held),
-        }
-        placed = await self.place(owner, limits, doc, idempotency_key=idempotency_key)
-        return placed[0]
-
-    async def close_all(self, owner: str, limits: TierLimits) -> list[OrderRecord]:
-        book = await self.user(owner)
-        await self.cancel_all(owner)
-        out = []
-        for symbol in sorted(book.account.positions):
-            out.append(await self.close_position(owner, limits, symbol))
-        return out
-
     # -- reads ------------------------------------------------------------------------
 
     async def records(self, owner: str, ids: list[str]) -> list[OrderRecord]:
@@ -652,7 +528,3 @@ class OrderService:
         account = book.account
         marks = self.market.marks(set(account.positions))
         return account.starting_cash, account.value(marks, limits.margin_multiplier)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000

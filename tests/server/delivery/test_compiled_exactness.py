@@ -42,7 +42,7 @@ ROOT_ARGS = {
     "indicators": '(symbol: "AMZN", timeframe: M5, specs: [{kind: SMA, period: 5}, '
     "{kind: MACD, fast: 12, slow: 26, signal: 9}, {kind: BBANDS, stdDev: 1.5}])",
     "alertEvents": "",
-    "orderUpdates": '(after: null)',
+    "orderUpdates": "(after: null)",
     "positions": "(throttleMs: 0)",
     "account": "(throttleMs: 250)",
 }

@@ -22,10 +22,11 @@ from server.market.state import MarketState
 from server.services.orders.book import OrderBook
 from server.services.orders.ledger import OrderLedger, orders_topic
 from server.services.orders.market import MarketAccess
+from server.services.orders.requests import TradingConfig
 from server.services.orders.restore import restore
-from server.services.orders.service import OrderService, TradingConfig
+from server.services.orders.service import OrderService
 from server.storage.database import Database
-from server.storage.orders import load_fills
+from server.storage.order_reads import load_fills
 from server.trading.account import fold_account
 from server.trading.calendar import CONTINUOUS
 from server.trading.errors import InsufficientBuyingPower, OrderNotFound
