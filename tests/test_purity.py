@@ -21,7 +21,32 @@ PROJECT = ("server", "schema", "streams", "brokers")
 
 # Packages whose every module is pure, and single pure modules elsewhere.
 PURE_PACKAGES = ("server/market", "server/indicators", "server/alerts", "server/trading")
-PURE_MODULES = ("streams/polygon_protocol.py", "streams/events.py")
+PURE_MODULES = (
+    "streams/polygon_protocol.py",
+    "streams/events.py",
+    # The analysis core: snapshot, result, check, the offline analyst, prompt, pricing.
+    # Its I/O (the Anthropic analyst, news, the service) is in the other modules there.
+    *(
+        f"server/analysis/{name}.py"
+        for name in (
+            "bracket",
+            "check",
+            "errors",
+            "figures",
+            "indicator_set",
+            "json_stream",
+            "known",
+            "offline",
+            "offline_rules",
+            "port",
+            "pricing",
+            "prompt",
+            "result",
+            "snapshot",
+            "snapshot_build",
+        )
+    ),
+)
 
 FORBIDDEN = frozenset(
     {
