@@ -35,7 +35,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -60,13 +60,11 @@ from server.analysis.result import (
     Usage,
     parse_assessment,
 )
-from server.settings import Secret
+from server.settings import DEFAULT_ANTHROPIC_MODEL, Secret
 
 log = logging.getLogger(__name__)
 
-#: The default model: Claude Sonnet 4.6, Anthropic's balance of quality, speed and price
-#: ($3 / $15 per million input / output tokens) for analysis that streams to a user.
-DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_MODEL = DEFAULT_ANTHROPIC_MODEL
 DEFAULT_MAX_TOKENS = 2_048
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_TOTAL_TIMEOUT_S = 120.0
@@ -277,7 +275,7 @@ class AnthropicAnalyst:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def analyze(self, request: AnalysisRequest) -> AsyncIterator[AnalystChunk]:
+    async def analyze(self, request: AnalysisRequest) -> AsyncGenerator[AnalystChunk, None]:
         turn = _Turn(self._model)
         try:
             async with contextlib.aclosing(self._texts(request, turn)) as texts:

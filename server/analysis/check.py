@@ -49,21 +49,29 @@ from server.analysis.snapshot import Snapshot, SymbolSnapshot, last_price
 ENTRY_BAND = 0.10
 #: The stop and the target at most this far.
 EXIT_BAND = 0.30
-#: Float slack on the lower bound, relative (the snapshot's values are rounded floats).
-_SLACK = 1e-9
+#: Float slack of a bound, relative to the figure.
+_SLACK = 1e-12
+
+
+def _bounds(stated: float, ulp: float) -> tuple[float, float]:
+    """``[lo, hi)`` of the magnitudes written as ``stated`` with ``ulp``. The lower bound
+    is inclusive (a tie rounds either way), the upper one exclusive (truncation); the
+    slack absorbs the float noise of values rounded to 4 decimals, and stays far below
+    a unit in the last place, so it never admits the excluded bound."""
+    slack = min(ulp * 1e-3, _SLACK * max(1.0, stated))
+    return stated - ulp / 2 - slack, stated + ulp - slack
 
 
 def matches(stated: float, ulp: float, value: float) -> bool:
-    """Whether ``value`` (a magnitude) is what was written as ``stated`` with ``ulp``."""
-    v = abs(value)
-    slack = _SLACK * max(1.0, v)
-    return stated - ulp / 2 - slack <= v < stated + ulp + slack
+    """Whether ``value`` (its magnitude) is what was written as ``stated`` with ``ulp``."""
+    lo, hi = _bounds(stated, ulp)
+    return lo <= abs(value) < hi
 
 
 def _any_in(values: list[float], stated: float, ulp: float) -> bool:
-    lo = stated - ulp / 2
-    i = bisect_left(values, lo - _SLACK * max(1.0, lo))
-    return i < len(values) and matches(stated, ulp, values[i])
+    lo, hi = _bounds(stated, ulp)
+    i = bisect_left(values, lo)
+    return i < len(values) and values[i] < hi
 
 
 def is_known(figure: Stated, figures: FigureSet) -> bool:

@@ -100,7 +100,7 @@ _MULTIPLIERS = {
 _NOT_A_VALUE_AFTER = re.compile(
     r"\s?-?\s?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|"
     r"bars?|candles?|sessions?|periods?|trading\s+days?|standard\s+deviations?|std\.?|"
-    r"sigmas?|σ)\b|[x×]\b|R\b|σ",
+    r"sigmas?|σ)\b|x\b|×|R\b|σ",
     re.IGNORECASE,
 )
 _GLUED_LETTER = re.compile(r"[A-Za-z_]")

@@ -12,7 +12,7 @@ The reading itself is in ``server.analysis.offline_rules``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 
 from server.analysis.offline_rules import Reading, key_levels, read
@@ -29,6 +29,12 @@ def _usd(value: float | Decimal) -> str:
     v = float(value)
     sign = "-" if v < 0 else ""
     return f"{sign}${abs(v):,.2f}" if abs(v) >= 1 else f"{sign}${abs(v):.4f}"
+
+
+def _money(value: float | Decimal) -> str:
+    """Cash and P&L: always to the cent."""
+    v = float(value)
+    return f"{'-' if v < 0 else ''}${abs(v):,.2f}"
 
 
 def _pct(value: float | Decimal) -> str:
@@ -142,7 +148,7 @@ def _position_prose(s: SymbolSnapshot, r: Reading) -> list[str]:
         return []
     out = [
         f"You are {p.side} {_shares(p.qty)} shares at an average of {_usd(p.avg_entry_price)}, "
-        f"worth {_usd(abs(p.market_value))}, with an unrealized P&L of {_usd(p.unrealized_pnl)}"
+        f"worth {_money(abs(p.market_value))}, with an unrealized P&L of {_money(p.unrealized_pnl)}"
         + (
             f" ({_pct(s.position_risk.unrealized_pnl_pct)})."
             if s.position_risk is not None and s.position_risk.unrealized_pnl_pct is not None
@@ -152,7 +158,7 @@ def _position_prose(s: SymbolSnapshot, r: Reading) -> list[str]:
     risk = s.position_risk
     if risk is not None and risk.protective_stop is not None and risk.loss_at_stop is not None:
         out.append(
-            f"Your stop at {_usd(risk.protective_stop)} would realise {_usd(risk.loss_at_stop)}."
+            f"Your stop at {_usd(risk.protective_stop)} would realise {_money(risk.loss_at_stop)}."
         )
     else:
         out.append("No working stop order protects this position.")
@@ -217,8 +223,8 @@ def assess_portfolio(snapshot: PortfolioSnapshot) -> Assessment:
     account = snapshot.account
     exposure = snapshot.exposure
     if account is not None:
-        out.append(f"Equity is {_usd(account.equity)} with {_usd(account.cash)} in cash.")
-    text = f"Gross exposure is {_usd(exposure.gross)} and net {_usd(exposure.net)}"
+        out.append(f"Equity is {_money(account.equity)} with {_money(account.cash)} in cash.")
+    text = f"Gross exposure is {_money(exposure.gross)} and net {_money(exposure.net)}"
     if exposure.gross_pct is not None and exposure.net_pct is not None:
         text += f" ({_pct(exposure.gross_pct)} and {_pct(exposure.net_pct)} of equity)"
     out.append(text + ".")
@@ -233,7 +239,7 @@ def assess_portfolio(snapshot: PortfolioSnapshot) -> Assessment:
         if p is None:
             continue
         stance = reading.stance if reading is not None else Stance.NEUTRAL
-        line = f"{h.symbol}: {p.side} {_shares(p.qty)} shares, P&L {_usd(p.unrealized_pnl)}"
+        line = f"{h.symbol}: {p.side} {_shares(p.qty)} shares, P&L {_money(p.unrealized_pnl)}"
         risk = h.position_risk
         if risk is not None and risk.weight_pct is not None:
             line += f", {_pct(risk.weight_pct)} of equity"
@@ -241,7 +247,8 @@ def assess_portfolio(snapshot: PortfolioSnapshot) -> Assessment:
                 line += " (concentrated)"
         line += f"; read {stance.value}"
         if reading is not None:
-            line += f" ({reading.confidence} of 100)"
+            # In words: a holding's own confidence is not a figure of the review.
+            line += f" ({_strength(reading.confidence)})"
             confidences.append(reading.confidence)
         if risk is None or risk.protective_stop is None:
             line += "; no protective stop"
@@ -267,6 +274,10 @@ def assess_portfolio(snapshot: PortfolioSnapshot) -> Assessment:
     return Assessment(" ".join(out), stance, confidence, [], None)
 
 
+def _strength(confidence: int) -> str:
+    return "strong" if confidence >= 65 else "moderate" if confidence >= 50 else "weak"
+
+
 def deltas(text: str, size: int = DELTA_CHARS) -> list[str]:
     """``text`` in pieces of about ``size`` characters, cut after a space; joined they
     give ``text`` back exactly."""
@@ -288,7 +299,7 @@ class OfflineAnalyst:
 
     label = LABEL
 
-    async def analyze(self, request: AnalysisRequest) -> AsyncIterator[AnalystChunk]:
+    async def analyze(self, request: AnalysisRequest) -> AsyncGenerator[AnalystChunk, None]:
         snapshot = request.snapshot
         assessment = (
             assess_symbol(snapshot)

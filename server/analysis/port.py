@@ -13,7 +13,7 @@ and ``server.analysis.anthropic_analyst.AnthropicAnalyst``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import msgspec
@@ -36,4 +36,4 @@ class Analyst(Protocol):
     @property
     def label(self) -> str: ...
 
-    def analyze(self, request: AnalysisRequest) -> AsyncIterator[AnalystChunk]: ...
+    def analyze(self, request: AnalysisRequest) -> AsyncGenerator[AnalystChunk, None]: ...

@@ -302,7 +302,8 @@ def _condition_text(c: Mapping[str, Any]) -> str:
 
 def _levels(c: Mapping[str, Any]) -> list[float]:
     """Constant prices compared with a price (not thresholds of an indicator)."""
-    if c.get("left") not in _PRICE_SOURCES:
+    left = c.get("left")
+    if not isinstance(left, str) or left not in _PRICE_SOURCES:
         return []
     out: list[float] = []
     value = c.get("value")

@@ -1,4 +1,5 @@
-"""A local Polygon REST server for the aggregates endpoint, speaking the real wire format.
+"""A local Polygon REST server for the aggregates and news endpoints, speaking the real wire
+format.
 
 ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` with
 ``adjusted``, ``sort``, ``limit`` (default 5000, at most 50000) and ``apiKey`` or
@@ -129,6 +130,30 @@ def daily_aggs_from_csv(path: Path) -> list[dict[str, Any]]:
         ]
 
 
+def news_item(
+    ticker: str, n: int, *, published_utc: str, title: str | None = None
+) -> dict[str, Any]:
+    """One ``/v2/reference/news`` result with every field Polygon sends."""
+    return {
+        "id": f"news{n}",
+        "publisher": {
+            "name": "The Wire",
+            "homepage_url": "https://wire.example/",
+            "logo_url": "https://wire.example/logo.png",
+            "favicon_url": "https://wire.example/favicon.ico",
+        },
+        "title": title or f"{ticker} story {n}",
+        "author": "Staff",
+        "published_utc": published_utc,
+        "article_url": f"https://wire.example/{ticker.lower()}/{n}",
+        "tickers": [ticker],
+        "image_url": f"https://wire.example/{n}.jpg",
+        "description": "A story.",
+        "keywords": ["markets"],
+        "insights": [{"ticker": ticker, "sentiment": "neutral", "sentiment_reasoning": "none"}],
+    }
+
+
 def minute_aggs(start_ms: int, count: int, *, price: float = 100.0) -> list[dict[str, Any]]:
     """``count`` consecutive one-minute aggregates from ``start_ms``, with every field."""
     out: list[dict[str, Any]] = []
@@ -196,6 +221,8 @@ class FakePolygonRest:
                 )
             ]
         )
+        self._news: dict[str, list[dict[str, Any]]] = {}
+        self.app.router.routes.append(Route("/v2/reference/news", self._news_endpoint))
 
     # --- test API ----------------------------------------------------------------------
 
@@ -210,6 +237,12 @@ class FakePolygonRest:
         rows = self._aggs.setdefault((ticker, multiplier, timespan), [])
         rows.extend(dict(a) for a in aggs)
         rows.sort(key=lambda a: a["t"])
+
+    def add_news(self, ticker: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """Articles for ``/v2/reference/news?ticker=``, in its shape (``news_item``)."""
+        rows = self._news.setdefault(ticker, [])
+        rows.extend(dict(i) for i in items)
+        rows.sort(key=lambda i: i["published_utc"], reverse=True)
 
     def inject(self, *faults: Fault) -> None:
         """Apply these to the next requests, one each, before ``always``."""
@@ -333,6 +366,59 @@ class FakePolygonRest:
                 f"{self.base_url}/v2/aggs/ticker/{p['ticker']}/range/{multiplier}/{timespan}"
                 f"/{lo}/{hi}?cursor={cursor}"
             )
+        return self._json(200, json.dumps(body).encode())
+
+    async def _news_endpoint(self, request: Request) -> Response:
+        """``/v2/reference/news?ticker=&limit=&order=&sort=published_utc``: newest first
+        (``order=asc`` reverses), ``limit`` default 10 (at most 1000), ``next_url`` with a
+        cursor for the rest, as Polygon pages it."""
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._answer_news(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer_news(self, request: Request) -> Response:
+        query = dict(request.query_params)
+        auth = request.headers.get("authorization")
+        self.requests.append(RecordedRequest(request.url.path, query, auth))
+        fault = self._faults.popleft() if self._faults else self.always
+        if fault is not None:
+            if fault.delay_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
+            if fault.status != 200 or fault.body is not None:
+                return Response(
+                    fault.body or b"",
+                    fault.status,
+                    headers=dict(fault.headers),
+                    media_type="application/json",
+                )
+        key = query.get("apiKey")
+        if auth is not None and auth.startswith("Bearer "):
+            key = auth.removeprefix("Bearer ")
+        if key != self.api_key:
+            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+        if "cursor" in query:
+            query = {**_decode_cursor(query["cursor"]), **query}
+        try:
+            limit = min(int(query.get("limit", 10)), 1000)
+            offset = int(query.get("offset", 0))
+            if limit < 1 or offset < 0:
+                raise ValueError
+        except ValueError:
+            return self._json(400, _error_body("ERROR", "Could not parse the request parameters"))
+        rows = list(self._news.get(query.get("ticker", ""), []))
+        if query.get("order") == "asc":
+            rows.reverse()
+        page = rows[offset : offset + limit]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": uuid.uuid4().hex}
+        body["count"] = len(page)
+        if offset + limit < len(rows):
+            rest = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+            rest["offset"] = str(offset + limit)
+            body["next_url"] = f"{self.base_url}/v2/reference/news?cursor={_encode_cursor(rest)}"
         return self._json(200, json.dumps(body).encode())
 
     @staticmethod

@@ -1,0 +1,653 @@
+"""Analyses as a use case: admit, snapshot, answer (or serve from cache), check, store,
+stream.
+
+One analysis, in order:
+
+1. **Admit** (``start``): the question is checked (at most 1,000 characters), the symbol
+   resolved, and the user's daily quota taken in PostgreSQL: the tier's
+   ``analyses_per_day`` counts charged analyses since 00:00 UTC plus the ones running
+   now, and at most ``max_running`` run at once per user. The analysis row is written
+   as ``running`` (``server.storage.analyses.reserve``). A refusal raises before anything
+   else is done: ``LIMIT_EXCEEDED`` (the tier includes none, or too many at once) or
+   ``RATE_LIMITED`` with ``retryAfter`` (used up for today).
+2. **Snapshot**: the inputs are gathered (market state, closed bars on the style's two
+   timeframes, position, orders, alerts, news) and the snapshot built, once.
+3. **Cache**: a completed answer for the same subject, snapshot fingerprint, question and
+   analyst younger than ``cache_ttl_s`` is served again (stored in PostgreSQL, so every
+   process shares it): the same chunks, ``cached: true``, no tokens, not charged.
+4. **Analyst**: its text deltas are passed on as they arrive; its assessment is
+   checked (``server.analysis.check``); the result is stored with the snapshot and the
+   usage, and only then streamed, followed by the usage.
+5. **Failure** (``ANALYST_UNAVAILABLE``, ``ANALYSIS_INVALID``, no data for the symbol,
+   anything unexpected): the row is marked failed with what it cost, the quota is not
+   charged, and the error is raised to the consumer.
+6. **Cancellation**: when the consumer stops iterating, the analyst's stream is closed at
+   once (for the Anthropic analyst: the HTTP stream, so no more tokens are generated),
+   and the row is marked cancelled in the background. It is charged if the analyst had
+   already started writing (so starting and abandoning analyses is not a way around
+   the quota), and not otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from server.analysis import snapshot as snap
+from server.analysis.anthropic_analyst import end_user_id
+from server.analysis.bracket import bracket_order, suggested_qty
+from server.analysis.check import checked_result
+from server.analysis.errors import (
+    AnalysisInvalid,
+    AnalysisNotFound,
+    AnalystUnavailable,
+    IdeaNotActionable,
+)
+from server.analysis.indicator_set import BARS_NEEDED
+from server.analysis.inputs import NO_HOLDINGS, AlertsSource, Holdings, MarketInputs, NewsSource
+from server.analysis.offline import deltas
+from server.analysis.port import AnalysisRequest, Analyst
+from server.analysis.prompt import MAX_QUESTION_CHARS
+from server.analysis.result import (
+    AnalysisResult,
+    Assessment,
+    Chunk,
+    ResultReady,
+    TextDelta,
+    Usage,
+)
+from server.analysis.snapshot import (
+    AlertView,
+    NewsItem,
+    PositionView,
+    Preferences,
+    Snapshot,
+    SymbolSnapshot,
+)
+from server.analysis.snapshot_build import (
+    PORTFOLIO_BARS_SHOWN,
+    SYMBOL_BARS_SHOWN,
+    SymbolInputs,
+    portfolio_snapshot,
+    symbol_snapshot,
+    timeframes_for,
+)
+from server.errors import InvalidInput, InvalidSymbol, LimitExceeded, TickgraphError
+from server.limits.errors import RateLimited
+from server.limits.tiers import TierLimits
+from server.market.symbols import SYMBOL_PATTERN
+from server.market.timeframes import Bar, Timeframe
+from server.storage import analyses as store
+from server.storage.analyses import Refusal, Status, StoredAnalysis
+
+log = logging.getLogger(__name__)
+
+PORTFOLIO = "portfolio"
+#: Holdings in one review (the largest by market value); more would not fit a prompt.
+MAX_HOLDINGS = 50
+#: Holdings whose inputs are gathered at once.
+GATHER_CONCURRENCY = 8
+MAX_PAGE = 100
+_DAY = timedelta(days=1)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisSettings:
+    #: How long an identical request is answered from the cache.
+    cache_ttl_s: float = 60.0
+    #: The longest an analysis may run; a ``running`` row older than this plus a margin
+    #: belongs to a process that died and stops holding a place in the quota.
+    timeout_s: float = 120.0
+    max_running: int = 2
+    #: Wall-clock time a trade may be old and still count as live.
+    stale_after_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageToday:
+    """``me { usage }``: today's analyses (UTC day) against the tier's quota, and tokens."""
+
+    analyses_used: int
+    analyses_limit: int
+    analyses_remaining: int
+    cached: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal
+    resets_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisPage:
+    items: list[StoredAnalysis]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+def question_key(question: str) -> str:
+    """What makes two questions the same for the cache: case and spacing ignored."""
+    return " ".join(question.split()).casefold()
+
+
+def clean_question(question: str | None) -> str:
+    text = _CONTROL.sub(" ", question or "").strip()
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InvalidInput(
+            f"a question may have at most {MAX_QUESTION_CHARS} characters, this one has "
+            f"{len(text)}",
+            field="question",
+        )
+    return text
+
+
+class AnalysisService:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        analyst: Analyst,
+        market: MarketInputs,
+        holdings: Holdings = NO_HOLDINGS,
+        alerts: AlertsSource | None = None,
+        news: NewsSource | None = None,
+        resolve_symbol: Callable[[str], str] | None = None,
+        settings: AnalysisSettings = AnalysisSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self.analyst = analyst
+        self._market = market
+        self._holdings = holdings
+        self._alerts = alerts
+        self._news = news
+        self._resolve = resolve_symbol or _syntax_only
+        self.settings = settings
+        self._clock = clock
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ streaming
+
+    async def start(
+        self,
+        *,
+        user_id: uuid.UUID,
+        limits: TierLimits,
+        symbol: str | None,
+        question: str | None = None,
+    ) -> AnalysisRun:
+        """Admit one analysis (of ``symbol``, or a portfolio review when ``None``) and
+        take its place in the quota. Iterate ``run.chunks()`` to perform it."""
+        text = clean_question(question)
+        subject = self._resolve(symbol) if symbol is not None else PORTFOLIO
+        if limits.read_only or limits.analyses_per_day <= 0:
+            raise LimitExceeded(
+                f"the {limits.name} tier includes no analyses", resource="analyses", limit=0
+            )
+        now = self._now()
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        analysis_id = uuid.uuid4()
+        reservation = await store.reserve(
+            self._pool,
+            analysis_id=analysis_id,
+            user_id=user_id,
+            subject=subject,
+            question=text,
+            question_key=question_key(text),
+            analyst=self.analyst.label,
+            limit=limits.analyses_per_day,
+            max_running=self.settings.max_running,
+            day_start=day_start,
+            stale_before=now - timedelta(seconds=self.settings.timeout_s + 60),
+        )
+        if reservation.refused is Refusal.CONCURRENCY:
+            raise LimitExceeded(
+                f"at most {self.settings.max_running} analyses may run at once; wait for "
+                "one to finish",
+                resource="concurrent_analyses",
+                limit=self.settings.max_running,
+                current=reservation.running,
+            )
+        if reservation.refused is Refusal.QUOTA:
+            raise RateLimited(
+                f"the daily limit of {limits.analyses_per_day} analyses is used up"
+                + (" (some are still running)" if reservation.running else "")
+                + "; it resets at 00:00 UTC",
+                retry_after_s=(day_start + _DAY - now).total_seconds(),
+                scope="analyses",
+                limit=limits.analyses_per_day,
+            )
+        return AnalysisRun(self, analysis_id, user_id, subject, text)
+
+    async def stream(
+        self,
+        *,
+        user_id: uuid.UUID,
+        limits: TierLimits,
+        symbol: str | None,
+        question: str | None = None,
+    ) -> AsyncGenerator[Chunk, None]:
+        """``start`` and ``chunks`` in one generator: what a subscription resolver returns.
+        Closing it early cancels the analysis (see the module's docstring)."""
+        run = await self.start(user_id=user_id, limits=limits, symbol=symbol, question=question)
+        async with contextlib.aclosing(run.chunks()) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def request(
+        self,
+        *,
+        user_id: uuid.UUID,
+        limits: TierLimits,
+        symbol: str | None,
+        question: str | None = None,
+    ) -> uuid.UUID:
+        """For clients without subscriptions: admit the analysis, run it in the
+        background, and return its id at once (``get`` shows its progress and result)."""
+        run = await self.start(user_id=user_id, limits=limits, symbol=symbol, question=question)
+
+        async def drain() -> None:
+            with contextlib.suppress(Exception):  # recorded on the row (and logged)
+                async with contextlib.aclosing(run.chunks()) as chunks:
+                    async for _ in chunks:
+                        pass
+
+        self._spawn(drain())
+        return run.id
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, *, user_id: uuid.UUID, analysis_id: uuid.UUID) -> StoredAnalysis:
+        found = await store.get(self._pool, user_id=user_id, analysis_id=analysis_id)
+        if found is None:
+            raise AnalysisNotFound(f"no analysis {analysis_id}", id=str(analysis_id))
+        return found
+
+    async def history(
+        self,
+        *,
+        user_id: uuid.UUID,
+        after: str | None = None,
+        first: int = 20,
+        include_failed: bool = False,
+    ) -> AnalysisPage:
+        """The user's analyses, newest first, ``first`` (1-100) after the cursor."""
+        if not 1 <= first <= MAX_PAGE:
+            raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field="first")
+        statuses = (
+            (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+            if include_failed
+            else (Status.COMPLETED,)
+        )
+        items, more = await store.page(
+            self._pool, user_id=user_id, after=after, first=first, statuses=statuses
+        )
+        return AnalysisPage(items, items[-1].cursor if items else None, more)
+
+    async def usage(self, *, user_id: uuid.UUID, limits: TierLimits) -> UsageToday:
+        now = self._now()
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        totals = await store.usage_since(self._pool, user_id=user_id, since=day_start)
+        limit = 0 if limits.read_only else limits.analyses_per_day
+        return UsageToday(
+            analyses_used=totals.charged,
+            analyses_limit=limit,
+            analyses_remaining=max(0, limit - totals.charged),
+            cached=totals.cached,
+            failed=totals.failed,
+            input_tokens=totals.input_tokens,
+            output_tokens=totals.output_tokens,
+            cache_read_tokens=totals.cache_read_tokens,
+            cache_write_tokens=totals.cache_write_tokens,
+            cost_usd=totals.cost_usd,
+            resets_at=day_start + _DAY,
+        )
+
+    async def preferences(self, *, user_id: uuid.UUID) -> Preferences:
+        return await store.get_preferences(self._pool, user_id=user_id)
+
+    async def set_preferences(self, *, user_id: uuid.UUID, preferences: Preferences) -> Preferences:
+        if not await store.set_preferences(self._pool, user_id=user_id, preferences=preferences):
+            raise AnalysisNotFound("no such user", id=str(user_id))
+        return preferences
+
+    async def order_from_idea(
+        self, *, user_id: uuid.UUID, analysis_id: uuid.UUID, qty: Decimal | None = None
+    ) -> dict[str, object]:
+        """The bracket order request for the analysis's trade idea, for the order service
+        (which applies its risk checks; the user confirms). Without ``qty``, the idea is
+        sized by the user's risk tolerance against the account's equity."""
+        analysis = await self.get(user_id=user_id, analysis_id=analysis_id)
+        result = analysis.result
+        if result is None or result.trade_idea is None:
+            raise IdeaNotActionable("this analysis has no trade idea")
+        if result.check.idea_problems:
+            raise IdeaNotActionable(
+                "the trade idea failed its check: " + "; ".join(result.check.idea_problems)
+            )
+        if not isinstance(analysis.snapshot, SymbolSnapshot):
+            raise IdeaNotActionable("a portfolio review has no trade idea")
+        if qty is None:
+            account = await self._holdings.account(user_id)
+            tolerance = analysis.snapshot.preferences.risk_tolerance
+            qty = (
+                suggested_qty(result.trade_idea, account.equity, tolerance)
+                if account is not None
+                else None
+            )
+            if qty is None:
+                raise IdeaNotActionable(
+                    "no quantity: give one (the account's equity does not size even one share "
+                    "at this idea's risk)"
+                )
+        return bracket_order(analysis.snapshot.symbol, result.trade_idea, qty)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        """Wait for background work (analyses started by ``request``, rows being
+        recorded after a cancellation), cancelling what has not finished in time."""
+        if not self._background:
+            return
+        pending = set(self._background)
+        _, still = await asyncio.wait(pending, timeout=self.settings.timeout_s)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), tz=UTC)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def symbol_snapshot(
+        self,
+        *,
+        user_id: uuid.UUID,
+        symbol: str,
+        preferences: Preferences,
+        alerts: Sequence[AlertView],
+        portfolio: bool = False,
+        equity: Decimal | None = None,
+        position: PositionView | None = None,
+    ) -> SymbolSnapshot:
+        taken_ms = int(self._clock() * 1000)
+        signal, context = timeframes_for(preferences.style)
+        bars_task = [
+            self._market.closed_bars(symbol, tf, BARS_NEEDED, end_ms=taken_ms)
+            for tf in (signal, context)
+        ]
+        notes: list[str] = []
+        news: list[NewsItem] = []
+        all_bars = asyncio.gather(*bars_task)
+        if portfolio:
+            results, orders = await asyncio.gather(
+                all_bars, self._holdings.open_orders(user_id, symbol)
+            )
+        else:
+            results, position, orders, (news, news_note) = await asyncio.gather(
+                all_bars,
+                self._holdings.position(user_id, symbol),
+                self._holdings.open_orders(user_id, symbol),
+                self._headlines(symbol),
+            )
+            if news_note:
+                notes.append(news_note)
+        bars: dict[Timeframe, list[Bar]] = {}
+        for tf, (series, note) in zip((signal, context), results, strict=True):
+            bars[tf] = series
+            if note:
+                notes.append(note)
+        return symbol_snapshot(
+            SymbolInputs(
+                symbol=symbol,
+                state=self._market.state(symbol),
+                bars=bars,
+                position=position,
+                orders=orders,
+                alerts=alerts,
+                news=news,
+                preferences=preferences,
+                notes=notes,
+                equity=equity,
+                taken_at_ms=taken_ms,
+                stale_after_ms=int(self.settings.stale_after_s * 1000),
+                bars_shown=PORTFOLIO_BARS_SHOWN if portfolio else SYMBOL_BARS_SHOWN,
+            )
+        )
+
+    async def _headlines(self, symbol: str) -> tuple[list[NewsItem], str | None]:
+        if self._news is None:
+            return [], None
+        return await self._news.headlines(symbol)
+
+    async def _alerts_by_symbol(self, user_id: uuid.UUID) -> dict[str, list[AlertView]]:
+        out: dict[str, list[AlertView]] = {}
+        if self._alerts is not None:
+            for symbol, alert in await self._alerts.active(user_id):
+                out.setdefault(symbol, []).append(alert)
+        return out
+
+    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot:
+        """The snapshot of one request: of a symbol, or of the whole portfolio."""
+        preferences, alerts = await asyncio.gather(
+            self.preferences(user_id=user_id), self._alerts_by_symbol(user_id)
+        )
+        if subject != PORTFOLIO:
+            account = await self._holdings.account(user_id)
+            return await self.symbol_snapshot(
+                user_id=user_id,
+                symbol=subject,
+                preferences=preferences,
+                alerts=alerts.get(subject, []),
+                equity=account.equity if account is not None else None,
+            )
+        account, positions = await asyncio.gather(
+            self._holdings.account(user_id), self._holdings.positions(user_id)
+        )
+        ranked = sorted(positions, key=lambda p: (-abs(p.market_value), p.symbol))
+        notes = []
+        if len(ranked) > MAX_HOLDINGS:
+            notes.append(f"only the {MAX_HOLDINGS} largest of {len(ranked)} positions are reviewed")
+        equity = account.equity if account is not None else None
+        gate = asyncio.Semaphore(GATHER_CONCURRENCY)
+
+        async def one(position: PositionView) -> SymbolSnapshot:
+            async with gate:
+                built = await self.symbol_snapshot(
+                    user_id=user_id,
+                    symbol=position.symbol,
+                    preferences=preferences,
+                    alerts=alerts.get(position.symbol, []),
+                    portfolio=True,
+                    equity=equity,
+                    position=position,
+                )
+            await asyncio.sleep(0)  # a large review never holds the loop for long
+            return built
+
+        holdings = await asyncio.gather(*(one(p) for p in ranked[:MAX_HOLDINGS]))
+        return portfolio_snapshot(account, holdings, preferences=preferences, notes=notes)
+
+
+class AnalysisRun:
+    """One admitted analysis. ``chunks()`` performs it (once)."""
+
+    def __init__(
+        self,
+        service: AnalysisService,
+        analysis_id: uuid.UUID,
+        user_id: uuid.UUID,
+        subject: str,
+        question: str,
+    ) -> None:
+        self.id = analysis_id
+        self.user_id = user_id
+        self.subject = subject
+        self.question = question
+        self._service = service
+        self._recorded = False
+        self._wrote = False
+        self._snapshot_json: bytes | None = None
+        self._fingerprint: str | None = None
+
+    async def chunks(self) -> AsyncGenerator[Chunk, None]:
+        service = self._service
+        try:
+            snapshot = await service.snapshot(user_id=self.user_id, subject=self.subject)
+            if isinstance(snapshot, SymbolSnapshot) and _has_no_data(snapshot):
+                raise InvalidSymbol(
+                    f"there is no market data for {self.subject} yet", symbol=self.subject
+                )
+            self._snapshot_json = snap.encode(snapshot)
+            self._fingerprint = snap.fingerprint(snapshot)
+            cached = await store.find_cached(
+                service._pool,
+                subject=self.subject,
+                fingerprint=self._fingerprint,
+                question_key=question_key(self.question),
+                analyst=service.analyst.label,
+                since=service._now() - timedelta(seconds=service.settings.cache_ttl_s),
+            )
+            if cached is not None:
+                async with contextlib.aclosing(self._replay(cached, snapshot)) as replay:
+                    async for chunk in replay:
+                        yield chunk
+                return
+            assessment, usage = None, None
+            request = AnalysisRequest(snapshot, self.question, end_user_id(str(self.user_id)))
+            async with contextlib.aclosing(service.analyst.analyze(request)) as stream:
+                async for piece in stream:
+                    if isinstance(piece, TextDelta):
+                        self._wrote = True
+                        yield piece
+                    elif isinstance(piece, Assessment):
+                        assessment = piece
+                    elif isinstance(piece, Usage):
+                        usage = piece
+            if assessment is None or usage is None:
+                raise AnalysisInvalid("the analyst ended without an answer", reason="incomplete")
+            result = checked_result(assessment, snapshot, service.analyst.label)
+            await self._finish(Status.COMPLETED, charged=True, result=result, usage=usage)
+            yield ResultReady(str(self.id), result, snapshot, self._fingerprint)
+            yield usage
+        except (AnalystUnavailable, AnalysisInvalid) as exc:
+            await self._fail(exc, exc.usage)
+            raise
+        except TickgraphError as exc:
+            await self._fail(exc, None)
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            self._cancelled()
+            raise
+        except Exception as exc:
+            log.exception("analysis %s failed", self.id)
+            await self._fail(exc, None)
+            raise
+
+    async def _replay(
+        self, cached: AnalysisResult, snapshot: Snapshot
+    ) -> AsyncGenerator[Chunk, None]:
+        """A cached answer, in the same chunks as a fresh one; it cost nothing."""
+        usage = Usage(cached=True)
+        await self._finish(Status.COMPLETED, charged=False, cached=True, result=cached, usage=usage)
+        for piece in deltas(cached.rationale):
+            yield TextDelta(piece)
+        assert self._fingerprint is not None
+        yield ResultReady(str(self.id), cached, snapshot, self._fingerprint)
+        yield usage
+
+    async def _finish(
+        self,
+        status: Status,
+        *,
+        charged: bool,
+        cached: bool = False,
+        result: AnalysisResult | None = None,
+        usage: Usage | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._recorded = True
+        code = getattr(error, "code", "INTERNAL") if error is not None else None
+        message = None
+        if error is not None:
+            message = error.message if isinstance(error, TickgraphError) else "internal error"
+        await store.finish(
+            self._service._pool,
+            self.id,
+            status=status,
+            charged=charged,
+            cached=cached,
+            fingerprint=self._fingerprint,
+            snapshot_json=self._snapshot_json,
+            result=result,
+            usage=usage,
+            error_code=code,
+            error_message=message,
+        )
+
+    async def _fail(self, exc: BaseException, usage: Usage | None) -> None:
+        if self._recorded:
+            return
+        try:
+            await self._finish(Status.FAILED, charged=False, usage=usage, error=exc)
+        except Exception:
+            log.exception("could not record the failure of analysis %s", self.id)
+
+    def _cancelled(self) -> None:
+        """Record the cancellation in the background: the consumer is gone and must not
+        wait for the database (nor may a second cancellation lose the record)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        charged = self._wrote
+
+        async def record() -> None:
+            try:
+                await store.finish(
+                    self._service._pool,
+                    self.id,
+                    status=Status.CANCELLED,
+                    charged=charged,
+                    fingerprint=self._fingerprint,
+                    snapshot_json=self._snapshot_json,
+                    error_code="CANCELLED",
+                    error_message="the client stopped listening",
+                )
+            except Exception:
+                log.exception("could not record the cancellation of analysis %s", self.id)
+
+        self._service._spawn(record())
+
+
+def _has_no_data(snapshot: SymbolSnapshot) -> bool:
+    return (
+        snapshot.trade is None
+        and snapshot.quote is None
+        and not any(s.bars for s in snapshot.series)
+    )
+
+
+def _syntax_only(raw: str) -> str:
+    symbol = raw.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        raise InvalidSymbol(f"{raw[:32]!r} is not a valid symbol", symbol=raw[:32])
+    return symbol
