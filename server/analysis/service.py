@@ -211,6 +211,7 @@ class AnalysisService:
             max_running=self.settings.max_running,
             day_start=day_start,
             stale_before=now - timedelta(seconds=self.settings.timeout_s + 60),
+            now=now,
         )
         if reservation.refused is Refusal.CONCURRENCY:
             raise LimitExceeded(
@@ -519,13 +520,18 @@ class AnalysisRun:
                 )
             self._snapshot_json = snap.encode(snapshot)
             self._fingerprint = snap.fingerprint(snapshot)
-            cached = await store.find_cached(
-                service._pool,
-                subject=self.subject,
-                fingerprint=self._fingerprint,
-                question_key=question_key(self.question),
-                analyst=service.analyst.label,
-                since=service._now() - timedelta(seconds=service.settings.cache_ttl_s),
+            ttl = service.settings.cache_ttl_s
+            cached = (
+                await store.find_cached(
+                    service._pool,
+                    subject=self.subject,
+                    fingerprint=self._fingerprint,
+                    question_key=question_key(self.question),
+                    analyst=service.analyst.label,
+                    since=service._now() - timedelta(seconds=ttl),
+                )
+                if ttl > 0
+                else None
             )
             if cached is not None:
                 async with contextlib.aclosing(self._replay(cached, snapshot)) as replay:

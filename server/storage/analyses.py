@@ -177,12 +177,15 @@ async def reserve(
     max_running: int,
     day_start: datetime,
     stale_before: datetime,
+    now: datetime | None = None,
 ) -> Reservation:
     """Take a place in the user's quota and insert the ``running`` row, or refuse.
 
     Charged analyses since ``day_start`` plus running ones must stay below ``limit``,
     and running ones below ``max_running``. Running rows created before
-    ``stale_before`` are marked failed first (their process is gone)."""
+    ``stale_before`` are marked failed first (their process is gone). ``now`` is the
+    row's creation time (default: the database's clock): every window (the day, the
+    cache, staleness) is then measured on the caller's clock."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('analyses:' || $1))", str(user_id)
@@ -209,14 +212,16 @@ async def reserve(
             refused = Refusal.QUOTA
         if refused is None:
             await conn.execute(
-                "INSERT INTO analyses (id, user_id, subject, question, question_key, analyst) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO analyses "
+                "(id, user_id, subject, question, question_key, analyst, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))",
                 analysis_id,
                 user_id,
                 subject,
                 question,
                 question_key,
                 analyst,
+                now,
             )
     return Reservation(refused, used, running)
 
@@ -269,11 +274,11 @@ async def find_cached(
     analyst: str,
     since: datetime,
 ) -> AnalysisResult | None:
-    """The newest completed, uncached answer to the same request since ``since``."""
+    """The newest completed, uncached answer to the same request made after ``since``."""
     raw = await db.fetchval(
         "SELECT result FROM analyses WHERE subject = $1 AND fingerprint = $2 "
         "AND question_key = $3 AND analyst = $4 AND status = 'completed' AND NOT cached "
-        "AND created_at >= $5 ORDER BY created_at DESC LIMIT 1",
+        "AND created_at > $5 ORDER BY created_at DESC LIMIT 1",
         subject,
         fingerprint,
         question_key,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
 from server.analysis.snapshot import (
@@ -19,6 +21,7 @@ from server.analysis.snapshot_build import SymbolInputs, symbol_snapshot, timefr
 from server.market.state import MarketState, SymbolState
 from server.market.timeframes import Bar, Timeframe
 from streams.events import Quote, Received, Trade
+from tests.support.timing import TIMEOUT
 
 #: 2024-06-05 15:30 New York (a Wednesday, in the session).
 NOW_MS = 1_717_615_800_000
@@ -147,3 +150,18 @@ def make_snapshot(
         taken_at_ms=NOW_MS,
     )
     return symbol_snapshot(inputs)
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    """Wait until ``check()`` (plain or async) is true; fail with ``what`` after TIMEOUT."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                got = check()
+                if inspect.isawaitable(got):
+                    got = await got
+                if got:
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for: {what}") from None

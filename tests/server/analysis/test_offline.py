@@ -154,6 +154,7 @@ def test_portfolio_review() -> None:
     held=st.booleans(),
 )
 def test_every_figure_of_the_offline_prose_is_verified(
+    *,
     seed: int,
     drift: float,
     price: float,
