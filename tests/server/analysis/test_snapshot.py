@@ -216,3 +216,20 @@ def test_the_schema_describes_both_kinds() -> None:
     text = msgspec.json.encode(schema()).decode()
     assert "SymbolSnapshot" in text and "PortfolioSnapshot" in text
     assert isinstance(make_snapshot(), SymbolSnapshot)
+
+
+def test_feeding_only_the_needed_bars_changes_no_value() -> None:
+    from server.analysis.indicator_set import _SET, _VWAP, _rounded
+
+    for timeframe in (Timeframe.M5, Timeframe.H1, Timeframe.D1):
+        bars = walk_bars("X", timeframe, 250, seed=5)
+        got = compute(bars, intraday=timeframe is not Timeframe.D1)
+        specs = [*_SET, (("vwap",), _VWAP)] if timeframe is not Timeframe.D1 else list(_SET)
+        for names, spec in specs:
+            full = spec.create(max_rollback=0)
+            for bar in bars:
+                full.add(bar)
+            assert full.value is not None
+            for i, name in enumerate(names):
+                if not name.startswith("_"):
+                    assert getattr(got, name) == _rounded(name, full.value[i]), (timeframe, name)
