@@ -105,10 +105,14 @@ class PrebuiltHistory:
     def __init__(self, bars: dict[tuple[str, Timeframe], list[Bar]]) -> None:
         self._bars = bars
 
-    async def bars(self, symbol: str, timeframe: Timeframe, *, end_ms: int, count: int) -> list[Bar]:
+    async def bars(
+        self, symbol: str, timeframe: Timeframe, *, end_ms: int, count: int
+    ) -> list[Bar]:
         return [b for b in self._bars.get((symbol, timeframe), []) if b.end_ms <= end_ms][-count:]
 
-    async def range(self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int) -> list[Bar]:
+    async def range(
+        self, symbol: str, timeframe: Timeframe, start_ms: int, end_ms: int
+    ) -> list[Bar]:
         return []
 
 
@@ -135,7 +139,9 @@ def market(names: Sequence[str]) -> MarketState:
 
 
 class BookHoldings:
-    def __init__(self, positions: list[PositionView], orders: list[OrderView], account: AccountView) -> None:
+    def __init__(
+        self, positions: list[PositionView], orders: list[OrderView], account: AccountView
+    ) -> None:
         self._positions = positions
         self._orders = orders
         self._account = account
@@ -171,19 +177,36 @@ def book(names: Sequence[str]) -> tuple[BookHoldings, MemoryAlerts]:
         entry = (price * Decimal("0.97")).quantize(Decimal("0.01"))
         positions.append(PositionView(symbol, "long", qty, entry, value, value - qty * entry))
         orders.append(
-            OrderView(f"{symbol}-stop", "sell", "stop", qty, "accepted", stop_price=(price * Decimal("0.9")).quantize(Decimal("0.01")))
+            OrderView(
+                f"{symbol}-stop",
+                "sell",
+                "stop",
+                qty,
+                "accepted",
+                stop_price=(price * Decimal("0.9")).quantize(Decimal("0.01")),
+            )
         )
     alerts = [
         (
             names[i % len(names)],
             alert_view(
                 f"alert-{i}",
-                {"conditions": [{"left": "LAST", "op": "crossingUp", "value": round(start_price(names[i % len(names)]) * 1.05, 2)}]},
+                {
+                    "conditions": [
+                        {
+                            "left": "LAST",
+                            "op": "crossingUp",
+                            "value": round(start_price(names[i % len(names)]) * 1.05, 2),
+                        }
+                    ]
+                },
             ),
         )
         for i in range(ALERTS)
     ]
-    return BookHoldings(positions, orders, AccountView(Decimal(1_000_000), Decimal(200_000))), MemoryAlerts(alerts)
+    return BookHoldings(
+        positions, orders, AccountView(Decimal(1_000_000), Decimal(200_000))
+    ), MemoryAlerts(alerts)
 
 
 # ------------------------------------------------------------------ database
@@ -236,7 +259,9 @@ async def first_chunk(stream: AsyncIterator[Any]) -> float:
     return got
 
 
-async def concurrent_streams(open_stream: Callable[[int], AsyncIterator[Any]], n: int) -> dict[str, Any]:
+async def concurrent_streams(
+    open_stream: Callable[[int], AsyncIterator[Any]], n: int
+) -> dict[str, Any]:
     """Run ``n`` streams at once (``open_stream(i)`` opens the i-th); their first-chunk
     latency, total time and chunk rate. For a server-level benchmark that measures the
     market-data fan-out while analyses stream."""
@@ -269,7 +294,9 @@ _TOOLS = [tool_definition()]
 _CHOICE = tool_choice()
 
 
-async def bare_sdk(client: Any, service: AnalysisService, user: uuid.UUID, symbol: str, question: str) -> float:
+async def bare_sdk(
+    client: Any, service: AnalysisService, user: uuid.UUID, symbol: str, question: str
+) -> float:
     """The provider's own latency: the same request through the SDK alone, to its first
     piece of prose (the snapshot and the request are built beforehand, outside the
     timing)."""
@@ -287,14 +314,20 @@ async def bare_sdk(client: Any, service: AnalysisService, user: uuid.UUID, symbo
         messages=messages,
     ) as stream:
         async for event in stream:
-            if got is None and event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+            if (
+                got is None
+                and event.type == "content_block_delta"
+                and event.delta.type == "input_json_delta"
+            ):
                 if prose.feed(event.delta.partial_json):
                     got = time.perf_counter() - start
     assert got is not None
     return got
 
 
-def make_service(db: Database, analyst: Analyst, names: Sequence[str], history: PrebuiltHistory) -> AnalysisService:
+def make_service(
+    db: Database, analyst: Analyst, names: Sequence[str], history: PrebuiltHistory
+) -> AnalysisService:
     holdings, alerts = book(names)
     return AnalysisService(
         pool=db.pool,
@@ -307,32 +340,56 @@ def make_service(db: Database, analyst: Analyst, names: Sequence[str], history: 
     )
 
 
-async def bench_first_chunk(db: Database, requests: int, history: PrebuiltHistory, names: Sequence[str]) -> dict[str, Any]:
+async def bench_first_chunk(
+    db: Database, requests: int, history: PrebuiltHistory, names: Sequence[str]
+) -> dict[str, Any]:
     import anthropic
 
     offline = make_service(db, OfflineAnalyst(), names, history)
     user = await new_user(db)
     for i in range(5):  # warm-up (imports, connections, prepared statements)
-        await first_chunk(offline.stream(user_id=user, limits=ELITE, symbol=names[0], question=f"warm {i}"))
+        await first_chunk(
+            offline.stream(user_id=user, limits=ELITE, symbol=names[0], question=f"warm {i}")
+        )
     offline_times = [
-        await first_chunk(offline.stream(user_id=await new_user(db), limits=ELITE, symbol=names[i % len(names)], question=f"q{i}"))
+        await first_chunk(
+            offline.stream(
+                user_id=await new_user(db),
+                limits=ELITE,
+                symbol=names[i % len(names)],
+                question=f"q{i}",
+            )
+        )
         for i in range(requests)
     ]
     out: dict[str, Any] = {"offline": summary_ms(offline_times)}
     async with FakeAnthropic() as fake:
-        analyst = AnthropicAnalyst(API_KEY, base_url=fake.base_url, timeout_s=30, total_timeout_s=60)
+        analyst = AnthropicAnalyst(
+            API_KEY, base_url=fake.base_url, timeout_s=30, total_timeout_s=60
+        )
         client = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
         service = make_service(db, analyst, names, history)
         try:
             for i in range(5):
-                await first_chunk(service.stream(user_id=user, limits=ELITE, symbol=names[0], question=f"warm {i}"))
+                await first_chunk(
+                    service.stream(
+                        user_id=user, limits=ELITE, symbol=names[0], question=f"warm {i}"
+                    )
+                )
                 await bare_sdk(client, service, user, names[0], f"warm {i}")
             through, bare = [], []
             for i in range(requests):
                 symbol = names[i % len(names)]
                 bare.append(await bare_sdk(client, service, user, symbol, f"b{i}"))
                 through.append(
-                    await first_chunk(service.stream(user_id=await new_user(db), limits=ELITE, symbol=symbol, question=f"a{i}"))
+                    await first_chunk(
+                        service.stream(
+                            user_id=await new_user(db),
+                            limits=ELITE,
+                            symbol=symbol,
+                            question=f"a{i}",
+                        )
+                    )
                 )
         finally:
             await analyst.aclose()
@@ -347,7 +404,9 @@ async def bench_first_chunk(db: Database, requests: int, history: PrebuiltHistor
     return out
 
 
-async def bench_snapshot(db: Database, history: PrebuiltHistory, names: Sequence[str], rounds: int = 10) -> dict[str, Any]:
+async def bench_snapshot(
+    db: Database, history: PrebuiltHistory, names: Sequence[str], rounds: int = 10
+) -> dict[str, Any]:
     service = make_service(db, OfflineAnalyst(), names, history)
     user = await new_user(db)
     holdings, alerts = book(names)
@@ -356,7 +415,10 @@ async def bench_snapshot(db: Database, history: PrebuiltHistory, names: Sequence
     for symbol, alert in await alerts.active(user):
         by_symbol.setdefault(symbol, []).append(alert)
     bars = {
-        s: {tf: await history.bars(s, tf, end_ms=NOW_MS, count=BARS_NEEDED) for tf in (Timeframe.H1, Timeframe.D1)}
+        s: {
+            tf: await history.bars(s, tf, end_ms=NOW_MS, count=BARS_NEEDED)
+            for tf in (Timeframe.H1, Timeframe.D1)
+        }
         for s in names
     }
     positions = await holdings.positions(user)
@@ -396,7 +458,13 @@ async def bench_snapshot(db: Database, history: PrebuiltHistory, names: Sequence
         encoded.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         symbol_snapshot(
-            SymbolInputs(symbol=names[0], state=state.get(names[0]), bars=bars[names[0]], alerts=by_symbol.get(names[0], []), taken_at_ms=NOW_MS)
+            SymbolInputs(
+                symbol=names[0],
+                state=state.get(names[0]),
+                bars=bars[names[0]],
+                alerts=by_symbol.get(names[0], []),
+                taken_at_ms=NOW_MS,
+            )
         )
         one.append(time.perf_counter() - t0)
     return {
@@ -422,7 +490,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()

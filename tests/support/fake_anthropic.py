@@ -220,7 +220,10 @@ class FakeAnthropic:
 
     @asynccontextmanager
     async def _serve(self) -> AsyncIterator[int]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol
+        # says TCP, and accepted sockets inherit it. Without it, Nagle holds each small SSE
+        # event until the client's delayed ACK (40 ms) on a kept-alive connection.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         config = uvicorn.Config(
