@@ -318,9 +318,9 @@ async def bare_sdk(
                 got is None
                 and event.type == "content_block_delta"
                 and event.delta.type == "input_json_delta"
+                and prose.feed(event.delta.partial_json)
             ):
-                if prose.feed(event.delta.partial_json):
-                    got = time.perf_counter() - start
+                got = time.perf_counter() - start
     assert got is not None
     return got
 

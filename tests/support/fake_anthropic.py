@@ -143,7 +143,8 @@ def snapshot_of(body: dict[str, Any]) -> dict[str, Any] | None:
         for text in texts:
             start, end = text.find("<snapshot>"), text.rfind("</snapshot>")
             if start >= 0 and end > start:
-                return json.loads(text[start + len("<snapshot>") : end])
+                found: dict[str, Any] = json.loads(text[start + len("<snapshot>") : end])
+                return found
     return None
 
 

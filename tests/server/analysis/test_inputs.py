@@ -61,9 +61,9 @@ async def test_history_failure_is_a_note() -> None:
     market = LiveMarket(MarketState(), book_with_hours(3), Down())
     bars, note = await market.closed_bars("NVDA", Timeframe.H1, 50, end_ms=NOW_MS)
     assert len(bars) == 3
-    assert (
-        note
-        == "no 1h history (Polygon history for NVDA 1h: rate limited (HTTP 429)): indicators from fewer bars"
+    assert note == (
+        "no 1h history (Polygon history for NVDA 1h: rate limited (HTTP 429)): "
+        "indicators from fewer bars"
     )
     empty = LiveMarket(MarketState(), None, Down())
     assert (await empty.closed_bars("AMZN", Timeframe.D1, 5, end_ms=NOW_MS))[0] == []
