@@ -133,7 +133,7 @@ def market(names: Sequence[str]) -> MarketState:
     state = MarketState()
     for symbol in names:
         p = start_price(symbol)
-        state.apply(Received(Trade(symbol, p, 100, NOW_MS, q=1), 0))
+        state.apply(Received(Trade(symbol, p, 100, NOW_MS, q=1), NOW_MS * 1_000_000))
         state.apply(Received(Quote(symbol, p - 0.01, p + 0.01, NOW_MS, bs=1, ask_size=1, q=1), 0))
     return state
 

@@ -88,6 +88,7 @@ from server.market.symbols import SYMBOL_PATTERN
 from server.market.timeframes import Bar, Timeframe
 from server.storage import analyses as store
 from server.storage.analyses import Refusal, Status, StoredAnalysis
+from streams.events import Trade
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ MAX_HOLDINGS = 50
 #: Holdings whose inputs are gathered at once.
 GATHER_CONCURRENCY = 8
 MAX_PAGE = 100
+#: How long shutdown waits for the last rows to be written.
+CLOSE_TIMEOUT_S = 5.0
 _DAY = timedelta(days=1)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -176,7 +179,9 @@ class AnalysisService:
         self._resolve = resolve_symbol or _syntax_only
         self.settings = settings
         self._clock = clock
-        self._background: set[asyncio.Task[None]] = set()
+        self._runs: set[asyncio.Task[None]] = set()
+        self._records: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # ------------------------------------------------------------------ streaming
 
@@ -265,7 +270,7 @@ class AnalysisService:
                     async for _ in chunks:
                         pass
 
-        self._spawn(drain())
+        self._spawn(drain(), run=True)
         return run.id
 
     # ------------------------------------------------------------------ reads
@@ -358,21 +363,24 @@ class AnalysisService:
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
-        """Wait for background work (analyses started by ``request``, rows being
-        recorded after a cancellation), cancelling what has not finished in time."""
-        if not self._background:
-            return
-        pending = set(self._background)
-        _, still = await asyncio.wait(pending, timeout=self.settings.timeout_s)
-        for task in still:
+        """Shut down: analyses running in the background (``request``) are cancelled (and
+        not charged: the server stopped them, not the user), then the rows still being
+        recorded get a bounded time to be written."""
+        self._closing = True
+        runs = set(self._runs)
+        for task in runs:
             task.cancel()
-        if still:
-            await asyncio.wait(still)
+        if runs:
+            await asyncio.wait(runs)
+        if self._records:
+            await asyncio.wait(set(self._records), timeout=CLOSE_TIMEOUT_S)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, run: bool = False) -> None:
+        """Background work: an analysis (``run``) or the recording of one's end."""
+        tasks = self._runs if run else self._records
         task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
@@ -391,9 +399,14 @@ class AnalysisService:
         position: PositionView | None = None,
     ) -> SymbolSnapshot:
         taken_ms = int(self._clock() * 1000)
+        state = self._market.state(symbol)
+        # Bars up to the feed's own clock (the last trade's exchange time), not the wall
+        # clock: a replayed day gets the history of that day, as indicator warm-up does.
+        last = state.last_trade.event if state is not None and state.last_trade else None
+        end_ms = last.t if isinstance(last, Trade) else taken_ms
         signal, context = timeframes_for(preferences.style)
         bars_task = [
-            self._market.closed_bars(symbol, tf, BARS_NEEDED, end_ms=taken_ms)
+            self._market.closed_bars(symbol, tf, BARS_NEEDED, end_ms=end_ms)
             for tf in (signal, context)
         ]
         notes: list[str] = []
@@ -420,7 +433,7 @@ class AnalysisService:
         return symbol_snapshot(
             SymbolInputs(
                 symbol=symbol,
-                state=self._market.state(symbol),
+                state=state,
                 bars=bars,
                 position=position,
                 orders=orders,
@@ -624,7 +637,8 @@ class AnalysisRun:
         if self._recorded:
             return
         self._recorded = True
-        charged = self._wrote
+        # Charged when the analyst had started writing, unless the server is shutting down.
+        charged = self._wrote and not self._service._closing
 
         async def record() -> None:
             try:

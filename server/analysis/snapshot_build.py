@@ -76,7 +76,9 @@ class SymbolInputs:
     notes: Sequence[str] = ()
     #: Account equity, for the position's weight.
     equity: Decimal | None = None
-    #: When the request arrived (ms), and how old a last trade may be to count as live.
+    #: When the request arrived (wall clock, ms), and how long ago the last trade may
+    #: have been *received* to count as live. Receipt, not exchange time: a replay of a
+    #: recorded day is live while it plays (DESIGN.md: judge a feed by its own clock).
     taken_at_ms: int = 0
     stale_after_ms: int = 10_000
     bars_shown: tuple[int, int] = SYMBOL_BARS_SHOWN
@@ -191,7 +193,10 @@ def symbol_snapshot(inputs: SymbolInputs) -> SymbolSnapshot:
     trade_item = state.last_trade if state is not None else None
     quote = _quote(quote_item.event) if quote_item is not None else None
     trade = _trade(trade_item.event) if trade_item is not None else None
-    live = trade is not None and inputs.taken_at_ms - trade.time_ms <= inputs.stale_after_ms
+    live = (
+        trade_item is not None
+        and inputs.taken_at_ms - trade_item.received_ns // 1_000_000 <= inputs.stale_after_ms
+    )
     if trade is None:
         notes.append("no trade received yet for this symbol")
     elif not live:

@@ -67,7 +67,7 @@ def market_with(*symbols: str) -> MarketState:
     market = MarketState()
     for symbol in symbols:
         price = start_price(symbol)
-        market.apply(Received(Trade(symbol, price, 100, NOW_MS, q=1), 0))
+        market.apply(Received(Trade(symbol, price, 100, NOW_MS, q=1), NOW_MS * 1_000_000))
         market.apply(
             Received(Quote(symbol, price - 0.01, price + 0.01, NOW_MS, bs=2, ask_size=3, q=1), 0)
         )

@@ -84,7 +84,7 @@ def live_state(
     market = MarketState()
     for i, p in enumerate([*trades, price]):
         t = t_ms - (len(trades) - i) * 1000
-        market.apply(Received(Trade(symbol, p, 100 + i, t, q=i + 1), 0))
+        market.apply(Received(Trade(symbol, p, 100 + i, t, q=i + 1), t * 1_000_000))
     market.apply(
         Received(
             Quote(

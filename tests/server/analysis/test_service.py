@@ -422,3 +422,17 @@ async def test_history_pages_newest_first(env: Env) -> None:
     assert [a.question for a in rest.items] == ["q2", "q1", "q0"] and not rest.has_next_page
     with pytest.raises(InvalidInput):
         await service.history(user_id=user, first=0)
+
+
+async def test_shutdown_cancels_background_analyses_without_charging(
+    env: Env, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(Script.slow(0.05, chunk_chars=4))
+    service = env.make(anthropic_for(fake))
+    user = await new_user(env.db)
+    analysis_id = await service.request(user_id=user, limits=FREE, symbol="NVDA")
+    await eventually(lambda: fake.deltas_sent > 10, "the analysis is writing")
+    await service.aclose()
+    stored = await service.get(user_id=user, analysis_id=analysis_id)
+    assert stored.status is Status.CANCELLED and not stored.charged
+    await eventually(lambda: fake.disconnects == 1, "the upstream stream is closed")

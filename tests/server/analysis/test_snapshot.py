@@ -233,3 +233,20 @@ def test_feeding_only_the_needed_bars_changes_no_value() -> None:
             for i, name in enumerate(names):
                 if not name.startswith("_"):
                     assert getattr(got, name) == _rounded(name, full.value[i]), (timeframe, name)
+
+
+def test_live_is_judged_by_receipt_so_a_replay_is_live_while_it_plays() -> None:
+    from server.market.state import MarketState
+    from streams.events import Received, Trade
+
+    market = MarketState()
+    replayed_ms = 1_340_285_400_000  # 2012-06-21, as a recorded day is served
+    market.apply(
+        Received(Trade("AMZN", 220.0, 100, replayed_ms, q=1), (NOW_MS - 2_000) * 1_000_000)
+    )
+    inputs = SymbolInputs("AMZN", market.get("AMZN"), {}, taken_at_ms=NOW_MS, stale_after_ms=10_000)
+    assert symbol_snapshot(inputs).live
+    later = SymbolInputs(
+        "AMZN", market.get("AMZN"), {}, taken_at_ms=NOW_MS + 60_000, stale_after_ms=10_000
+    )
+    assert not symbol_snapshot(later).live
