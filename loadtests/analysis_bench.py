@@ -74,6 +74,7 @@ from server.storage.database import Database
 from streams.events import Quote, Received, Trade
 from streams.simulated_market import start_price
 from tests.support.fake_anthropic import API_KEY, FakeAnthropic
+from tests.support.users import insert_user
 
 NOW_MS = 1_717_615_800_000
 POSITIONS = 50
@@ -235,14 +236,7 @@ async def database(url: str | None) -> AsyncIterator[Database]:
 
 
 async def new_user(db: Database) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    await db.pool.execute(
-        "INSERT INTO users (id, email, email_normalized, password_hash) VALUES ($1, $2, $2, $3)",
-        user_id,
-        f"{user_id.hex[:12]}@example.com",
-        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
-    )
-    return user_id
+    return await insert_user(db.pool)
 
 
 # ------------------------------------------------------------------ measurements

@@ -84,37 +84,20 @@ def _vote(up: bool, down: bool, reason_up: str, reason_down: str) -> Vote | None
     return None
 
 
+def _compare(a: float | None, b: float | None, a_name: str, b_name: str) -> Vote | None:
+    """A vote for "A above B" (+1) or "A below B" (-1); none when either is unknown."""
+    if a is None or b is None:
+        return None
+    return _vote(a > b, a < b, f"{a_name} above {b_name}", f"{a_name} below {b_name}")
+
+
 def _trend_votes(last: float, s: Series) -> list[Vote]:
-    ind = s.indicators
-    votes: list[Vote | None] = []
-    tf = s.timeframe
-    if ind.ema20 is not None:
-        votes.append(
-            _vote(
-                last > ind.ema20,
-                last < ind.ema20,
-                f"price above the {tf} EMA(20)",
-                f"price below the {tf} EMA(20)",
-            )
-        )
-    if ind.ema20 is not None and ind.sma50 is not None:
-        votes.append(
-            _vote(
-                ind.ema20 > ind.sma50,
-                ind.ema20 < ind.sma50,
-                f"{tf} EMA(20) above SMA(50)",
-                f"{tf} EMA(20) below SMA(50)",
-            )
-        )
-    if ind.sma50 is not None and ind.sma200 is not None:
-        votes.append(
-            _vote(
-                ind.sma50 > ind.sma200,
-                ind.sma50 < ind.sma200,
-                f"{tf} SMA(50) above SMA(200)",
-                f"{tf} SMA(50) below SMA(200)",
-            )
-        )
+    ind, tf = s.indicators, s.timeframe
+    votes = (
+        _compare(last, ind.ema20, "price", f"the {tf} EMA(20)"),
+        _compare(ind.ema20, ind.sma50, f"{tf} EMA(20)", "SMA(50)"),
+        _compare(ind.sma50, ind.sma200, f"{tf} SMA(50)", "SMA(200)"),
+    )
     return [v for v in votes if v is not None]
 
 
@@ -145,14 +128,7 @@ def _momentum_votes(s: Series) -> list[Vote]:
 def _context_votes(last: float, s: Series) -> list[Vote]:
     ind = s.indicators
     average, name = (ind.sma50, "SMA(50)") if ind.sma50 is not None else (ind.ema20, "EMA(20)")
-    if average is None:
-        return []
-    vote = _vote(
-        last > average,
-        last < average,
-        f"price above the {s.timeframe} {name}",
-        f"price below the {s.timeframe} {name}",
-    )
+    vote = _compare(last, average, "price", f"the {s.timeframe} {name}")
     return [vote] if vote is not None else []
 
 

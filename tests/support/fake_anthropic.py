@@ -47,18 +47,14 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
-
-from tests.support.timing import TIMEOUT
+from tests.support.loopback import LoopbackFake, serving
 
 API_KEY = "sk-ant-test-key"
 CACHE_TTL_S = 300.0
@@ -116,6 +112,16 @@ class Script:
         return cls(tool_input=tool_input)
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """One request's answer: what was asked, how to answer, the tool input, the usage."""
+
+    body: dict[str, Any]
+    script: Script
+    tool_input: str
+    usage: dict[str, int]
+
+
 @dataclass
 class Recorded:
     headers: dict[str, str]
@@ -169,13 +175,7 @@ def default_answer(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class FakeAnthropic:
+class FakeAnthropic(LoopbackFake):
     def __init__(self, api_key: str = API_KEY, *, model: str = "claude-sonnet-4-6") -> None:
         self.api_key = api_key
         self.model = model
@@ -191,17 +191,10 @@ class FakeAnthropic:
         #: Set whenever a stream ends (completed, failed or left by the client).
         self.stream_ended = asyncio.Event()
         self._cache: dict[str, float] = {}
-        self._port: int | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
         #: The "client left" events of the streams being written (set all at shutdown).
         self._live: set[asyncio.Event] = set()
 
     # --- test API -----------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        assert self._port is not None, "the fake is not running"
-        return f"http://127.0.0.1:{self._port}"
 
     def enqueue(self, *scripts: Script) -> None:
         """Use these for the next requests, one each, before ``default``."""
@@ -209,49 +202,14 @@ class FakeAnthropic:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeAnthropic:
-        stack = contextlib.AsyncExitStack()
-        self._port = await stack.enter_async_context(self._serve())
-        self._stack = stack
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._stack is not None
-        await self._stack.aclose()
-
-    @asynccontextmanager
-    async def _serve(self) -> AsyncIterator[int]:
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol
-        # says TCP, and accepted sockets inherit it. Without it, Nagle holds each small SSE
-        # event until the client's delayed ACK (40 ms) on a kept-alive connection.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=1,
+    def _serve(self) -> contextlib.AbstractAsyncContextManager[int]:
+        return serving(
+            self._app, name="the fake Anthropic API", on_stop=self._stop_streams, interface="asgi3"
         )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("the fake Anthropic API stopped during start-up")
-                    await asyncio.sleep(0.01)
-            yield sock.getsockname()[1]
-        finally:
-            for left in self._live:
-                left.set()
-            server.should_exit = True
-            async with asyncio.timeout(TIMEOUT):
-                await task
-            sock.close()
+
+    def _stop_streams(self) -> None:
+        for left in self._live:
+            left.set()
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -307,19 +265,11 @@ class FakeAnthropic:
             script.tool_input if script.tool_input is not None else json.dumps(self.answer(body))
         )
         usage = self._usage(body)
+        reply = _Reply(body, script, tool_input, usage)
         if body.get("stream"):
-            await self._stream(
-                body=body,
-                script=script,
-                tool_input=tool_input,
-                usage=usage,
-                receive=receive,
-                send=send,
-            )
+            await self._stream(reply, receive, send)
         else:
-            await self._whole(
-                body=body, script=script, tool_input=tool_input, usage=usage, send=send
-            )
+            await self._whole(reply, send)
 
     @staticmethod
     def _invalid(body: dict[str, Any]) -> str | None:
@@ -386,15 +336,8 @@ class FakeAnthropic:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _whole(
-        self,
-        *,
-        body: dict[str, Any],
-        script: Script,
-        tool_input: str,
-        usage: dict[str, int],
-        send: Any,
-    ) -> None:
+    async def _whole(self, reply: _Reply, send: Any) -> None:
+        body, script, tool_input, usage = reply.body, reply.script, reply.tool_input, reply.usage
         try:
             parsed: Any = json.loads(tool_input)
         except ValueError:
@@ -447,16 +390,7 @@ class FakeAnthropic:
         tools = body.get("tools") or [{}]
         return str(choice.get("name") or tools[0].get("name") or "tool")
 
-    async def _stream(
-        self,
-        *,
-        body: dict[str, Any],
-        script: Script,
-        tool_input: str,
-        usage: dict[str, int],
-        receive: Any,
-        send: Any,
-    ) -> None:
+    async def _stream(self, reply: _Reply, receive: Any, send: Any) -> None:
         left = asyncio.Event()
 
         async def watch() -> None:
@@ -481,9 +415,7 @@ class FakeAnthropic:
                     ],
                 }
             )
-            finished = await self._events(
-                body=body, script=script, tool_input=tool_input, usage=usage, send=send, left=left
-            )
+            finished = await self._events(reply, send, left)
             if finished:
                 self.completed += 1
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -495,17 +427,9 @@ class FakeAnthropic:
             watcher.cancel()
             self.stream_ended.set()
 
-    async def _events(
-        self,
-        *,
-        body: dict[str, Any],
-        script: Script,
-        tool_input: str,
-        usage: dict[str, int],
-        send: Any,
-        left: asyncio.Event,
-    ) -> bool:
+    async def _events(self, reply: _Reply, send: Any, left: asyncio.Event) -> bool:
         """Write the stream; False as soon as the client has gone (nothing more is sent)."""
+        body, script, tool_input, usage = reply.body, reply.script, reply.tool_input, reply.usage
 
         async def event(kind: str, data: dict[str, Any]) -> bool:
             if left.is_set():

@@ -35,25 +35,22 @@ import base64
 import contextlib
 import csv
 import json
-import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.market.trading_day import NEW_YORK
-from tests.support.timing import TIMEOUT
+from tests.support.loopback import LoopbackFake, serving
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 DEFAULT_LIMIT = 5000
@@ -191,15 +188,7 @@ def _decode_cursor(cursor: str) -> dict[str, str]:
     return dict(parse_qsl(base64.urlsafe_b64decode(padded).decode()))
 
 
-class _QuietServer(uvicorn.Server):
-    """Signals belong to pytest."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class FakePolygonRest:
+class FakePolygonRest(LoopbackFake):
     def __init__(self, api_key: str = "test-key", *, page_size: int = MAX_LIMIT) -> None:
         self.api_key = api_key
         self.page_size = page_size
@@ -211,8 +200,6 @@ class FakePolygonRest:
         self._faults: deque[Fault] = deque()
         self._aggs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
         self._stopping = asyncio.Event()
-        self._port: int | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
         self.app = Starlette(
             routes=[
                 Route(
@@ -225,11 +212,6 @@ class FakePolygonRest:
         self.app.router.routes.append(Route("/v2/reference/news", self._news_endpoint))
 
     # --- test API ----------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        assert self._port is not None, "the fake is not running"
-        return f"http://127.0.0.1:{self._port}"
 
     def add_aggs(
         self, ticker: str, multiplier: int, timespan: str, aggs: Iterable[Mapping[str, Any]]
@@ -250,52 +232,27 @@ class FakePolygonRest:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakePolygonRest:
-        stack = contextlib.AsyncExitStack()
-        self._port = await stack.enter_async_context(self._serve())
-        self._stack = stack
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._stack is not None
-        await self._stack.aclose()
-
-    @asynccontextmanager
-    async def _serve(self) -> AsyncIterator[int]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=1
-        )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("fake Polygon REST server stopped during start-up")
-                    await asyncio.sleep(0.01)
-            yield sock.getsockname()[1]
-        finally:
-            self._stopping.set()  # ends slow responses now rather than at their delay
-            server.should_exit = True
-            async with asyncio.timeout(TIMEOUT):
-                await task
-            sock.close()
+    def _serve(self) -> contextlib.AbstractAsyncContextManager[int]:
+        # Setting _stopping ends slow responses now rather than at their delay.
+        return serving(self.app, name="fake Polygon REST server", on_stop=self._stopping.set)
 
     # --- the endpoint --------------------------------------------------------------------
 
     async def _aggs_endpoint(self, request: Request) -> Response:
+        return await self._counted(self._answer(request))
+
+    async def _counted(self, answer: Awaitable[Response]) -> Response:
+        """``answer``, counted in ``max_in_flight``."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
-            return await self._answer(request)
+            return await answer
         finally:
             self._in_flight -= 1
 
-    async def _answer(self, request: Request) -> Response:
+    async def _admit(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """Record the request, apply the next fault, check the key: the query, and the
+        response that ends the request early (a fault, a missing or wrong key), if any."""
         query = dict(request.query_params)
         auth = request.headers.get("authorization")
         self.requests.append(RecordedRequest(request.url.path, query, auth))
@@ -306,7 +263,7 @@ class FakePolygonRest:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
             if fault.status != 200 or fault.body is not None:
-                return Response(
+                return query, Response(
                     fault.body or b"",
                     fault.status,
                     headers=dict(fault.headers),
@@ -317,9 +274,15 @@ class FakePolygonRest:
         if auth is not None and auth.startswith("Bearer "):
             key = auth.removeprefix("Bearer ")
         if not key:
-            return self._json(401, _error_body("ERROR", "API Key was not provided"))
+            return query, self._json(401, _error_body("ERROR", "API Key was not provided"))
         if key != self.api_key:
-            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+            return query, self._json(401, _error_body("ERROR", "Unknown API Key"))
+        return query, None
+
+    async def _answer(self, request: Request) -> Response:
+        query, refused = await self._admit(request)
+        if refused is not None:
+            return refused
 
         p = request.path_params
         if "cursor" in query:
@@ -372,34 +335,12 @@ class FakePolygonRest:
         """``/v2/reference/news?ticker=&limit=&order=&sort=published_utc``: newest first
         (``order=asc`` reverses), ``limit`` default 10 (at most 1000), ``next_url`` with a
         cursor for the rest, as Polygon pages it."""
-        self._in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            return await self._answer_news(request)
-        finally:
-            self._in_flight -= 1
+        return await self._counted(self._answer_news(request))
 
     async def _answer_news(self, request: Request) -> Response:
-        query = dict(request.query_params)
-        auth = request.headers.get("authorization")
-        self.requests.append(RecordedRequest(request.url.path, query, auth))
-        fault = self._faults.popleft() if self._faults else self.always
-        if fault is not None:
-            if fault.delay_s:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
-            if fault.status != 200 or fault.body is not None:
-                return Response(
-                    fault.body or b"",
-                    fault.status,
-                    headers=dict(fault.headers),
-                    media_type="application/json",
-                )
-        key = query.get("apiKey")
-        if auth is not None and auth.startswith("Bearer "):
-            key = auth.removeprefix("Bearer ")
-        if key != self.api_key:
-            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+        query, refused = await self._admit(request)
+        if refused is not None:
+            return refused
         if "cursor" in query:
             query = {**_decode_cursor(query["cursor"]), **query}
         try:

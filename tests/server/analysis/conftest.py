@@ -25,6 +25,7 @@ from streams.simulated_market import start_price
 from tests.server.analysis.helpers import NOW_MS
 from tests.support.fake_anthropic import API_KEY, FakeAnthropic
 from tests.support.timing import TIMEOUT
+from tests.support.users import insert_user
 
 
 @dataclass
@@ -75,14 +76,7 @@ def market_with(*symbols: str) -> MarketState:
 
 
 async def new_user(db: Database) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    await db.pool.execute(
-        "INSERT INTO users (id, email, email_normalized, password_hash) VALUES ($1, $2, $2, $3)",
-        user_id,
-        f"{user_id.hex[:12]}@example.com",
-        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
-    )
-    return user_id
+    return await insert_user(db.pool)
 
 
 @dataclass

@@ -18,19 +18,13 @@ from server.storage import analyses as store
 from server.storage.analyses import Refusal, Status
 from server.storage.database import Database
 from tests.server.analysis.helpers import make_snapshot
+from tests.support.users import insert_user
 
 DAY = datetime(2024, 6, 5, tzinfo=UTC)
 
 
 async def new_user(db: Database) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    await db.pool.execute(
-        "INSERT INTO users (id, email, email_normalized, password_hash) VALUES ($1, $2, $2, $3)",
-        user_id,
-        f"{user_id.hex[:12]}@example.com",
-        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
-    )
-    return user_id
+    return await insert_user(db.pool)
 
 
 async def reserve(
