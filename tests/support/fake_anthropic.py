@@ -188,8 +188,6 @@ class FakeAnthropic(LoopbackFake):
         self.disconnects = 0
         self.completed = 0
         self.streams_open = 0
-        #: Set whenever a stream ends (completed, failed or left by the client).
-        self.stream_ended = asyncio.Event()
         self._cache: dict[str, float] = {}
         #: The "client left" events of the streams being written (set all at shutdown).
         self._live: set[asyncio.Event] = set()
@@ -425,7 +423,6 @@ class FakeAnthropic(LoopbackFake):
             self.streams_open -= 1
             self._live.discard(left)
             watcher.cancel()
-            self.stream_ended.set()
 
     async def _events(self, reply: _Reply, send: Any, left: asyncio.Event) -> bool:
         """Write the stream; False as soon as the client has gone (nothing more is sent)."""
