@@ -10,8 +10,9 @@ One analysis, in order:
    as ``running`` (``server.storage.analyses.reserve``). A refusal raises before anything
    else is done: ``LIMIT_EXCEEDED`` (the tier includes none, or too many at once) or
    ``RATE_LIMITED`` with ``retryAfter`` (used up for today).
-2. **Snapshot**: the inputs are gathered (market state, closed bars on the style's two
-   timeframes, position, orders, alerts, news) and the snapshot built, once.
+2. **Snapshot** (``server.analysis.gather``): the inputs are gathered (market state,
+   closed bars on the style's two timeframes, position, orders, alerts, news) and the
+   snapshot built, once. Steps 2-6 are one ``AnalysisRun`` (``server.analysis.run``).
 3. **Cache**: a completed answer for the same subject, snapshot fingerprint, question and
    analyst younger than ``cache_ttl_s`` is served again (stored in PostgreSQL, so every
    process shares it): the same chunks, ``cached: true``, no tokens, not charged.
@@ -25,7 +26,7 @@ One analysis, in order:
    once (for the Anthropic analyst: the HTTP stream, so no more tokens are generated),
    and the row is marked cancelled in the background. It is charged if the analyst had
    already started writing (so starting and abandoning analyses is not a way around
-   the quota), and not otherwise.
+   the quota), and not otherwise; nor when the server's shutdown stopped it.
 """
 
 from __future__ import annotations
@@ -36,67 +37,39 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from server.analysis import snapshot as snap
-from server.analysis.anthropic_analyst import end_user_id
 from server.analysis.bracket import bracket_order, suggested_qty
-from server.analysis.check import checked_result
 from server.analysis.errors import (
-    AnalysisInvalid,
     AnalysisNotFound,
-    AnalystUnavailable,
     IdeaNotActionable,
 )
-from server.analysis.indicator_set import BARS_NEEDED
+from server.analysis.gather import PORTFOLIO, SnapshotGatherer
 from server.analysis.inputs import NO_HOLDINGS, AlertsSource, Holdings, MarketInputs, NewsSource
-from server.analysis.offline import deltas
-from server.analysis.port import AnalysisRequest, Analyst
+from server.analysis.port import Analyst
 from server.analysis.prompt import MAX_QUESTION_CHARS
 from server.analysis.result import (
-    AnalysisResult,
-    Assessment,
     Chunk,
-    ResultReady,
-    TextDelta,
-    Usage,
 )
+from server.analysis.run import AnalysisRun, question_key
 from server.analysis.snapshot import (
-    AlertView,
-    NewsItem,
-    PositionView,
     Preferences,
     Snapshot,
     SymbolSnapshot,
 )
-from server.analysis.snapshot_build import (
-    PORTFOLIO_BARS_SHOWN,
-    SYMBOL_BARS_SHOWN,
-    SymbolInputs,
-    portfolio_snapshot,
-    symbol_snapshot,
-    timeframes_for,
-)
-from server.errors import InvalidInput, InvalidSymbol, LimitExceeded, TickgraphError
+from server.errors import InvalidInput, InvalidSymbol, LimitExceeded
 from server.limits.errors import RateLimited
 from server.limits.tiers import TierLimits
 from server.market.symbols import SYMBOL_PATTERN
-from server.market.timeframes import Bar, Timeframe
 from server.storage import analyses as store
 from server.storage.analyses import Refusal, Status, StoredAnalysis
-from streams.events import Trade
 
 log = logging.getLogger(__name__)
 
-PORTFOLIO = "portfolio"
-#: Holdings in one review (the largest by market value); more would not fit a prompt.
-MAX_HOLDINGS = 50
-#: Holdings whose inputs are gathered at once.
-GATHER_CONCURRENCY = 8
 MAX_PAGE = 100
 #: How long shutdown waits for the last rows to be written.
 CLOSE_TIMEOUT_S = 5.0
@@ -140,11 +113,6 @@ class AnalysisPage:
     has_next_page: bool
 
 
-def question_key(question: str) -> str:
-    """What makes two questions the same for the cache: case and spacing ignored."""
-    return " ".join(question.split()).casefold()
-
-
 def clean_question(question: str | None) -> str:
     text = _CONTROL.sub(" ", question or "").strip()
     if len(text) > MAX_QUESTION_CHARS:
@@ -171,17 +139,48 @@ class AnalysisService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
-        self.analyst = analyst
-        self._market = market
+        self._analyst = analyst
         self._holdings = holdings
-        self._alerts = alerts
-        self._news = news
+        self._gather = SnapshotGatherer(
+            pool=pool,
+            market=market,
+            holdings=holdings,
+            alerts=alerts,
+            news=news,
+            stale_after_s=settings.stale_after_s,
+            clock=clock,
+        )
         self._resolve = resolve_symbol or _syntax_only
         self.settings = settings
         self._clock = clock
         self._runs: set[asyncio.Task[None]] = set()
         self._records: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    # What a run needs (``server.analysis.run.Host``).
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    @property
+    def analyst(self) -> Analyst:
+        return self._analyst
+
+    @property
+    def cache_ttl_s(self) -> float:
+        return self.settings.cache_ttl_s
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), tz=UTC)
+
+    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot:
+        """The snapshot a request about ``subject`` (a symbol or "portfolio") would get."""
+        return await self._gather.snapshot(user_id=user_id, subject=subject)
 
     # ------------------------------------------------------------------ streaming
 
@@ -201,7 +200,7 @@ class AnalysisService:
             raise LimitExceeded(
                 f"the {limits.name} tier includes no analyses", resource="analyses", limit=0
             )
-        now = self._now()
+        now = self.now()
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         analysis_id = uuid.uuid4()
         reservation = await store.reserve(
@@ -270,7 +269,7 @@ class AnalysisService:
                     async for _ in chunks:
                         pass
 
-        self._spawn(drain(), run=True)
+        self.spawn(drain(), run=True)
         return run.id
 
     # ------------------------------------------------------------------ reads
@@ -303,7 +302,7 @@ class AnalysisService:
         return AnalysisPage(items, items[-1].cursor if items else None, more)
 
     async def usage(self, *, user_id: uuid.UUID, limits: TierLimits) -> UsageToday:
-        now = self._now()
+        now = self.now()
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         totals = await store.usage_since(self._pool, user_id=user_id, since=day_start)
         limit = 0 if limits.read_only else limits.analyses_per_day
@@ -375,295 +374,14 @@ class AnalysisService:
         if self._records:
             await asyncio.wait(set(self._records), timeout=CLOSE_TIMEOUT_S)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, run: bool = False) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], *, run: bool = False) -> None:
         """Background work: an analysis (``run``) or the recording of one's end."""
         tasks = self._runs if run else self._records
         task = asyncio.get_running_loop().create_task(coro)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), tz=UTC)
-
     # ------------------------------------------------------------------ snapshots
-
-    async def symbol_snapshot(
-        self,
-        *,
-        user_id: uuid.UUID,
-        symbol: str,
-        preferences: Preferences,
-        alerts: Sequence[AlertView],
-        portfolio: bool = False,
-        equity: Decimal | None = None,
-        position: PositionView | None = None,
-    ) -> SymbolSnapshot:
-        taken_ms = int(self._clock() * 1000)
-        state = self._market.state(symbol)
-        # Bars up to the feed's own clock (the last trade's exchange time), not the wall
-        # clock: a replayed day gets the history of that day, as indicator warm-up does.
-        last = state.last_trade.event if state is not None and state.last_trade else None
-        end_ms = last.t if isinstance(last, Trade) else taken_ms
-        signal, context = timeframes_for(preferences.style)
-        bars_task = [
-            self._market.closed_bars(symbol, tf, BARS_NEEDED, end_ms=end_ms)
-            for tf in (signal, context)
-        ]
-        notes: list[str] = []
-        news: list[NewsItem] = []
-        all_bars = asyncio.gather(*bars_task)
-        if portfolio:
-            results, orders = await asyncio.gather(
-                all_bars, self._holdings.open_orders(user_id, symbol)
-            )
-        else:
-            results, position, orders, (news, news_note) = await asyncio.gather(
-                all_bars,
-                self._holdings.position(user_id, symbol),
-                self._holdings.open_orders(user_id, symbol),
-                self._headlines(symbol),
-            )
-            if news_note:
-                notes.append(news_note)
-        bars: dict[Timeframe, list[Bar]] = {}
-        for tf, (series, note) in zip((signal, context), results, strict=True):
-            bars[tf] = series
-            if note:
-                notes.append(note)
-        return symbol_snapshot(
-            SymbolInputs(
-                symbol=symbol,
-                state=state,
-                bars=bars,
-                position=position,
-                orders=orders,
-                alerts=alerts,
-                news=news,
-                preferences=preferences,
-                notes=notes,
-                equity=equity,
-                taken_at_ms=taken_ms,
-                stale_after_ms=int(self.settings.stale_after_s * 1000),
-                bars_shown=PORTFOLIO_BARS_SHOWN if portfolio else SYMBOL_BARS_SHOWN,
-            )
-        )
-
-    async def _headlines(self, symbol: str) -> tuple[list[NewsItem], str | None]:
-        if self._news is None:
-            return [], None
-        return await self._news.headlines(symbol)
-
-    async def _alerts_by_symbol(self, user_id: uuid.UUID) -> dict[str, list[AlertView]]:
-        out: dict[str, list[AlertView]] = {}
-        if self._alerts is not None:
-            for symbol, alert in await self._alerts.active(user_id):
-                out.setdefault(symbol, []).append(alert)
-        return out
-
-    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot:
-        """The snapshot of one request: of a symbol, or of the whole portfolio."""
-        preferences, alerts = await asyncio.gather(
-            self.preferences(user_id=user_id), self._alerts_by_symbol(user_id)
-        )
-        if subject != PORTFOLIO:
-            account = await self._holdings.account(user_id)
-            return await self.symbol_snapshot(
-                user_id=user_id,
-                symbol=subject,
-                preferences=preferences,
-                alerts=alerts.get(subject, []),
-                equity=account.equity if account is not None else None,
-            )
-        account, positions = await asyncio.gather(
-            self._holdings.account(user_id), self._holdings.positions(user_id)
-        )
-        ranked = sorted(positions, key=lambda p: (-abs(p.market_value), p.symbol))
-        notes = []
-        if len(ranked) > MAX_HOLDINGS:
-            notes.append(f"only the {MAX_HOLDINGS} largest of {len(ranked)} positions are reviewed")
-        equity = account.equity if account is not None else None
-        gate = asyncio.Semaphore(GATHER_CONCURRENCY)
-
-        async def one(position: PositionView) -> SymbolSnapshot:
-            async with gate:
-                built = await self.symbol_snapshot(
-                    user_id=user_id,
-                    symbol=position.symbol,
-                    preferences=preferences,
-                    alerts=alerts.get(position.symbol, []),
-                    portfolio=True,
-                    equity=equity,
-                    position=position,
-                )
-            await asyncio.sleep(0)  # a large review never holds the loop for long
-            return built
-
-        holdings = await asyncio.gather(*(one(p) for p in ranked[:MAX_HOLDINGS]))
-        return portfolio_snapshot(account, holdings, preferences=preferences, notes=notes)
-
-
-class AnalysisRun:
-    """One admitted analysis. ``chunks()`` performs it (once)."""
-
-    def __init__(
-        self,
-        service: AnalysisService,
-        analysis_id: uuid.UUID,
-        user_id: uuid.UUID,
-        subject: str,
-        question: str,
-    ) -> None:
-        self.id = analysis_id
-        self.user_id = user_id
-        self.subject = subject
-        self.question = question
-        self._service = service
-        self._recorded = False
-        self._wrote = False
-        self._snapshot_json: bytes | None = None
-        self._fingerprint: str | None = None
-
-    async def chunks(self) -> AsyncGenerator[Chunk, None]:
-        service = self._service
-        try:
-            snapshot = await service.snapshot(user_id=self.user_id, subject=self.subject)
-            if isinstance(snapshot, SymbolSnapshot) and _has_no_data(snapshot):
-                raise InvalidSymbol(
-                    f"there is no market data for {self.subject} yet", symbol=self.subject
-                )
-            self._snapshot_json = snap.encode(snapshot)
-            self._fingerprint = snap.fingerprint(snapshot)
-            ttl = service.settings.cache_ttl_s
-            cached = (
-                await store.find_cached(
-                    service._pool,
-                    subject=self.subject,
-                    fingerprint=self._fingerprint,
-                    question_key=question_key(self.question),
-                    analyst=service.analyst.label,
-                    since=service._now() - timedelta(seconds=ttl),
-                )
-                if ttl > 0
-                else None
-            )
-            if cached is not None:
-                async with contextlib.aclosing(self._replay(cached, snapshot)) as replay:
-                    async for chunk in replay:
-                        yield chunk
-                return
-            assessment, usage = None, None
-            request = AnalysisRequest(snapshot, self.question, end_user_id(str(self.user_id)))
-            async with contextlib.aclosing(service.analyst.analyze(request)) as stream:
-                async for piece in stream:
-                    if isinstance(piece, TextDelta):
-                        self._wrote = True
-                        yield piece
-                    elif isinstance(piece, Assessment):
-                        assessment = piece
-                    elif isinstance(piece, Usage):
-                        usage = piece
-            if assessment is None or usage is None:
-                raise AnalysisInvalid("the analyst ended without an answer", reason="incomplete")
-            result = checked_result(assessment, snapshot, service.analyst.label)
-            await self._finish(Status.COMPLETED, charged=True, result=result, usage=usage)
-            yield ResultReady(str(self.id), result, snapshot, self._fingerprint)
-            yield usage
-        except (AnalystUnavailable, AnalysisInvalid) as exc:
-            await self._fail(exc, exc.usage)
-            raise
-        except TickgraphError as exc:
-            await self._fail(exc, None)
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            self._cancelled()
-            raise
-        except Exception as exc:
-            log.exception("analysis %s failed", self.id)
-            await self._fail(exc, None)
-            raise
-
-    async def _replay(
-        self, cached: AnalysisResult, snapshot: Snapshot
-    ) -> AsyncGenerator[Chunk, None]:
-        """A cached answer, in the same chunks as a fresh one; it cost nothing."""
-        usage = Usage(cached=True)
-        await self._finish(Status.COMPLETED, charged=False, cached=True, result=cached, usage=usage)
-        for piece in deltas(cached.rationale):
-            yield TextDelta(piece)
-        assert self._fingerprint is not None
-        yield ResultReady(str(self.id), cached, snapshot, self._fingerprint)
-        yield usage
-
-    async def _finish(
-        self,
-        status: Status,
-        *,
-        charged: bool,
-        cached: bool = False,
-        result: AnalysisResult | None = None,
-        usage: Usage | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self._recorded = True
-        code = getattr(error, "code", "INTERNAL") if error is not None else None
-        message = None
-        if error is not None:
-            message = error.message if isinstance(error, TickgraphError) else "internal error"
-        await store.finish(
-            self._service._pool,
-            self.id,
-            status=status,
-            charged=charged,
-            cached=cached,
-            fingerprint=self._fingerprint,
-            snapshot_json=self._snapshot_json,
-            result=result,
-            usage=usage,
-            error_code=code,
-            error_message=message,
-        )
-
-    async def _fail(self, exc: BaseException, usage: Usage | None) -> None:
-        if self._recorded:
-            return
-        try:
-            await self._finish(Status.FAILED, charged=False, usage=usage, error=exc)
-        except Exception:
-            log.exception("could not record the failure of analysis %s", self.id)
-
-    def _cancelled(self) -> None:
-        """Record the cancellation in the background: the consumer is gone and must not
-        wait for the database (nor may a second cancellation lose the record)."""
-        if self._recorded:
-            return
-        self._recorded = True
-        # Charged when the analyst had started writing, unless the server is shutting down.
-        charged = self._wrote and not self._service._closing
-
-        async def record() -> None:
-            try:
-                await store.finish(
-                    self._service._pool,
-                    self.id,
-                    status=Status.CANCELLED,
-                    charged=charged,
-                    fingerprint=self._fingerprint,
-                    snapshot_json=self._snapshot_json,
-                    error_code="CANCELLED",
-                    error_message="the client stopped listening",
-                )
-            except Exception:
-                log.exception("could not record the cancellation of analysis %s", self.id)
-
-        self._service._spawn(record())
-
-
-def _has_no_data(snapshot: SymbolSnapshot) -> bool:
-    return (
-        snapshot.trade is None
-        and snapshot.quote is None
-        and not any(s.bars for s in snapshot.series)
-    )
 
 
 def _syntax_only(raw: str) -> str:

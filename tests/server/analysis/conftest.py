@@ -101,11 +101,13 @@ async def env(database: Database) -> AsyncIterator[Env]:
     market = market_with("NVDA", "AAPL", "MSFT", "AMZN")
     made: list[tuple[AnalysisService, Analyst]] = []
 
-    def make(analyst: Analyst | None = None, **settings: Any) -> AnalysisService:
+    def make(
+        analyst: Analyst | None = None, *, history: Any = None, **settings: Any
+    ) -> AnalysisService:
         service = AnalysisService(
             pool=database.pool,
             analyst=analyst or OfflineAnalyst(),
-            market=LiveMarket(market, None, SimulatedHistory()),
+            market=LiveMarket(market, None, history or SimulatedHistory()),
             holdings=Holdings(book),
             alerts=StoredAlerts(database.pool),
             settings=AnalysisSettings(**settings),

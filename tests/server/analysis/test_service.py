@@ -366,8 +366,6 @@ async def test_tiers_without_analyses_and_bad_input(env: Env) -> None:
 
 
 async def test_a_symbol_without_any_data_is_refused_and_free(env: Env) -> None:
-    from server.analysis.inputs import LiveMarket
-
     class NoHistory:
         async def bars(self, *a: Any, **k: Any) -> list[Any]:
             return []
@@ -375,8 +373,7 @@ async def test_a_symbol_without_any_data_is_refused_and_free(env: Env) -> None:
         async def range(self, *a: Any, **k: Any) -> list[Any]:
             return []
 
-    service = env.make()
-    service._market = LiveMarket(env.market, None, NoHistory())
+    service = env.make(history=NoHistory())
     user = await new_user(env.db)
     with pytest.raises(InvalidSymbol, match="no market data for ZZZZ"):
         await run(service, user, symbol="ZZZZ")
