@@ -137,13 +137,18 @@ def tool_choice() -> dict[str, Any]:
 
 
 def user_message(snapshot_json: bytes, question: str, *, portfolio: bool) -> dict[str, Any]:
+    """The request. Nothing inside the tags can close them: in the JSON every "</" is
+    written "<\\/" (the same string to a JSON reader), and a question's "</" gets a space,
+    so a headline or a question cannot pose as the end of the data."""
     task = "Review my portfolio." if portfolio else "Analyze this stock for me."
+    safe_question = question.replace("</", "< /")
     asked = (
-        f"My question (answer it within the rules): <question>{question}</question>\n\n"
+        f"My question (answer it within the rules): <question>{safe_question}</question>\n\n"
         if question
         else ""
     )
-    text = f"{task}\n\n{asked}<snapshot>\n{snapshot_json.decode()}\n</snapshot>"
+    data = snapshot_json.decode().replace("</", "<\\/")
+    text = f"{task}\n\n{asked}<snapshot>\n{data}\n</snapshot>"
     return {"role": "user", "content": [{"type": "text", "text": text}]}
 
 
