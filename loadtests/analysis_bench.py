@@ -156,7 +156,9 @@ class BookHoldings:
     async def positions(self, user_id: uuid.UUID) -> Sequence[PositionView]:
         return self._positions
 
-    async def account(self, user_id: uuid.UUID) -> AccountView | None:
+    async def account(
+        self, user_id: uuid.UUID, margin_multiplier: Decimal = Decimal(1)
+    ) -> AccountView | None:
         return self._account
 
 

@@ -16,6 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from brokers.paper import Commission, PaperBroker, PaperConfig
 from server.alerts import AlertEngine
+from server.analysis.setup import build_analysis, close_analysis
 from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
@@ -113,7 +114,10 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        bar_writer, delivery, screen, analytics, alerts = _analytics(settings, database, bus)
+        history, rest = _history(settings, database)
+        bar_writer, delivery, screen, analytics, alerts = _analytics(
+            settings, database, bus, history
+        )
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
         trading = _trading(
@@ -180,6 +184,19 @@ class Runtime:
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.ready.wait(), 5.0)
+        analysis = build_analysis(
+            settings,
+            pool=database.pool,
+            state=state,
+            book=analytics.book,
+            history=history,
+            rest=rest,
+            orders=trading.service,
+            resolve_symbol=directory.resolve,
+        )
+        # Stopped before the feed and the database: background analyses are cancelled
+        # (not charged) and their rows written while the pool is still open.
+        stack.push_async_callback(close_analysis, analysis)
         services = Services(
             settings=settings,
             state=state,
@@ -196,6 +213,7 @@ class Runtime:
             connections=connections,
             delivery=delivery,
             orders=trading.service,
+            analysis=analysis,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
@@ -212,14 +230,13 @@ class Runtime:
 
 
 def _analytics(
-    settings: Settings, database: Database, bus: InProcessBus
+    settings: Settings, database: Database, bus: InProcessBus, history: HistoryProvider
 ) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
     """Bars, indicators and alerts after the screen, with their writers."""
     bar_writer = _bar_writer(settings, database)
     delivery = AlertDelivery(database.pool, bus)
     screen = FeedScreen(screen_policy(settings))
     rates = FiringRates()
-    history = _history(settings, database)
     analytics = Analytics(
         bus=bus,
         history=history,
@@ -456,13 +473,16 @@ def _login_limiter(settings: Settings, shared: Limiter) -> Limiter:
     return RedisLimiter(_redis(settings), fail_mode=FailMode.CLOSED)
 
 
-def _history(settings: Settings, database: Database) -> HistoryProvider:
+def _history(
+    settings: Settings, database: Database
+) -> tuple[HistoryProvider, PolygonHistory | None]:
     """Where indicator warm-up bars come from: our own stored bars first, then Polygon
-    REST (with a real key) or the simulated market's own history."""
+    REST (with a real key) or the simulated market's own history. The Polygon REST
+    client too, when there is one (analyses read headlines through it)."""
     stored = StoredHistory(database.pool)
     if settings.market_source is MarketSource.SIMULATED:
-        return ChainedHistory(stored, SimulatedHistory(settings.simulated_seed))
+        return ChainedHistory(stored, SimulatedHistory(settings.simulated_seed)), None
     if settings.polygon_rest_url and settings.polygon_api_key is not None:
         remote = PolygonHistory(settings.polygon_api_key, base_url=settings.polygon_rest_url)
-        return ChainedHistory(stored, remote)
-    return stored
+        return ChainedHistory(stored, remote), remote
+    return stored, None

@@ -140,13 +140,16 @@ class SnapshotGatherer:
                 out.setdefault(symbol, []).append(alert)
         return out
 
-    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot:
-        """The snapshot of one request: of a symbol, or of the whole portfolio."""
+    async def snapshot(
+        self, *, user_id: uuid.UUID, subject: str, margin_multiplier: Decimal = Decimal(1)
+    ) -> Snapshot:
+        """The snapshot of one request: of a symbol, or of the whole portfolio (buying
+        power at the caller's margin multiplier)."""
         preferences, alerts = await asyncio.gather(
             store.get_preferences(self._pool, user_id=user_id), self._alerts_by_symbol(user_id)
         )
         if subject != PORTFOLIO:
-            account = await self._holdings.account(user_id)
+            account = await self._holdings.account(user_id, margin_multiplier)
             return await self.symbol_snapshot(
                 user_id=user_id,
                 symbol=subject,
@@ -155,7 +158,7 @@ class SnapshotGatherer:
                 equity=account.equity if account is not None else None,
             )
         account, positions = await asyncio.gather(
-            self._holdings.account(user_id), self._holdings.positions(user_id)
+            self._holdings.account(user_id, margin_multiplier), self._holdings.positions(user_id)
         )
         ranked = sorted(positions, key=lambda p: (-abs(p.market_value), p.symbol))
         notes = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 from server.analysis.snapshot import AccountView, AlertView, NewsItem, OrderView, PositionView
@@ -30,6 +31,8 @@ from server.market.timeframes import Bar, Timeframe
 from server.storage import alerts as alert_store
 
 log = logging.getLogger(__name__)
+
+ONE = Decimal(1)
 
 
 class MarketInputs(Protocol):
@@ -54,7 +57,11 @@ class Holdings(Protocol):
 
     async def positions(self, user_id: uuid.UUID) -> Sequence[PositionView]: ...
 
-    async def account(self, user_id: uuid.UUID) -> AccountView | None: ...
+    async def account(
+        self, user_id: uuid.UUID, margin_multiplier: Decimal = ONE
+    ) -> AccountView | None:
+        """The account's equity, cash and buying power (at the tier's margin multiplier)."""
+        ...
 
 
 class AlertsSource(Protocol):
@@ -79,7 +86,9 @@ class _NoHoldings:
     async def positions(self, user_id: uuid.UUID) -> Sequence[PositionView]:
         return ()
 
-    async def account(self, user_id: uuid.UUID) -> AccountView | None:
+    async def account(
+        self, user_id: uuid.UUID, margin_multiplier: Decimal = ONE
+    ) -> AccountView | None:
         return None
 
 

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from server.analysis import snapshot as snap
@@ -59,7 +60,9 @@ class Host(Protocol):
 
     def now(self) -> datetime: ...
 
-    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot: ...
+    async def snapshot(
+        self, *, user_id: uuid.UUID, subject: str, margin_multiplier: Decimal = Decimal(1)
+    ) -> Snapshot: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None], *, run: bool = False) -> None: ...
 
@@ -74,11 +77,15 @@ class AnalysisRun:
         user_id: uuid.UUID,
         subject: str,
         question: str,
+        *,
+        margin_multiplier: Decimal = Decimal(1),
     ) -> None:
         self.id = analysis_id
         self.user_id = user_id
         self.subject = subject
         self.question = question
+        #: The caller's tier's, for the account's buying power in the snapshot.
+        self.margin_multiplier = margin_multiplier
         self._service = service
         self._recorded = False
         self._wrote = False
@@ -88,7 +95,11 @@ class AnalysisRun:
     async def chunks(self) -> AsyncGenerator[Chunk, None]:
         service = self._service
         try:
-            snapshot = await service.snapshot(user_id=self.user_id, subject=self.subject)
+            snapshot = await service.snapshot(
+                user_id=self.user_id,
+                subject=self.subject,
+                margin_multiplier=self.margin_multiplier,
+            )
             if isinstance(snapshot, SymbolSnapshot) and _has_no_data(snapshot):
                 raise InvalidSymbol(
                     f"there is no market data for {self.subject} yet", symbol=self.subject
@@ -143,6 +154,11 @@ class AnalysisRun:
             log.exception("analysis %s failed", self.id)
             await self._fail(exc, None)
             raise
+
+    def abandon(self) -> None:
+        """The run will never be performed (its consumer went away before asking for
+        the first chunk): recorded as cancelled, not charged, its place given back."""
+        self._cancelled()
 
     async def _replay(
         self, cached: AnalysisResult, snapshot: Snapshot

@@ -178,9 +178,13 @@ class AnalysisService:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
 
-    async def snapshot(self, *, user_id: uuid.UUID, subject: str) -> Snapshot:
+    async def snapshot(
+        self, *, user_id: uuid.UUID, subject: str, margin_multiplier: Decimal = Decimal(1)
+    ) -> Snapshot:
         """The snapshot a request about ``subject`` (a symbol or "portfolio") would get."""
-        return await self._gather.snapshot(user_id=user_id, subject=subject)
+        return await self._gather.snapshot(
+            user_id=user_id, subject=subject, margin_multiplier=margin_multiplier
+        )
 
     # ------------------------------------------------------------------ streaming
 
@@ -234,7 +238,9 @@ class AnalysisService:
                 scope="analyses",
                 limit=limits.analyses_per_day,
             )
-        return AnalysisRun(self, analysis_id, user_id, subject, text)
+        return AnalysisRun(
+            self, analysis_id, user_id, subject, text, margin_multiplier=limits.margin_multiplier
+        )
 
     async def stream(
         self,
@@ -329,7 +335,12 @@ class AnalysisService:
         return preferences
 
     async def order_from_idea(
-        self, *, user_id: uuid.UUID, analysis_id: uuid.UUID, qty: Decimal | None = None
+        self,
+        *,
+        user_id: uuid.UUID,
+        analysis_id: uuid.UUID,
+        qty: Decimal | None = None,
+        margin_multiplier: Decimal = Decimal(1),
     ) -> dict[str, object]:
         """The bracket order request for the analysis's trade idea, for the order service
         (which applies its risk checks; the user confirms). Without ``qty``, the idea is
@@ -345,7 +356,7 @@ class AnalysisService:
         if not isinstance(analysis.snapshot, SymbolSnapshot):
             raise IdeaNotActionable("a portfolio review has no trade idea")
         if qty is None:
-            account = await self._holdings.account(user_id)
+            account = await self._holdings.account(user_id, margin_multiplier)
             tolerance = analysis.snapshot.preferences.risk_tolerance
             qty = (
                 suggested_qty(result.trade_idea, account.equity, tolerance)

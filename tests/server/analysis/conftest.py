@@ -51,7 +51,9 @@ class Holdings:
     async def positions(self, user_id: uuid.UUID) -> Sequence[PositionView]:
         return self.book.positions.get(user_id, [])
 
-    async def account(self, user_id: uuid.UUID) -> AccountView | None:
+    async def account(
+        self, user_id: uuid.UUID, margin_multiplier: Decimal = Decimal(1)
+    ) -> AccountView | None:
         return self.book.accounts.get(user_id)
 
 
