@@ -216,25 +216,31 @@ def book(names: Sequence[str]) -> tuple[BookHoldings, MemoryAlerts]:
 
 
 @contextlib.asynccontextmanager
-async def database(url: str | None) -> AsyncIterator[Database]:
-    workdir: Path | None = None
-    server: Any = None
-    if not url:
-        from pgserver.postgres_server import get_server
+async def postgres_url(url: str | None) -> AsyncIterator[str]:
+    """``url``, or a temporary PostgreSQL's (pgserver), deleted afterwards."""
+    if url:
+        yield url
+        return
+    from pgserver.postgres_server import get_server
 
-        workdir = Path(tempfile.mkdtemp(prefix="tickgraph-bench-pg-"))
-        server = get_server(workdir / "pgdata", cleanup_mode="delete")
-        url = str(server.get_uri())
-    settings = Settings(database_url=Secret(url), data_dir=workdir or Path(tempfile.gettempdir()))
-    db = await Database.open(settings)
+    workdir = Path(tempfile.mkdtemp(prefix="tickgraph-bench-pg-"))
+    server = get_server(workdir / "pgdata", cleanup_mode="delete")
     try:
-        yield db
+        yield str(server.get_uri())
     finally:
-        await db.close()
-        if server is not None:
-            server.cleanup()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def database(url: str | None) -> AsyncIterator[Database]:
+    async with postgres_url(url) as real_url:
+        settings = Settings(database_url=Secret(real_url), data_dir=Path(tempfile.gettempdir()))
+        db = await Database.open(settings)
+        try:
+            yield db
+        finally:
+            await db.close()
 
 
 async def new_user(db: Database) -> uuid.UUID:
