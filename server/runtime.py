@@ -16,6 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from brokers.paper import Commission, PaperBroker, PaperConfig
 from server.alerts import AlertEngine
+from server.analysis.service import AnalysisService
 from server.analysis.setup import build_analysis, close_analysis
 from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
@@ -34,6 +35,7 @@ from server.ingest import Ingest
 from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
+from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
 from server.market.timeframes import Timeframe
@@ -184,19 +186,6 @@ class Runtime:
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.ready.wait(), 5.0)
-        analysis = build_analysis(
-            settings,
-            pool=database.pool,
-            state=state,
-            book=analytics.book,
-            history=history,
-            rest=rest,
-            orders=trading.service,
-            resolve_symbol=directory.resolve,
-        )
-        # Stopped before the feed and the database: background analyses are cancelled
-        # (not charged) and their rows written while the pool is still open.
-        stack.push_async_callback(close_analysis, analysis)
         services = Services(
             settings=settings,
             state=state,
@@ -213,7 +202,17 @@ class Runtime:
             connections=connections,
             delivery=delivery,
             orders=trading.service,
-            analysis=analysis,
+            analysis=_analysis(
+                stack,
+                settings,
+                database,
+                state=state,
+                book=analytics.book,
+                history=history,
+                rest=rest,
+                orders=trading.service,
+                resolve_symbol=directory.resolve,
+            ),
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
@@ -311,6 +310,34 @@ async def _start_trading(
     trading.ledger.start()
     stack.push_async_callback(trading.ledger.close, settings.drain_stall_timeout_s)
     await restore_trading(database.pool, trading.service)
+
+
+def _analysis(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    database: Database,
+    *,
+    state: MarketState,
+    book: BarBook,
+    history: HistoryProvider,
+    rest: PolygonHistory | None,
+    orders: OrderService,
+    resolve_symbol: Callable[[str], str],
+) -> AnalysisService:
+    """The analysis service; stopped before the feed and the database, so background
+    analyses are cancelled (not charged) and their rows written while the pool is open."""
+    analysis = build_analysis(
+        settings,
+        pool=database.pool,
+        state=state,
+        book=book,
+        history=history,
+        rest=rest,
+        orders=orders,
+        resolve_symbol=resolve_symbol,
+    )
+    stack.push_async_callback(close_analysis, analysis)
+    return analysis
 
 
 def _each(*handlers: Callable[[Received], None]) -> Callable[[Received], None]:
