@@ -336,14 +336,19 @@ class FakePolygonRest(LoopbackFake):
             return query, self._json(401, _error_body("ERROR", "Unknown API Key"))
         return query, None
 
-    async def _answer(self, request: Request) -> Response:
+    async def _query(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """``_admit``, with the query a ``next_url`` cursor carries merged in."""
         query, refused = await self._admit(request)
+        if refused is None and "cursor" in query:
+            query = {**_decode_cursor(query["cursor"]), **query}
+        return query, refused
+
+    async def _answer(self, request: Request) -> Response:
+        query, refused = await self._query(request)
         if refused is not None:
             return refused
 
         p = request.path_params
-        if "cursor" in query:
-            query = {**_decode_cursor(query["cursor"]), **query}
         try:
             multiplier = int(p["multiplier"])
             timespan = p["timespan"]
@@ -394,11 +399,9 @@ class FakePolygonRest(LoopbackFake):
         return await self._counted(self._answer_trades(request))
 
     async def _answer_trades(self, request: Request) -> Response:
-        query, refused = await self._admit(request)
+        query, refused = await self._query(request)
         if refused is not None:
             return refused
-        if "cursor" in query:
-            query = {**_decode_cursor(query["cursor"]), **query}
         try:
             lo = int(query.get("timestamp.gte", 0))
             hi = int(query.get("timestamp.lt", 2**63))
@@ -427,11 +430,9 @@ class FakePolygonRest(LoopbackFake):
         return await self._counted(self._answer_news(request))
 
     async def _answer_news(self, request: Request) -> Response:
-        query, refused = await self._admit(request)
+        query, refused = await self._query(request)
         if refused is not None:
             return refused
-        if "cursor" in query:
-            query = {**_decode_cursor(query["cursor"]), **query}
         try:
             limit = min(int(query.get("limit", 10)), 1000)
             offset = int(query.get("offset", 0))
