@@ -42,6 +42,10 @@ ROOT_ARGS = {
     "indicators": '(symbol: "AMZN", timeframe: M5, specs: [{kind: SMA, period: 5}, '
     "{kind: MACD, fast: 12, slow: 26, signal: 9}, {kind: BBANDS, stdDev: 1.5}])",
     "alertEvents": "",
+    # Streamed per subscriber (schema/analysis.py), but the same types must stay exact
+    # should they ever be multiplexed.
+    "analysis": '(symbol: "AMZN", question: "q")',
+    "portfolioReview": '(question: "q")',
 }
 
 
