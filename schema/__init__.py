@@ -15,6 +15,7 @@ from strawberry.types.graphql import OperationType
 
 from schema.access_policy import AccessPolicy
 from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
+from schema.analysis import AnalysisMutation, AnalysisQuery, AnalysisSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
 from schema.errors import ErrorReporting, log_expected_errors
@@ -28,9 +29,10 @@ from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
 Query = merge_types(
-    "Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AuthQuery)
+    "Query",
+    (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AnalysisQuery, AuthQuery),
 )
-Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AuthMutation))
+Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AnalysisMutation, AuthMutation))
 Subscription = merge_types(
     "Subscription",
     (
@@ -39,6 +41,7 @@ Subscription = merge_types(
         BarsSubscription,
         AlertsSubscription,
         OrdersSubscription,
+        AnalysisSubscription,
     ),
 )
 

@@ -14,6 +14,7 @@ from server.settings import Settings
 from streams.feed_status import FeedStatusTracker
 
 if TYPE_CHECKING:
+    from server.analysis.service import AnalysisService
     from server.analytics import Analytics
     from server.auth.access import AccessControl
     from server.auth.users import UserService
@@ -45,6 +46,8 @@ class Services:
     connections: Connections | None = None
     delivery: AlertDelivery | None = None
     orders: OrderService | None = None
+    #: AI analyses (``server.analysis``): the rule-based analyst without an API key.
+    analysis: AnalysisService | None = None
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 
