@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -112,4 +113,12 @@ def parse_time(raw: str) -> int:
     if len(raw) == 10:
         day = datetime.fromisoformat(raw).replace(tzinfo=NEW_YORK)
         return ns_of(day)
-    return ns_of(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+    # datetime keeps microseconds; the fraction is read separately to keep nanoseconds.
+    match = _FRACTION.search(raw)
+    fraction = match.group(1) if match else ""
+    whole = raw[: match.start()] + raw[match.end() :] if match else raw
+    seconds = ns_of(datetime.fromisoformat(whole.replace("Z", "+00:00")))
+    return seconds + int(fraction.ljust(9, "0")[:9] or 0)
+
+
+_FRACTION = re.compile(r"\.(\d+)")
