@@ -219,3 +219,20 @@ async def test_assets(fake: FakeAlpaca, client: TradingClient) -> None:
         )
     assert (exc.value.status_code, exc.value.code) == (422, 42210000)
     assert {a.symbol for a in await call(client.get_all_assets)} >= {"AAPL", "HALT"}
+
+
+async def test_shares_held_for_orders_cannot_be_closed(
+    fake: FakeAlpaca, client: TradingClient
+) -> None:
+    await buy(fake, client, "AAPL", 10, "190")
+    await call(
+        client.submit_order,
+        MarketOrderRequest(symbol="AAPL", qty=4, side=OrderSide.SELL, time_in_force="day"),
+    )
+    with pytest.raises(APIError) as exc:
+        await call(client.close_position, "AAPL")
+    assert (exc.value.status_code, exc.value.code) == (403, 40310000)
+    body = exc.value.response.json()
+    assert (body["available"], body["held_for_orders"], body["existing_qty"]) == ("6", "4", "10")
+    results = await call(client.close_all_positions, True)  # cancel the orders first
+    assert [r.status for r in results] == [200]

@@ -642,3 +642,39 @@ async def test_market_closed_orders_wait_as_accepted(
     fake.close_market()  # the close: DAY orders expire, GTC stay
     assert (await call(client.get_order_by_id, day.id)).status == OrderStatus.EXPIRED
     assert (await call(client.get_order_by_id, gtc.id)).status == OrderStatus.NEW
+
+
+async def test_a_trailing_stop_follows_its_water_mark(
+    fake: FakeAlpaca, client: TradingClient
+) -> None:
+    placed = await call(
+        client.submit_order,
+        TrailingStopOrderRequest(symbol="AAPL", qty=1, side=SELL, time_in_force=DAY, trail_price=2),
+    )
+    assert (placed.hwm, placed.stop_price) == ("190", "188")
+    fake.set_price("AAPL", "195")
+    fake.set_price("AAPL", "193")  # a sell stop only ratchets up
+    moved = await call(client.get_order_by_id, placed.id)
+    assert (moved.hwm, moved.stop_price) == ("195", "193")
+
+
+async def test_the_close_expires_the_live_exits_of_a_day_bracket(
+    fake: FakeAlpaca, client: TradingClient
+) -> None:
+    placed = await call(
+        client.submit_order,
+        MarketOrderRequest(
+            symbol="AAPL",
+            qty=1,
+            side=BUY,
+            time_in_force=DAY,
+            order_class=OrderClass.BRACKET,
+            take_profit=TakeProfitRequest(limit_price=200),
+            stop_loss=StopLossRequest(stop_price=180),
+        ),
+    )
+    fake.fill(placed.id, "190")
+    fake.close_market()
+    assert placed.legs is not None
+    legs = [await call(client.get_order_by_id, leg.id) for leg in placed.legs]
+    assert [leg.status for leg in legs] == [OrderStatus.EXPIRED, OrderStatus.EXPIRED]

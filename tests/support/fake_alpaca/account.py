@@ -204,16 +204,7 @@ class Account:
                 and asset.shortable
                 and qty == qty.to_integral_value()  # no fractional short sales
             ):
-                raise AlpacaError(
-                    403,
-                    CODE_FORBIDDEN,
-                    f"insufficient qty available for order (requested: {dec(qty)}, "
-                    f"available: {dec(max(available, ZERO))})",
-                    available=dec(max(available, ZERO)),
-                    existing_qty=dec(position),
-                    held_for_orders=dec(held_qty),
-                    symbol=asset.symbol,
-                )
+                raise insufficient_qty(asset.symbol, qty, available, position, held_qty)
             cost = max(short, ZERO) * price
         else:
             covering = min(qty, max(-position, ZERO))
@@ -539,6 +530,23 @@ class Account:
             for m in self.events
             if order is None or m["data"]["order"]["id"] == order.id
         ]
+
+
+def insufficient_qty(
+    symbol: str, requested: Decimal, available: Decimal, position: Decimal, held: Decimal
+) -> AlpacaError:
+    """Alpaca's 403 for selling (or closing) more than the position has free."""
+    available = max(available, ZERO)
+    return AlpacaError(
+        403,
+        CODE_FORBIDDEN,
+        f"insufficient qty available for order (requested: {dec(requested)}, "
+        f"available: {dec(available)})",
+        available=dec(available),
+        existing_qty=dec(position),
+        held_for_orders=dec(held),
+        symbol=symbol,
+    )
 
 
 def trailing_stop_price(order: Order) -> Decimal:

@@ -136,7 +136,7 @@ class FakeAlpaca:
         asset.price = Decimal(price)
         for account in self.accounts.values():
             for order in account.orders.values():
-                if order.type == "trailing_stop" and order.is_open and order.symbol == symbol:
+                if order.type == "trailing_stop" and order.is_open and order.asset is asset:
                     assert order.hwm is not None
                     better = max if order.side == "sell" else min
                     order.hwm = better(order.hwm, asset.price)
@@ -158,9 +158,10 @@ class FakeAlpaca:
         if not expire_day_orders:
             return
         for account in self.accounts.values():
-            for order in list(account.roots()):
-                if order.is_open and order.time_in_force != "gtc":
-                    account.end(order, "expired")
+            for order in list(account.orders.values()):
+                with_parent = order.parent is not None and order.parent.is_open
+                if order.is_open and order.time_in_force != "gtc" and not with_parent:
+                    account.end(order, "expired")  # an open parent takes its legs along
 
     @property
     def rules(self) -> VenueRules:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tests.support.fake_alpaca.account import Account
+from tests.support.fake_alpaca.account import Account, insufficient_qty
 from tests.support.fake_alpaca.book import Position
 from tests.support.fake_alpaca.faults import Fault
 from tests.support.fake_alpaca.orders import Order
@@ -349,9 +349,15 @@ def _close(account: Account, position: Position, request: Request | None) -> dic
         raise invalid("invalid qty or percentage") from None
     if not size.is_finite() or size <= 0:
         raise invalid("qty must be > 0")
+    side = "sell" if position.qty > 0 else "buy"
+    held = account.held_for_orders(position.asset.symbol, side)
+    available = abs(position.qty) - held
+    if size > available:
+        # Shares promised to open orders cannot be closed: cancel those first.
+        raise insufficient_qty(position.asset.symbol, size, available, position.qty, held)
     spec = OrderSpec(
         asset=position.asset,
-        side="sell" if position.qty > 0 else "buy",
+        side=side,
         type="market",
         time_in_force="day",
         order_class="simple",
