@@ -61,16 +61,19 @@ def event_name(update: TradeUpdate) -> str:
 class StreamRecorder:
     """A real ``TradingStream`` on its own thread; its updates arrive in ``updates``."""
 
-    def __init__(self, fake: FakeAlpaca, *, secret: str | None = None) -> None:
+    def __init__(
+        self, fake: FakeAlpaca, *, secret: str | None = None, raw_data: bool = False
+    ) -> None:
         self.fake = fake
         self.stream = TradingStream(
-            fake.key_id, secret or fake.secret, url_override=fake.stream_url
+            fake.key_id, secret or fake.secret, raw_data=raw_data, url_override=fake.stream_url
         )
-        self.updates: asyncio.Queue[TradeUpdate] = asyncio.Queue()
+        #: ``TradeUpdate`` models, or with ``raw_data`` the messages as received.
+        self.updates: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self.stream.run, name="TradingStream")
 
-        async def handler(update: TradeUpdate) -> None:
+        async def handler(update: Any) -> None:
             self._loop.call_soon_threadsafe(self.updates.put_nowait, update)
 
         self.stream.subscribe_trade_updates(handler)

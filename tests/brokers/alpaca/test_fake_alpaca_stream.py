@@ -225,3 +225,24 @@ async def test_unauthorized_connections_are_told_and_closed(
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert fake.account.listeners == set()
+
+
+async def test_raw_data_keeps_fill_prices_decimal(fake: FakeAlpaca, client: TradingClient) -> None:
+    """alpaca-py's ``TradeUpdate`` makes ``price``, ``qty`` and ``position_qty`` floats;
+    with ``raw_data=True`` the handler gets Alpaca's message, decimal strings intact."""
+    recorder = await StreamRecorder(fake, raw_data=True).start()
+    try:
+        order = await place(client, qty=3)
+        fake.fill(order.id, "188.1")
+        messages = [await recorder.next() for _ in range(3)]
+        assert messages[2]["stream"] == "trade_updates"
+        fill = messages[2]["data"]
+        assert (fill["event"], fill["price"], fill["qty"], fill["position_qty"]) == (
+            "fill",
+            "188.1",
+            "3",
+            "3",
+        )
+        assert fill["order"]["filled_avg_price"] == "188.1"
+    finally:
+        await recorder.stop()
