@@ -15,8 +15,16 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import pytest
+from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
 from alpaca.trading.models import TradeUpdate
+from alpaca.trading.requests import (
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopLossRequest,
+    TakeProfitRequest,
+)
 from alpaca.trading.stream import TradingStream
 
 from tests.support.fake_alpaca import FakeAlpaca
@@ -44,6 +52,47 @@ def trading_client(fake: FakeAlpaca, *, retry_wait_s: float | None = None) -> Tr
 @pytest.fixture
 def client(fake: FakeAlpaca) -> TradingClient:
     return trading_client(fake)
+
+
+def limit_order(
+    price: float,
+    qty: float = 10,
+    *,
+    side: OrderSide = OrderSide.BUY,
+    tif: TimeInForce = TimeInForce.DAY,
+    symbol: str = "AAPL",
+    **fields: Any,
+) -> LimitOrderRequest:
+    return LimitOrderRequest(
+        symbol=symbol, qty=qty, side=side, time_in_force=tif, limit_price=price, **fields
+    )
+
+
+def market_order(
+    qty: float,
+    *,
+    side: OrderSide = OrderSide.BUY,
+    tif: TimeInForce = TimeInForce.DAY,
+    symbol: str = "AAPL",
+    **fields: Any,
+) -> MarketOrderRequest:
+    return MarketOrderRequest(symbol=symbol, qty=qty, side=side, time_in_force=tif, **fields)
+
+
+def bracket_exits(
+    take_profit: float, stop: float, stop_limit: float | None = None
+) -> dict[str, Any]:
+    """The fields that make an order a bracket."""
+    return {
+        "order_class": OrderClass.BRACKET,
+        "take_profit": TakeProfitRequest(limit_price=take_profit),
+        "stop_loss": StopLossRequest(stop_price=stop, limit_price=stop_limit),
+    }
+
+
+def api_error(error: APIError) -> tuple[int | None, int, str]:
+    """(HTTP status, Alpaca code, message) of an error with Alpaca's JSON body."""
+    return error.status_code, error.code, error.message
 
 
 async def call(fn: Callable[..., T], *args: Any) -> T:

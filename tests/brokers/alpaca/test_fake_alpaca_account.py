@@ -14,7 +14,7 @@ from alpaca.trading.enums import OrderSide, OrderStatus, OrderType, PositionSide
 from alpaca.trading.models import Order, TradeActivity
 from alpaca.trading.requests import ClosePositionRequest, MarketOrderRequest
 
-from tests.brokers.alpaca.conftest import call
+from tests.brokers.alpaca.conftest import api_error, call, market_order
 from tests.support.fake_alpaca import FakeAlpaca
 
 
@@ -76,19 +76,12 @@ async def test_positions_long_and_short(fake: FakeAlpaca, client: TradingClient)
     assert {p.symbol for p in await call(client.get_all_positions)} == {"AAPL", "MSFT"}
     with pytest.raises(APIError) as exc:
         await call(client.get_open_position, "IBM")
-    assert (exc.value.status_code, exc.value.code, exc.value.message) == (
-        404,
-        40410000,
-        "position does not exist",
-    )
+    assert api_error(exc.value) == (404, 40410000, "position does not exist")
 
 
 async def test_open_sell_orders_hold_shares(fake: FakeAlpaca, client: TradingClient) -> None:
     await buy(fake, client, "AAPL", 10, "190")
-    await call(
-        client.submit_order,
-        MarketOrderRequest(symbol="AAPL", qty=4, side=OrderSide.SELL, time_in_force="day"),
-    )
+    await call(client.submit_order, market_order(4, side=OrderSide.SELL))
     assert (await call(client.get_open_position, "AAPL")).qty_available == "6"
 
 
@@ -119,10 +112,7 @@ async def test_closing_positions_places_market_orders(
 
 
 async def test_fill_activities_for_reconciliation(fake: FakeAlpaca, client: TradingClient) -> None:
-    order = await call(
-        client.submit_order,
-        MarketOrderRequest(symbol="AAPL", qty=10, side=OrderSide.BUY, time_in_force="day"),
-    )
+    order = await call(client.submit_order, market_order(10))
     fake.partial_fill(order.id, "3", "190")
     fake.fill(order.id, "190.5")
     await buy(fake, client, "MSFT", 1, "400")
@@ -170,11 +160,7 @@ async def test_credentials(fake: FakeAlpaca) -> None:
     wrong = TradingClient(fake.key_id, "not-the-secret", url_override=fake.base_url)
     with pytest.raises(APIError) as exc:
         await call(wrong.get_account)
-    assert (exc.value.status_code, exc.value.code, exc.value.message) == (
-        401,
-        40110000,
-        "request is not authorized",
-    )
+    assert api_error(exc.value) == (401, 40110000, "request is not authorized")
     unknown = TradingClient("PKUNKNOWN", fake.secret, url_override=fake.base_url)
     with pytest.raises(APIError) as exc:
         await call(unknown.get_account)
@@ -225,10 +211,7 @@ async def test_shares_held_for_orders_cannot_be_closed(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
     await buy(fake, client, "AAPL", 10, "190")
-    await call(
-        client.submit_order,
-        MarketOrderRequest(symbol="AAPL", qty=4, side=OrderSide.SELL, time_in_force="day"),
-    )
+    await call(client.submit_order, market_order(4, side=OrderSide.SELL))
     with pytest.raises(APIError) as exc:
         await call(client.close_position, "AAPL")
     assert (exc.value.status_code, exc.value.code) == (403, 40310000)

@@ -18,11 +18,17 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
+from alpaca.trading.enums import OrderStatus
 from alpaca.trading.models import Order
 from alpaca.trading.requests import LimitOrderRequest
 
-from tests.brokers.alpaca.conftest import StreamRecorder, call, trading_client
+from tests.brokers.alpaca.conftest import (
+    StreamRecorder,
+    api_error,
+    call,
+    limit_order,
+    trading_client,
+)
 from tests.support.fake_alpaca import FakeAlpaca, Fault
 from tests.support.timing import TIMEOUT
 
@@ -32,14 +38,7 @@ SUBMIT = ("POST", "/v2/orders")
 
 
 def order_request(client_order_id: str | None = "cid-1") -> LimitOrderRequest:
-    return LimitOrderRequest(
-        symbol="AAPL",
-        qty=10,
-        side=OrderSide.BUY,
-        time_in_force=TimeInForce.DAY,
-        limit_price=189,
-        client_order_id=client_order_id,
-    )
+    return limit_order(189, client_order_id=client_order_id)
 
 
 async def lookup(fake: FakeAlpaca, client_order_id: str = "cid-1") -> Order | None:
@@ -174,11 +173,7 @@ async def test_a_429_storm(fake: FakeAlpaca) -> None:
         await call(client.get_account)
     with pytest.raises(APIError) as exc:
         await call(client.get_account)
-    assert (exc.value.status_code, exc.value.code, exc.value.message) == (
-        429,
-        42910000,
-        "rate limit exceeded",
-    )
+    assert api_error(exc.value) == (429, 42910000, "rate limit exceeded")
     headers = exc.value.response.headers
     assert headers["X-Ratelimit-Limit"] == "3" and headers["X-Ratelimit-Remaining"] == "0"
     assert 1 <= int(headers["Retry-After"]) <= 60

@@ -33,29 +33,28 @@ from alpaca.trading.requests import (
     TrailingStopOrderRequest,
 )
 
-from tests.brokers.alpaca.conftest import call
+from tests.brokers.alpaca.conftest import (
+    api_error,
+    bracket_exits,
+    call,
+    limit_order,
+    market_order,
+)
 from tests.support.fake_alpaca import FakeAlpaca
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 DAY, GTC = TimeInForce.DAY, TimeInForce.GTC
 
 
-def api_error(exc: pytest.ExceptionInfo[APIError]) -> tuple[int | None, int, str]:
-    error = exc.value
-    return error.status_code, error.code, error.message
-
-
 ORDER_REQUESTS: dict[str, OrderRequest] = {
-    "market qty": MarketOrderRequest(symbol="AAPL", qty=10, side=BUY, time_in_force=DAY),
+    "market qty": market_order(10),
     "market notional": MarketOrderRequest(
         symbol="AAPL", notional=1000.5, side=BUY, time_in_force=DAY
     ),
     "market fractional": MarketOrderRequest(
         symbol="AAPL", qty=0.123456789, side=BUY, time_in_force=DAY
     ),
-    "limit": LimitOrderRequest(
-        symbol="AAPL", qty=10, side=BUY, time_in_force=GTC, limit_price=189.55
-    ),
+    "limit": limit_order(189.55, tif=GTC),
     "limit extended hours": LimitOrderRequest(
         symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=189, extended_hours=True
     ),
@@ -69,14 +68,10 @@ ORDER_REQUESTS: dict[str, OrderRequest] = {
     "trailing stop by percent": TrailingStopOrderRequest(
         symbol="AAPL", qty=10, side=BUY, time_in_force=GTC, trail_percent=1.5
     ),
-    "opg": MarketOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=TimeInForce.OPG),
-    "cls": LimitOrderRequest(
-        symbol="AAPL", qty=1, side=BUY, time_in_force=TimeInForce.CLS, limit_price=190
-    ),
-    "ioc": LimitOrderRequest(
-        symbol="AAPL", qty=1, side=BUY, time_in_force=TimeInForce.IOC, limit_price=190
-    ),
-    "fok": MarketOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=TimeInForce.FOK),
+    "opg": market_order(1, tif=TimeInForce.OPG),
+    "cls": limit_order(190, 1, tif=TimeInForce.CLS),
+    "ioc": limit_order(190, 1, tif=TimeInForce.IOC),
+    "fok": market_order(1, tif=TimeInForce.FOK),
 }
 
 
@@ -119,12 +114,7 @@ async def test_every_order_type_and_time_in_force_round_trips(
 async def test_fills_move_the_order_and_its_average_price(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
-    placed = await call(
-        client.submit_order,
-        LimitOrderRequest(
-            symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=190, client_order_id="f"
-        ),
-    )
+    placed = await call(client.submit_order, limit_order(190, client_order_id="f"))
     fake.partial_fill(placed.id, "4", "189.90")
     partly = await call(client.get_order_by_id, placed.id)
     assert (partly.status, partly.filled_qty, partly.filled_avg_price) == (
@@ -147,10 +137,7 @@ async def test_fills_move_the_order_and_its_average_price(
 async def test_a_limit_order_never_fills_through_its_limit(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
-    placed = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=DAY, limit_price=190),
-    )
+    placed = await call(client.submit_order, limit_order(190, 1))
     with pytest.raises(ValueError, match="through the limit"):
         fake.fill(placed.id, "190.01")
 
@@ -173,16 +160,7 @@ async def test_a_bracket_order_arms_its_exits_when_the_entry_fills(
 ) -> None:
     placed = await call(
         client.submit_order,
-        MarketOrderRequest(
-            symbol="AAPL",
-            qty=5,
-            side=BUY,
-            time_in_force=GTC,
-            order_class=OrderClass.BRACKET,
-            take_profit=TakeProfitRequest(limit_price=200),
-            stop_loss=StopLossRequest(stop_price=180, limit_price=179.5),
-            client_order_id="bracket-1",
-        ),
+        market_order(5, tif=GTC, client_order_id="bracket-1", **bracket_exits(200, 180, 179.5)),
     )
     assert placed.order_class == OrderClass.BRACKET
     assert placed.legs is not None
@@ -215,14 +193,11 @@ async def test_a_bracket_order_arms_its_exits_when_the_entry_fills(
 
 
 async def test_an_oco_exit_cancels_its_other_side(fake: FakeAlpaca, client: TradingClient) -> None:
-    entry = await call(
-        client.submit_order,
-        MarketOrderRequest(symbol="AAPL", qty=5, side=BUY, time_in_force=DAY),
-    )
+    entry = await call(client.submit_order, market_order(5))
     fake.fill(entry.id, "190")
     oco = await call(
         client.submit_order,
-        LimitOrderRequest(
+        LimitOrderRequest(  # no limit_price: an OCO order's is its take-profit's
             symbol="AAPL",
             qty=5,
             side=SELL,
@@ -245,15 +220,7 @@ async def test_an_oco_exit_cancels_its_other_side(fake: FakeAlpaca, client: Trad
 async def test_an_oto_order_arms_its_one_exit(fake: FakeAlpaca, client: TradingClient) -> None:
     placed = await call(
         client.submit_order,
-        LimitOrderRequest(
-            symbol="AAPL",
-            qty=3,
-            side=BUY,
-            time_in_force=DAY,
-            limit_price=189,
-            order_class=OrderClass.OTO,
-            stop_loss=StopLossRequest(stop_price=180),
-        ),
+        limit_order(189, 3, order_class=OrderClass.OTO, stop_loss=StopLossRequest(stop_price=180)),
     )
     assert placed.legs is not None and len(placed.legs) == 1
     fake.fill(placed.id, "189")
@@ -262,26 +229,22 @@ async def test_an_oto_order_arms_its_one_exit(fake: FakeAlpaca, client: TradingC
 
 
 async def test_a_client_order_id_is_unique_forever(fake: FakeAlpaca, client: TradingClient) -> None:
-    request = LimitOrderRequest(
-        symbol="AAPL", qty=1, side=BUY, time_in_force=DAY, limit_price=150, client_order_id="once"
-    )
+    request = limit_order(150, 1, client_order_id="once")
     first = await call(client.submit_order, request)
     await call(client.cancel_order_by_id, first.id)
     with pytest.raises(APIError) as exc:
         await call(client.submit_order, request)  # even after the first one ended
-    assert api_error(exc) == (422, 40010001, "client_order_id must be unique")
+    assert api_error(exc.value) == (422, 40010001, "client_order_id must be unique")
     assert len(fake.account.orders) == 1
 
 
 async def test_insufficient_buying_power_is_403_with_the_figures(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
-    request = LimitOrderRequest(
-        symbol="AAPL", qty=2000, side=BUY, time_in_force=DAY, limit_price=150
-    )
+    request = limit_order(150, 2000)
     with pytest.raises(APIError) as exc:
         await call(client.submit_order, request)
-    assert api_error(exc) == (403, 40310000, "insufficient buying power")
+    assert api_error(exc.value) == (403, 40310000, "insufficient buying power")
     body = exc.value.response.json()
     assert (body["buying_power"], body["cost_basis"]) == ("200000", "300000")
     assert fake.account.orders == {}
@@ -296,11 +259,8 @@ async def test_a_cash_account_cannot_sell_what_it_does_not_hold(fake: FakeAlpaca
     account = fake.add_account("PKCASH", "cash-secret", cash="1000", multiplier="1")
     client = TradingClient(account.key_id, account.secret, url_override=fake.base_url)
     with pytest.raises(APIError) as exc:
-        await call(
-            client.submit_order,
-            MarketOrderRequest(symbol="AAPL", qty=1, side=SELL, time_in_force=DAY),
-        )
-    assert api_error(exc)[:2] == (403, 40310000)
+        await call(client.submit_order, market_order(1, side=SELL))
+    assert api_error(exc.value)[:2] == (403, 40310000)
     body = exc.value.response.json()
     assert body["message"] == "insufficient qty available for order (requested: 1, available: 0)"
     assert (body["available"], body["existing_qty"], body["symbol"]) == ("0", "0", "AAPL")
@@ -409,7 +369,7 @@ async def test_invalid_orders_are_refused_with_alpacas_codes(
     body, status, code, message = case
     with pytest.raises(APIError) as exc:
         await call(client.post, "/orders", body)
-    assert api_error(exc) == (status, code, message)
+    assert api_error(exc.value) == (status, code, message)
     assert fake.account.orders == {}
 
 
@@ -435,18 +395,13 @@ async def test_unknown_orders_are_404(client: TradingClient) -> None:
     ):
         with pytest.raises(APIError) as exc:
             await call(attempt)
-        assert api_error(exc) == (404, 40410000, "order not found")
+        assert api_error(exc.value) == (404, 40410000, "order not found")
 
 
 async def test_replacing_makes_a_new_order_that_replaces_the_old(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
-    old = await call(
-        client.submit_order,
-        LimitOrderRequest(
-            symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=185, client_order_id="a"
-        ),
-    )
+    old = await call(client.submit_order, limit_order(185, client_order_id="a"))
     fake.partial_fill(old.id, "4", "185")
     new = await call(
         client.replace_order_by_id,
@@ -468,18 +423,15 @@ async def test_replacing_makes_a_new_order_that_replaces_the_old(
         await call(
             client.replace_order_by_id, new.id, ReplaceOrderRequest(qty=5, client_order_id="a")
         )
-    assert api_error(exc) == (422, 40010001, "client_order_id must be unique")
+    assert api_error(exc.value) == (422, 40010001, "client_order_id must be unique")
     with pytest.raises(APIError) as exc:
         await call(client.replace_order_by_id, old.id, ReplaceOrderRequest(qty=5))
-    assert api_error(exc) == (422, 42210000, "order is not replaceable")
+    assert api_error(exc.value) == (422, 42210000, "order is not replaceable")
 
 
 async def test_a_fill_can_beat_a_replace_request(fake: FakeAlpaca, client: TradingClient) -> None:
     fake.rules.auto_replace = False
-    old = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=185),
-    )
+    old = await call(client.submit_order, limit_order(185))
     new = await call(client.replace_order_by_id, old.id, ReplaceOrderRequest(limit_price=187))
     assert (await call(client.get_order_by_id, old.id)).status == OrderStatus.PENDING_REPLACE
     fake.fill(old.id, "185")
@@ -492,7 +444,7 @@ async def test_a_fill_can_beat_a_replace_request(fake: FakeAlpaca, client: Tradi
 
 
 async def test_canceling(fake: FakeAlpaca, client: TradingClient) -> None:
-    request = LimitOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=DAY, limit_price=150)
+    request = limit_order(150, 1)
     placed = await call(client.submit_order, request)
     assert await call(client.cancel_order_by_id, placed.id) is None  # 204, no body
     canceled = await call(client.get_order_by_id, placed.id)
@@ -503,7 +455,7 @@ async def test_canceling(fake: FakeAlpaca, client: TradingClient) -> None:
     ]
     with pytest.raises(APIError) as exc:
         await call(client.cancel_order_by_id, placed.id)
-    assert api_error(exc) == (422, 42210000, "order is not cancelable")
+    assert api_error(exc.value) == (422, 42210000, "order is not cancelable")
 
     first, second = [await call(client.submit_order, request) for _ in range(2)]
     answers = await call(client.cancel_orders)
@@ -514,10 +466,7 @@ async def test_canceling(fake: FakeAlpaca, client: TradingClient) -> None:
 
 async def test_a_fill_can_beat_a_cancel_request(fake: FakeAlpaca, client: TradingClient) -> None:
     fake.rules.auto_cancel = False
-    placed = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=190),
-    )
+    placed = await call(client.submit_order, limit_order(190))
     await call(client.cancel_order_by_id, placed.id)
     assert (await call(client.get_order_by_id, placed.id)).status == OrderStatus.PENDING_CANCEL
     fake.partial_fill(placed.id, "3", "190")
@@ -526,10 +475,7 @@ async def test_a_fill_can_beat_a_cancel_request(fake: FakeAlpaca, client: Tradin
     done = await call(client.get_order_by_id, placed.id)
     assert (done.status, done.filled_qty) == (OrderStatus.CANCELED, "3")
 
-    other = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=10, side=BUY, time_in_force=DAY, limit_price=190),
-    )
+    other = await call(client.submit_order, limit_order(190))
     await call(client.cancel_order_by_id, other.id)
     fake.fill(other.id, "190")
     assert (await call(client.get_order_by_id, other.id)).status == OrderStatus.FILLED
@@ -541,9 +487,7 @@ async def test_a_fill_can_beat_a_cancel_request(fake: FakeAlpaca, client: Tradin
 
 async def test_listing_filters(fake: FakeAlpaca, client: TradingClient) -> None:
     def limit(symbol: str, side: OrderSide, price: float) -> LimitOrderRequest:
-        return LimitOrderRequest(
-            symbol=symbol, qty=1, side=side, time_in_force=GTC, limit_price=price
-        )
+        return limit_order(price, 1, side=side, tif=GTC, symbol=symbol)
 
     aapl = await call(client.submit_order, limit("AAPL", BUY, 180))
     msft = await call(client.submit_order, limit("MSFT", BUY, 400))
@@ -583,9 +527,7 @@ async def test_alpaca_py_sends_after_in_microseconds_so_the_boundary_order_comes
     ticks = iter(range(1_700_000_000_000_000_500, 1_800_000_000_000_000_000, 1_000_000_000))
     async with FakeAlpaca(clock=lambda: next(ticks)) as fake:
         client = TradingClient(fake.key_id, fake.secret, url_override=fake.base_url)
-        request = LimitOrderRequest(
-            symbol="AAPL", qty=1, side=BUY, time_in_force=GTC, limit_price=150
-        )
+        request = limit_order(150, 1, tif=GTC)
         first = await call(client.submit_order, request)
         second = await call(client.submit_order, request)
         assert fake.order(str(first.id)).to_json()["submitted_at"].endswith(".000000500Z")
@@ -598,17 +540,7 @@ async def test_listing_rolls_legs_up_only_when_nested(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
     bracket = await call(
-        client.submit_order,
-        LimitOrderRequest(
-            symbol="AAPL",
-            qty=1,
-            side=BUY,
-            time_in_force=GTC,
-            limit_price=189,
-            order_class=OrderClass.BRACKET,
-            take_profit=TakeProfitRequest(limit_price=195),
-            stop_loss=StopLossRequest(stop_price=185),
-        ),
+        client.submit_order, limit_order(189, 1, tif=GTC, **bracket_exits(195, 185))
     )
     flat = await call(client.get_orders, GetOrdersRequest(status=QueryOrderStatus.ALL))
     nested = await call(
@@ -624,21 +556,12 @@ async def test_market_closed_orders_wait_as_accepted(
 ) -> None:
     fake.close_market()
     assert (await call(client.get_clock)).is_open is False
-    placed = await call(
-        client.submit_order,
-        MarketOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=TimeInForce.OPG),
-    )
+    placed = await call(client.submit_order, market_order(1, tif=TimeInForce.OPG))
     assert placed.status == OrderStatus.ACCEPTED
     fake.open_market()
     assert (await call(client.get_order_by_id, placed.id)).status == OrderStatus.NEW
-    day = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=DAY, limit_price=150),
-    )
-    gtc = await call(
-        client.submit_order,
-        LimitOrderRequest(symbol="AAPL", qty=1, side=BUY, time_in_force=GTC, limit_price=150),
-    )
+    day = await call(client.submit_order, limit_order(150, 1))
+    gtc = await call(client.submit_order, limit_order(150, 1, tif=GTC))
     fake.close_market()  # the close: DAY orders expire, GTC stay
     assert (await call(client.get_order_by_id, day.id)).status == OrderStatus.EXPIRED
     assert (await call(client.get_order_by_id, gtc.id)).status == OrderStatus.NEW
@@ -661,18 +584,7 @@ async def test_a_trailing_stop_follows_its_water_mark(
 async def test_the_close_expires_the_live_exits_of_a_day_bracket(
     fake: FakeAlpaca, client: TradingClient
 ) -> None:
-    placed = await call(
-        client.submit_order,
-        MarketOrderRequest(
-            symbol="AAPL",
-            qty=1,
-            side=BUY,
-            time_in_force=DAY,
-            order_class=OrderClass.BRACKET,
-            take_profit=TakeProfitRequest(limit_price=200),
-            stop_loss=StopLossRequest(stop_price=180),
-        ),
-    )
+    placed = await call(client.submit_order, market_order(1, **bracket_exits(200, 180)))
     fake.fill(placed.id, "190")
     fake.close_market()
     assert placed.legs is not None

@@ -11,26 +11,19 @@ from typing import Any
 import msgpack
 import pytest
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
+from alpaca.trading.enums import OrderStatus
 from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest, QueryOrderStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.brokers.alpaca.conftest import StreamRecorder, call, event_name
+from tests.brokers.alpaca.conftest import StreamRecorder, call, event_name, limit_order
 from tests.support.fake_alpaca import DEFAULT_KEY_ID, FakeAlpaca
 from tests.support.timing import TIMEOUT
 
 
 async def place(client: TradingClient, limit: str = "189", qty: int = 10) -> Order:
-    request = LimitOrderRequest(
-        symbol="AAPL",
-        qty=qty,
-        side=OrderSide.BUY,
-        time_in_force=TimeInForce.DAY,
-        limit_price=float(limit),
-    )
-    return await call(client.submit_order, request)
+    return await call(client.submit_order, limit_order(float(limit), qty))
 
 
 async def test_updates_arrive_in_order_with_their_fill_details(
