@@ -1,6 +1,6 @@
 """Orders through the real alpaca-py ``TradingClient`` against the fake Alpaca server:
-every type, time in force and class, looked up by id and client order id, replaced,
-canceled, listed; and Alpaca's refusals as alpaca-py raises them."""
+every type, time in force and class, looked up by id and client order id, filled by the
+venue, listed, and through a market close and open."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import (
     OrderClass,
@@ -25,7 +24,6 @@ from alpaca.trading.requests import (
     LimitOrderRequest,
     MarketOrderRequest,
     OrderRequest,
-    ReplaceOrderRequest,
     StopLimitOrderRequest,
     StopLossRequest,
     StopOrderRequest,
@@ -34,7 +32,6 @@ from alpaca.trading.requests import (
 )
 
 from tests.brokers.alpaca.conftest import (
-    api_error,
     bracket_exits,
     call,
     limit_order,
@@ -226,263 +223,6 @@ async def test_an_oto_order_arms_its_one_exit(fake: FakeAlpaca, client: TradingC
     fake.fill(placed.id, "189")
     leg = await call(client.get_order_by_id, placed.legs[0].id)
     assert (leg.status, leg.type, leg.side) == (OrderStatus.NEW, OrderType.STOP, SELL)
-
-
-async def test_a_client_order_id_is_unique_forever(fake: FakeAlpaca, client: TradingClient) -> None:
-    request = limit_order(150, 1, client_order_id="once")
-    first = await call(client.submit_order, request)
-    await call(client.cancel_order_by_id, first.id)
-    with pytest.raises(APIError) as exc:
-        await call(client.submit_order, request)  # even after the first one ended
-    assert api_error(exc.value) == (422, 40010001, "client_order_id must be unique")
-    assert len(fake.account.orders) == 1
-
-
-async def test_insufficient_buying_power_is_403_with_the_figures(
-    fake: FakeAlpaca, client: TradingClient
-) -> None:
-    request = limit_order(150, 2000)
-    with pytest.raises(APIError) as exc:
-        await call(client.submit_order, request)
-    assert api_error(exc.value) == (403, 40310000, "insufficient buying power")
-    body = exc.value.response.json()
-    assert (body["buying_power"], body["cost_basis"]) == ("200000", "300000")
-    assert fake.account.orders == {}
-    # Open buy orders hold buying power.
-    await call(client.submit_order, request.model_copy(update={"qty": 1000}))
-    with pytest.raises(APIError) as exc:
-        await call(client.submit_order, request.model_copy(update={"qty": 400}))
-    assert exc.value.response.json()["buying_power"] == "50000"
-
-
-async def test_a_cash_account_cannot_sell_what_it_does_not_hold(fake: FakeAlpaca) -> None:
-    account = fake.add_account("PKCASH", "cash-secret", cash="1000", multiplier="1")
-    client = TradingClient(account.key_id, account.secret, url_override=fake.base_url)
-    with pytest.raises(APIError) as exc:
-        await call(client.submit_order, market_order(1, side=SELL))
-    assert api_error(exc.value)[:2] == (403, 40310000)
-    body = exc.value.response.json()
-    assert body["message"] == "insufficient qty available for order (requested: 1, available: 0)"
-    assert (body["available"], body["existing_qty"], body["symbol"]) == ("0", "0", "AAPL")
-
-
-REFUSED: list[tuple[dict[str, Any], int, int, str]] = [
-    # Bodies alpaca-py's request models would refuse before sending, or let through.
-    (
-        {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
-        422,
-        40010001,
-        "limit_price is required for limit orders",
-    ),
-    (
-        {"symbol": "NOPE", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"},
-        422,
-        40010001,
-        'asset "NOPE" not found',
-    ),
-    (
-        {"symbol": "AAPL", "qty": 0, "side": "buy", "type": "market", "time_in_force": "day"},
-        422,
-        40010001,
-        "qty must be > 0",
-    ),
-    (
-        {"symbol": "AAPL", "qty": "NaN", "side": "buy", "type": "market", "time_in_force": "day"},
-        422,
-        40010001,
-        "invalid qty",
-    ),
-    (
-        {"symbol": "AAPL", "qty": 1, "side": "up", "type": "market", "time_in_force": "day"},
-        422,
-        40010001,
-        "invalid side: up",
-    ),
-    (
-        {
-            "symbol": "AAPL",
-            "qty": 1,
-            "side": "buy",
-            "type": "limit",
-            "limit_price": 189.555,
-            "time_in_force": "day",
-        },
-        422,
-        42210000,
-        "invalid limit_price 189.555. sub-penny increment does not fulfill minimum pricing "
-        "criteria",
-    ),
-    (
-        {"symbol": "AAPL", "qty": 1.5, "side": "buy", "type": "market", "time_in_force": "gtc"},
-        422,
-        42210000,
-        "fractional orders must be DAY orders",
-    ),
-    (
-        {
-            "symbol": "AAPL",
-            "qty": 1,
-            "side": "buy",
-            "type": "market",
-            "time_in_force": "day",
-            "extended_hours": True,
-        },
-        422,
-        42210000,
-        "extended hours order must be DAY limit orders",
-    ),
-    (
-        {
-            "symbol": "AAPL",
-            "qty": 1,
-            "side": "buy",
-            "type": "market",
-            "time_in_force": "day",
-            "order_class": "bracket",
-            "take_profit": {"limit_price": 180},
-            "stop_loss": {"stop_price": 170},
-        },
-        422,
-        42210000,
-        "take_profit.limit_price must be >= base_price + 0.01",
-    ),
-    (
-        {
-            "symbol": "AAPL",
-            "qty": 1,
-            "side": "buy",
-            "type": "market",
-            "time_in_force": "day",
-            "client_order_id": "x" * 129,
-        },
-        422,
-        40010001,
-        "client_order_id must be no more than 128 characters",
-    ),
-]
-
-
-@pytest.mark.parametrize("case", REFUSED, ids=lambda case: case[3])
-async def test_invalid_orders_are_refused_with_alpacas_codes(
-    fake: FakeAlpaca, client: TradingClient, case: tuple[dict[str, Any], int, int, str]
-) -> None:
-    body, status, code, message = case
-    with pytest.raises(APIError) as exc:
-        await call(client.post, "/orders", body)
-    assert api_error(exc.value) == (status, code, message)
-    assert fake.account.orders == {}
-
-
-async def test_a_body_that_is_not_json_is_400(fake: FakeAlpaca, client: TradingClient) -> None:
-    response = await call(
-        lambda: client._session.post(
-            f"{fake.base_url}/v2/orders",
-            data=b"{not json",
-            headers=client._get_default_headers(),
-        )
-    )
-    assert response.status_code == 400
-    assert response.json() == {"code": 40010000, "message": "request body format is invalid"}
-
-
-async def test_unknown_orders_are_404(client: TradingClient) -> None:
-    missing = "6c9a5b1e-1f7c-4a49-b6c8-111111111111"
-    for attempt in (
-        lambda: client.get_order_by_id(missing),
-        lambda: client.cancel_order_by_id(missing),
-        lambda: client.replace_order_by_id(missing, ReplaceOrderRequest(qty=1)),
-        lambda: client.get_order_by_client_id("never-sent"),
-    ):
-        with pytest.raises(APIError) as exc:
-            await call(attempt)
-        assert api_error(exc.value) == (404, 40410000, "order not found")
-
-
-async def test_replacing_makes_a_new_order_that_replaces_the_old(
-    fake: FakeAlpaca, client: TradingClient
-) -> None:
-    old = await call(client.submit_order, limit_order(185, client_order_id="a"))
-    fake.partial_fill(old.id, "4", "185")
-    new = await call(
-        client.replace_order_by_id,
-        old.id,
-        ReplaceOrderRequest(limit_price=186, client_order_id="a-2"),
-    )
-    assert new.id != old.id and new.replaces == old.id and new.client_order_id == "a-2"
-    assert (new.limit_price, new.qty, new.filled_qty) == ("186", "6", "0")  # the rest
-    replaced = await call(client.get_order_by_id, old.id)
-    assert replaced.status == OrderStatus.REPLACED and replaced.replaced_by == new.id
-    assert replaced.filled_qty == "4" and replaced.replaced_at is not None
-    assert (await call(client.get_order_by_id, new.id)).status == OrderStatus.NEW
-    assert fake.account.event_names(fake.order(str(old.id)))[-2:] == [
-        "pending_replace",
-        "replaced",
-    ]
-
-    with pytest.raises(APIError) as exc:  # the new client order id is taken for good
-        await call(
-            client.replace_order_by_id, new.id, ReplaceOrderRequest(qty=5, client_order_id="a")
-        )
-    assert api_error(exc.value) == (422, 40010001, "client_order_id must be unique")
-    with pytest.raises(APIError) as exc:
-        await call(client.replace_order_by_id, old.id, ReplaceOrderRequest(qty=5))
-    assert api_error(exc.value) == (422, 42210000, "order is not replaceable")
-
-
-async def test_a_fill_can_beat_a_replace_request(fake: FakeAlpaca, client: TradingClient) -> None:
-    fake.rules.auto_replace = False
-    old = await call(client.submit_order, limit_order(185))
-    new = await call(client.replace_order_by_id, old.id, ReplaceOrderRequest(limit_price=187))
-    assert (await call(client.get_order_by_id, old.id)).status == OrderStatus.PENDING_REPLACE
-    fake.fill(old.id, "185")
-    assert (await call(client.get_order_by_id, old.id)).status == OrderStatus.FILLED
-    assert (await call(client.get_order_by_id, new.id)).status == OrderStatus.REJECTED
-    assert fake.account.event_names(fake.order(str(old.id)))[-2:] == [
-        "fill",
-        "order_replace_rejected",
-    ]
-
-
-async def test_canceling(fake: FakeAlpaca, client: TradingClient) -> None:
-    request = limit_order(150, 1)
-    placed = await call(client.submit_order, request)
-    assert await call(client.cancel_order_by_id, placed.id) is None  # 204, no body
-    canceled = await call(client.get_order_by_id, placed.id)
-    assert canceled.status == OrderStatus.CANCELED and canceled.canceled_at is not None
-    assert fake.account.event_names(fake.order(str(placed.id)))[-2:] == [
-        "pending_cancel",
-        "canceled",
-    ]
-    with pytest.raises(APIError) as exc:
-        await call(client.cancel_order_by_id, placed.id)
-    assert api_error(exc.value) == (422, 42210000, "order is not cancelable")
-
-    first, second = [await call(client.submit_order, request) for _ in range(2)]
-    answers = await call(client.cancel_orders)
-    assert {a.id for a in answers} == {first.id, second.id}
-    assert {a.status for a in answers} == {200}
-    assert await call(client.get_orders) == []
-
-
-async def test_a_fill_can_beat_a_cancel_request(fake: FakeAlpaca, client: TradingClient) -> None:
-    fake.rules.auto_cancel = False
-    placed = await call(client.submit_order, limit_order(190))
-    await call(client.cancel_order_by_id, placed.id)
-    assert (await call(client.get_order_by_id, placed.id)).status == OrderStatus.PENDING_CANCEL
-    fake.partial_fill(placed.id, "3", "190")
-    assert (await call(client.get_order_by_id, placed.id)).status == OrderStatus.PENDING_CANCEL
-    fake.confirm_cancel(placed.id)
-    done = await call(client.get_order_by_id, placed.id)
-    assert (done.status, done.filled_qty) == (OrderStatus.CANCELED, "3")
-
-    other = await call(client.submit_order, limit_order(190))
-    await call(client.cancel_order_by_id, other.id)
-    fake.fill(other.id, "190")
-    assert (await call(client.get_order_by_id, other.id)).status == OrderStatus.FILLED
-    assert fake.account.event_names(fake.order(str(other.id)))[-2:] == [
-        "fill",
-        "order_cancel_rejected",
-    ]
 
 
 async def test_listing_filters(fake: FakeAlpaca, client: TradingClient) -> None:

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tests.support.fake_alpaca.account import Account, trailing_stop_price
+from tests.support.fake_alpaca.account import Account
 from tests.support.fake_alpaca.faults import Fault, RateLimiter
+from tests.support.fake_alpaca.lifecycle import trailing_stop_price
 from tests.support.fake_alpaca.market import Market, VenueRules
 from tests.support.fake_alpaca.orders import Asset, Order
 from tests.support.fake_alpaca.rest import RecordedRequest, routes
