@@ -137,6 +137,8 @@ async def test_a_limit_order_never_fills_through_its_limit(
     placed = await call(client.submit_order, limit_order(190, 1))
     with pytest.raises(ValueError, match="through the limit"):
         fake.fill(placed.id, "190.01")
+    with pytest.raises(TypeError, match="not a float"):
+        fake.fill(placed.id, 189.9)  # type: ignore[arg-type]
 
 
 async def test_a_notional_order_fills_fractional_shares(

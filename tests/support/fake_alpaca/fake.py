@@ -23,7 +23,7 @@ from tests.support.fake_alpaca.market import Market, VenueRules
 from tests.support.fake_alpaca.orders import Asset, Order
 from tests.support.fake_alpaca.rest import RecordedRequest, routes
 from tests.support.fake_alpaca.stream import StreamConnection, stream_endpoint
-from tests.support.fake_alpaca.wire import CODE_NOT_FOUND
+from tests.support.fake_alpaca.wire import CODE_NOT_FOUND, exact
 from tests.support.loopback import abort_connection, loopback_socket, serve_asgi
 from tests.support.timing import TIMEOUT
 
@@ -118,8 +118,8 @@ class FakeAlpaca:
             self.market,
             key_id,
             secret,
-            cash=Decimal(cash),
-            multiplier=Decimal(multiplier),
+            cash=exact(cash),
+            multiplier=exact(multiplier),
             shorting_enabled=shorting_enabled,
         )
         self.accounts[key_id] = account
@@ -134,7 +134,7 @@ class FakeAlpaca:
         positions are valued at); trailing stops follow their high/low water mark. Stops
         are not triggered by it: tests fill explicitly."""
         asset = self.market.assets[symbol.upper()]
-        asset.price = Decimal(price)
+        asset.price = exact(price)
         for account in self.accounts.values():
             for order in account.orders.values():
                 if order.type == "trailing_stop" and order.is_open and order.asset is asset:
@@ -195,13 +195,13 @@ class FakeAlpaca:
         the fill activities and the mark move with it. Refuses what a venue could not
         do (through the limit, more than remains, an order that is not working)."""
         account, order = self._owner(order_id)
-        account.fill(order, None if qty is None else Decimal(qty), Decimal(price))
+        account.fill(order, None if qty is None else exact(qty), exact(price))
 
     def partial_fill(self, order_id: Any, qty: Decimal | str, price: Decimal | str) -> None:
         account, order = self._owner(order_id)
-        if Decimal(qty) >= order.remaining_qty(Decimal(price)):
+        if exact(qty) >= order.remaining_qty(exact(price)):
             raise ValueError("a partial fill must leave something to fill")
-        account.fill(order, Decimal(qty), Decimal(price))
+        account.fill(order, exact(qty), exact(price))
 
     def cancel_by_venue(self, order_id: Any) -> None:
         account, order = self._owner(order_id)

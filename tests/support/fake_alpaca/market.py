@@ -12,7 +12,7 @@ from typing import Any
 
 from server.market.trading_day import NEW_YORK
 from tests.support.fake_alpaca.orders import Asset
-from tests.support.fake_alpaca.wire import ns_of, ts_new_york
+from tests.support.fake_alpaca.wire import exact, ns_of, ts_new_york
 
 DEFAULT_ASSETS: dict[str, tuple[str, str]] = {
     # symbol: (mark price, listing exchange)
@@ -57,7 +57,7 @@ class Market:
         return self._last_ns
 
     def add_asset(self, symbol: str, price: Decimal | str, **attributes: Any) -> Asset:
-        asset = Asset(symbol.upper(), Decimal(price), **attributes)
+        asset = Asset(symbol.upper(), exact(price), **attributes)
         self.assets[asset.symbol] = asset
         return asset
 

@@ -70,6 +70,14 @@ def not_found(message: str) -> AlpacaError:
     return AlpacaError(404, CODE_NOT_FOUND, message)
 
 
+def exact(value: Decimal | str | int) -> Decimal:
+    """A test's price or quantity as a ``Decimal``; a float is refused rather than
+    carried in with its binary error (``Decimal(190.1)`` is not 190.1)."""
+    if isinstance(value, float):
+        raise TypeError(f"give {value!r} as a str or Decimal, not a float")
+    return Decimal(value)
+
+
 def dec(value: Decimal) -> str:
     """``Decimal("100.500")`` -> ``"100.5"``, ``Decimal("1E+5")`` -> ``"100000"``."""
     text = format(value.normalize(), "f")
