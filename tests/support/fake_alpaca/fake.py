@@ -171,7 +171,8 @@ class FakeAlpaca:
 
     # --- the venue, per order ----------------------------------------------------------
 
-    def order(self, order_id: str) -> Order:
+    def order(self, order_id: Any) -> Order:
+        """An order of any account, by id (str or UUID)."""
         return self._owner(order_id)[1]
 
     def order_by_client_id(self, client_order_id: str, account: Account | None = None) -> Order:
