@@ -81,7 +81,8 @@ class AlpacaBroker:
         on_positions: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config or AlpacaConfig()
-        self.rest = AlpacaRest(credentials, pacing or Pacing(), self.config.rest)
+        # 190, not 200: a margin for clocks and for a window Alpaca may count otherwise.
+        self.rest = AlpacaRest(credentials, pacing or Pacing(190), self.config.rest)
         # Above every seq an earlier run of this broker can have used.
         start = seq_start if seq_start is not None else time.time_ns() // 1000
         self.tracker = Tracker(seq=itertools.count(start))

@@ -149,7 +149,7 @@ async def test_our_pacing_keeps_under_the_limit(fake: FakeAlpaca) -> None:
     fake.rate_limiter.limit = 4
     fake.rate_limiter.window_s = 1.0
     config = AlpacaConfig(rest=RestConfig(connect_timeout_s=1, read_timeout_s=1))
-    async with alpaca_broker(fake, config=config, pacing=Pacing(limit=3, window_s=1.0), start=False) as (
+    async with alpaca_broker(fake, config=config, pacing=Pacing(limit=3, window_s=1.25), start=False) as (
         broker,
         got,
     ):
