@@ -17,6 +17,7 @@ from schema.access_policy import AccessPolicy
 from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
+from schema.broker_accounts import BrokerAccountsMutation, BrokerAccountsQuery
 from schema.errors import ErrorReporting, log_expected_errors
 from schema.executor import PerEventMemoExecutor
 from schema.feed import FeedQuery, FeedSubscription
@@ -28,9 +29,20 @@ from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
 Query = merge_types(
-    "Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AuthQuery)
+    "Query",
+    (
+        MarketQuery,
+        FeedQuery,
+        BarsQuery,
+        AlertsQuery,
+        OrdersQuery,
+        BrokerAccountsQuery,
+        AuthQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AuthMutation))
+Mutation = merge_types(
+    "Mutation", (AlertsMutation, OrdersMutation, BrokerAccountsMutation, AuthMutation)
+)
 Subscription = merge_types(
     "Subscription",
     (

@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from brokers.alpaca.errors import BrokerUnavailable, NotSent, Refused, Uncertain
@@ -36,7 +37,14 @@ from brokers.alpaca.reconcile import Correction, Reconciler
 from brokers.alpaca.rest import AlpacaRest, Credentials, RestConfig
 from brokers.alpaca.stream import TradeUpdatesStream
 from brokers.alpaca.tracker import Tracked, Tracker
-from brokers.alpaca.wire import Snapshot, WireError, leg_roles, order_body, replace_body
+from brokers.alpaca.wire import (
+    Snapshot,
+    WireError,
+    decimal,
+    leg_roles,
+    order_body,
+    replace_body,
+)
 from brokers.alpaca.wire import snapshot as parse_snapshot
 from brokers.alpaca.wire import trade_update
 from brokers.port import Listener
@@ -68,8 +76,6 @@ def _log_correction(correction: Correction) -> None:
 
 
 class AlpacaBroker:
-    name = "alpaca"
-
     def __init__(
         self,
         credentials: Credentials,
@@ -81,6 +87,8 @@ class AlpacaBroker:
         on_positions: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config or AlpacaConfig()
+        #: Recorded with each order and account: a live account is another account.
+        self.name = "alpaca-live" if credentials.live else "alpaca"
         # 190, not 200: a margin for clocks and for a window Alpaca may count otherwise.
         self.rest = AlpacaRest(credentials, pacing or Pacing(190), self.config.rest)
         # Above every seq an earlier run of this broker can have used.
@@ -133,6 +141,14 @@ class AlpacaBroker:
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._probe_once(), name="alpaca-probe")
         raise BrokerUnavailable("Alpaca cannot be reached now; try again shortly")
+
+    async def opening_cash(self) -> Decimal:
+        """The account's cash now: where a new tickgraph account of it starts."""
+        try:
+            account = await self.rest.call("GET", "/account")
+        except (Uncertain, NotSent) as exc:
+            raise BrokerUnavailable("Alpaca cannot be reached now; try again shortly") from exc
+        return decimal(account.get("cash"), "cash")
 
     async def _probe_once(self) -> None:
         with contextlib.suppress(Uncertain, NotSent, Refused):

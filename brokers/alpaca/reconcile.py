@@ -82,12 +82,13 @@ class Reconciler:
         self.corrections = 0
 
     def _correct(self, events: list[OrderEvent], detail: str) -> None:
-        self._deliver(events)
+        # Reported first: while the order is still open, its owner is known.
         for event in events:
             self.corrections += 1
             self._on_correction(
                 Correction("missed_event", event.order_id, str(event.kind), detail)
             )
+        self._deliver(events)
 
     async def run(self) -> None:
         self.runs += 1

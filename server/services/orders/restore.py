@@ -18,8 +18,10 @@ from typing import Protocol
 
 import asyncpg
 
+from server.services.orders.current_books import accounts_and_fills
+from server.services.orders.routing import resubmit, when_answered
 from server.services.orders.service import OrderService
-from server.storage.orders import load_accounts, load_fills, load_open, pending_outbox
+from server.storage.orders import load_open, pending_outbox
 from server.trading.errors import InvalidTransition
 from server.trading.events import Reason
 from server.trading.lifecycle import OrderState, fold_order
@@ -46,11 +48,10 @@ class RestoreReport:
 async def restore(pool: asyncpg.Pool, service: OrderService) -> RestoreReport:
     book = service.book
     broker = service.broker
-    accounts = await load_accounts(pool, broker.name)
+    accounts, fills = await accounts_and_fills(pool, broker)
     for owner, cash in accounts.items():
         book.user(owner, cash)
         service.mark_loaded(owner)
-    fills = await load_fills(pool)
     for owner, fill in fills:
         book.user(owner).account.apply(fill)
     working: list[tuple[Order, OrderState]] = []
@@ -86,6 +87,7 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
     count = 0
     for outbox_id, _owner, kind, order_ids in await pending_outbox(pool):
         records = [book.get(i) for i in order_ids]
+        answer: object = None
         if kind == "submit":
             # Orders the broker never acknowledged; the ones it did were restored.
             unseen = [
@@ -94,14 +96,15 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
                 if r is not None and r.state.status is OrderStatus.PENDING_NEW
             ]
             if unseen:
-                broker.submit(unseen)
+                # A broker that can look an order up by our id does so before sending.
+                answer = resubmit(broker, unseen)
                 count += 1
         elif kind == "cancel" and records[0] is not None:
             record = records[0]
             if record.state.status is not OrderStatus.PENDING_CANCEL:
                 service.on_request(record, EventKind.CANCEL_REQUESTED)
             if record.state.status is OrderStatus.PENDING_CANCEL:
-                broker.cancel(record.order.id)
+                answer = broker.cancel(record.order.id)  # type: ignore[func-returns-value]
                 count += 1
         elif kind == "replace":
             old, new = records
@@ -112,7 +115,7 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
                     if old.state.status is not OrderStatus.PENDING_REPLACE:
                         service.on_request(old, EventKind.REPLACE_REQUESTED)
                     if old.state.status is OrderStatus.PENDING_REPLACE:
-                        broker.replace(old.order.id, new.order)
+                        answer = broker.replace(old.order.id, new.order)  # type: ignore[func-returns-value]
                         count += 1
-        service.ledger.answered(outbox_id)
+        when_answered(answer, lambda row=outbox_id: service.ledger.answered(row))
     return count

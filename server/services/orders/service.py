@@ -44,6 +44,12 @@ from server.limits.tiers import TierLimits
 from server.services.orders.book import OrderBook, UserBook
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
+from server.services.orders.routing import (
+    broker_name,
+    check_available,
+    opening_cash,
+    when_answered,
+)
 from server.storage.orders import (
     OrderMeta,
     OrderRecord,
@@ -160,9 +166,8 @@ class OrderService:
     async def user(self, owner: str) -> UserBook:
         """The user's book, its account opened (and stored) on first use."""
         if owner not in self._loaded:
-            cash = await ensure_account(
-                self._pool, owner, self.broker.name, self.config.starting_cash
-            )
+            start = await opening_cash(self.broker, owner, self.config.starting_cash)
+            cash = await ensure_account(self._pool, owner, broker_name(self.broker, owner), start)
             book = self.book.user(owner, cash)
             if book.account.starting_cash != cash and not book.account.fill_count:
                 book.account.starting_cash = book.account.cash = cash
@@ -171,6 +176,10 @@ class OrderService:
 
     def mark_loaded(self, owner: str) -> None:
         self._loaded.add(owner)
+
+    def forget(self, owner: str) -> None:
+        """The user's account is loaded again on next use (they switched brokers)."""
+        self._loaded.discard(owner)
 
     # -- placing ----------------------------------------------------------------------
 
@@ -282,6 +291,7 @@ class OrderService:
         source: str,
         alert_id: uuid.UUID | None,
     ) -> list[OrderRecord]:
+        check_available(self.broker, owner)
         await self._charge(owner, limits)
         book = await self.user(owner)
         # From the checks to the reservation: one synchronous step (no await).
@@ -290,7 +300,8 @@ class OrderService:
         ids = [new_order_id() for _ in range(request.order_count)]
         orders = build_orders(request, ids, ctx.now_ms)
         meta = OrderMeta(
-            owner, self.broker.name, estimate.price, source, alert_id, idempotency_key=key
+            owner, broker_name(self.broker, owner), estimate.price, source, alert_id,
+            idempotency_key=key,
         )
         records = [OrderRecord(OrderState.of(o), meta) for o in orders]
         for record in records:
@@ -333,12 +344,12 @@ class OrderService:
         """The relay: hand the orders to the broker, then mark the outbox row answered
         (after the events the broker reported synchronously, if any)."""
         try:
-            self.broker.submit(orders)
+            answer = self.broker.submit(orders)  # type: ignore[func-returns-value]
         except Exception:
             # The row stays: the next start-up re-issues it.
             log.exception("broker %s refused a submit", self.broker.name)
             return
-        self.ledger.answered(outbox)
+        when_answered(answer, lambda: self.ledger.answered(outbox))
 
     # -- cancel and replace ---------------------------------------------------------------
 
@@ -392,11 +403,12 @@ class OrderService:
                 orderId=order_id,
                 status=str(record.state.status),
             )
+        answer = None
         try:
-            self.broker.cancel(order_id)
+            answer = self.broker.cancel(order_id)  # type: ignore[func-returns-value]
         except Exception:
             log.exception("broker %s refused a cancel of %s", self.broker.name, order_id)
-        self.ledger.answered(outbox)
+        when_answered(answer, lambda: self.ledger.answered(outbox))
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         return record
 
@@ -450,7 +462,9 @@ class OrderService:
             client_order_id=coid if isinstance(coid, str) else None,
             replaces=order_id,
         )
-        meta = OrderMeta(owner, self.broker.name, price, old.meta.source, old.meta.alert_id)
+        meta = OrderMeta(
+            owner, broker_name(self.broker, owner), price, old.meta.source, old.meta.alert_id
+        )
         record = OrderRecord(OrderState.of(replacement), meta)
         self.book.add(record)
         try:
@@ -480,11 +494,12 @@ class OrderService:
                 orderId=order_id,
                 status=str(old.state.status),
             )
+        answer = None
         try:
-            self.broker.replace(order_id, replacement)
+            answer = self.broker.replace(order_id, replacement)  # type: ignore[func-returns-value]
         except Exception:
             log.exception("broker %s refused a replace of %s", self.broker.name, order_id)
-        self.ledger.answered(outbox)
+        when_answered(answer, lambda: self.ledger.answered(outbox))
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         return record
 
