@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -32,6 +32,7 @@ from server.trading.errors import InvalidTransition
 from server.trading.events import Fill, OrderEvent, Reason
 from server.trading.lifecycle import OrderState
 from server.trading.model import Order
+from server.trading.money import canonical_price, canonical_qty
 from server.trading.states import DONE, EventKind, OrderStatus
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ class Tracker:
             order_id=order.id,
             symbol=order.symbol,
             side=order.side,
-            qty=qty,
-            price=price,
+            qty=_exact(canonical_qty, qty),
+            price=_exact(canonical_price, price),
             commission=Decimal(0),
             time_ms=max(time_ms, state.updated_ms),
         )
@@ -278,3 +279,10 @@ class Tracker:
                 if event is not None:
                     out.append(event)
         return out
+
+
+def _exact(canonical: Callable[[Decimal], Decimal], value: Decimal) -> Decimal:
+    """The domain's canonical form of a value (``180.00``, ``10``) when it is the same
+    number; Alpaca's own digits when canonicalising would round them."""
+    shown = canonical(value)
+    return shown if shown == value else value
