@@ -33,6 +33,10 @@ from websockets.asyncio.client import ClientConnection
 from streams.backoff import Backoff
 
 log = logging.getLogger(__name__)
+#: The client's frame log. Its first frame carries the secret, and ``websockets`` logs
+#: frames at DEBUG: this logger never goes below INFO, whatever the configured level.
+FRAMES = logging.getLogger("brokers.alpaca.frames")
+FRAMES.setLevel(logging.INFO)
 
 
 class StreamRefused(Exception):
@@ -105,6 +109,7 @@ class TradeUpdatesStream:
             ping_timeout=timeout,
             open_timeout=self._handshake_timeout_s,
             max_size=2**22,
+            logger=FRAMES,
         ) as ws:
             async with asyncio.timeout(self._handshake_timeout_s):
                 await self._handshake(ws)
