@@ -38,8 +38,8 @@ from server.market.state import MarketState
 from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
-from server.services.container import Services
 from server.services.broker_accounts import BrokerAccounts
+from server.services.container import Services
 from server.services.orders.book import OrderBook
 from server.services.orders.brokers_setup import broker_accounts, router_for
 from server.services.orders.ledger import OrderLedger

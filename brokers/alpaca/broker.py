@@ -44,9 +44,9 @@ from brokers.alpaca.wire import (
     leg_roles,
     order_body,
     replace_body,
+    trade_update,
 )
 from brokers.alpaca.wire import snapshot as parse_snapshot
-from brokers.alpaca.wire import trade_update
 from brokers.port import Listener
 from server.trading.errors import OrderNotFound
 from server.trading.events import OrderEvent, Reason
@@ -101,7 +101,11 @@ class AlpacaBroker:
         self._orphans: list[dict[str, Any]] = []
         self._probe: asyncio.Task[None] | None = None
         self.reconciler = Reconciler(
-            self.rest, self.tracker, self._deliver, on_correction, on_positions,
+            self.rest,
+            self.tracker,
+            self._deliver,
+            on_correction,
+            on_positions,
             overlap_ms=self.config.activities_overlap_ms,
         )
         self.stream = TradeUpdatesStream(
@@ -163,7 +167,9 @@ class AlpacaBroker:
         self._tasks.add(task)
         self._busy[order_id] = task
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda t: self._busy.pop(order_id, None) if self._busy.get(order_id) is t else None)
+        task.add_done_callback(
+            lambda t: self._busy.pop(order_id, None) if self._busy.get(order_id) is t else None
+        )
         return task
 
     # --- the port -----------------------------------------------------------------------
@@ -215,8 +221,15 @@ class AlpacaBroker:
         state = tracked.state
         with contextlib.suppress(Exception):
             state.apply(
-                OrderEvent(0, kind, state.order.id, state.status, state.updated_ms, state.qty,
-                           state.filled_qty)
+                OrderEvent(
+                    0,
+                    kind,
+                    state.order.id,
+                    state.status,
+                    state.updated_ms,
+                    state.qty,
+                    state.filled_qty,
+                )
             )
 
     # --- placing ------------------------------------------------------------------------
@@ -343,7 +356,9 @@ class AlpacaBroker:
                     return
             alpaca_id = await self._alpaca_id(old)
             if alpaca_id is None:
-                self._deliver(self.tracker.rejected([new.order.id], Reason.UNKNOWN_ORDER, _now_ms()))
+                self._deliver(
+                    self.tracker.rejected([new.order.id], Reason.UNKNOWN_ORDER, _now_ms())
+                )
                 return
             try:
                 answer = await self.rest.call("PATCH", f"/orders/{alpaca_id}", body)

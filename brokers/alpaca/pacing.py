@@ -9,6 +9,7 @@ same key used elsewhere) pauses the whole account until its ``Retry-After`` (or
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -56,6 +57,6 @@ def retry_after(headers: dict[str, str], now_unix: float, default_s: float = 1.0
         except ValueError:
             continue
         seconds = value if relative else value - now_unix
-        if seconds == seconds and 0 <= seconds <= 300:  # not NaN, and sane
+        if math.isfinite(seconds) and 0 <= seconds <= 300:
             return seconds
     return default_s

@@ -85,9 +85,7 @@ class Reconciler:
         # Reported first: while the order is still open, its owner is known.
         for event in events:
             self.corrections += 1
-            self._on_correction(
-                Correction("missed_event", event.order_id, str(event.kind), detail)
-            )
+            self._on_correction(Correction("missed_event", event.order_id, str(event.kind), detail))
         self._deliver(events)
 
     async def run(self) -> None:

@@ -95,7 +95,7 @@ class AlpacaRest:
         client = TradingClient(
             creds.key_id, creds.secret, paper=not creds.live, url_override=creds.base_url
         )
-        client._retry = 0  # type: ignore[assignment]  # no blind retries (see docs/alpaca.md)
+        client._retry = 0  # no blind retries (see docs/alpaca.md)
         session = client._session
         session.request = functools.partial(  # type: ignore[method-assign]
             session.request, timeout=(self.config.connect_timeout_s, self.config.read_timeout_s)
@@ -107,7 +107,10 @@ class AlpacaRest:
         loop = asyncio.get_running_loop()
         deadline_s = self.config.connect_timeout_s + self.config.read_timeout_s + 1.0
         for _ in range(self.config.max_throttled + 1):
-            while (wait := self.pacing.delay(time.monotonic())) > 0:
+            while True:  # a slot in Alpaca's limit (the pause after a 429 included)
+                wait = self.pacing.delay(time.monotonic())
+                if wait <= 0:
+                    break
                 await asyncio.sleep(wait)
             client = self._client()
             self.requests += 1
@@ -135,7 +138,9 @@ class AlpacaRest:
             self._clients.put(client)
             self.failing_since = None
             return result
-        raise NotSent(f"{method} {path}: still rate limited after {self.config.max_throttled} waits")
+        raise NotSent(
+            f"{method} {path}: still rate limited after {self.config.max_throttled} waits"
+        )
 
     def _failed(self) -> None:
         if self.failing_since is None:

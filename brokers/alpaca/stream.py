@@ -95,7 +95,7 @@ class TradeUpdatesStream:
                 delay = self._backoff.saturate()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as exc:
                 log.info("alpaca stream: %s; reconnecting", type(exc).__name__)
                 delay = self._backoff.next_delay()
             self.connected.clear()

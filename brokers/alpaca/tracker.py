@@ -270,7 +270,9 @@ class Tracker:
             return []
         return self.status(tracked, kind, snap.updated_ms, snap)
 
-    def rejected(self, order_ids: Iterable[str], reason: Reason | None, time_ms: int) -> list[OrderEvent]:
+    def rejected(
+        self, order_ids: Iterable[str], reason: Reason | None, time_ms: int
+    ) -> list[OrderEvent]:
         out = []
         for order_id in order_ids:
             tracked = self.orders.get(order_id)

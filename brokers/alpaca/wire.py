@@ -119,7 +119,7 @@ def time_ms(value: object, name: str = "timestamp") -> int:
     head, dot, rest = text.partition(".")
     if dot:  # Python reads at most microseconds: cut the fraction to six digits
         digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
     try:
         return int(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:

@@ -46,6 +46,7 @@ from server.storage.broker_accounts import (
     record_corrections,
     save_link,
 )
+
 log = logging.getLogger(__name__)
 
 KEY_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
@@ -206,14 +207,23 @@ class BrokerAccounts:
         credentials = Credentials(key_id, secret, live, self._base_url)
         await self._verify(credentials)
         sealed = self._box.seal(secret, _context(owner, key_id))
-        row = await save_link(self._pool, owner, "alpaca", key_id, sealed, live)
+        row = await save_link(
+            self._pool, owner, broker="alpaca", key_id=key_id, sealed=sealed, live=live
+        )
         old = self._router.detach(owner)
         if isinstance(old, AlpacaBroker):
             await old.close()
         self._attach(owner, credentials)
         await self._rebuild(owner)
-        log.info("user %s linked Alpaca key %s (%s)", owner, key_hint(key_id), "live" if live else "paper")
-        return LinkedAccount("alpaca-live" if live else "alpaca", key_hint(row.key_id), live, row.created_at)
+        log.info(
+            "user %s linked Alpaca key %s (%s)",
+            owner,
+            key_hint(key_id),
+            "live" if live else "paper",
+        )
+        return LinkedAccount(
+            "alpaca-live" if live else "alpaca", key_hint(row.key_id), live, row.created_at
+        )
 
     async def unlink(self, owner: str) -> bool:
         self._no_open_orders(owner)

@@ -36,7 +36,7 @@ class CorrectionRow:
 
 
 async def save_link(
-    db: Executor, owner: str, broker: str, key_id: str, sealed: bytes, live: bool
+    db: Executor, owner: str, *, broker: str, key_id: str, sealed: bytes, live: bool
 ) -> LinkedRow:
     row = await db.fetchrow(
         """

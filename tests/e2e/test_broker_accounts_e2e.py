@@ -10,7 +10,7 @@ import base64
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -18,8 +18,9 @@ import pytest
 
 from server.logging_setup import configure
 from server.settings import Secret
+from streams.polygon_server import PolygonProtocolServer, start_simulated_server
 from tests.e2e.conftest import SettingsFactory
-from tests.e2e.test_orders_e2e import PLACE, code, gql, limit, quoted, trader, upstream  # noqa: F401
+from tests.e2e.test_orders_e2e import PLACE, code, gql, limit, quoted, trader
 from tests.support.fake_alpaca import FakeAlpaca
 from tests.support.server import running_server
 from tests.support.timing import TIMEOUT
@@ -31,6 +32,12 @@ LINK = """mutation($k: String!, $s: String!, $live: Boolean! = false) {
   linkBrokerAccount(input: {keyId: $k, secret: $s, live: $live}) {
     broker keyIdHint live linkedAt } }"""
 STATUS = "{ brokerAccount { broker keyIdHint live corrections { what detail } } }"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[PolygonProtocolServer]:
+    async with await start_simulated_server(["AMZN", "MSFT"], seed=12, rate=100.0) as up:
+        yield up
 
 
 @pytest.fixture
@@ -52,7 +59,7 @@ def debug_log() -> Iterator[io.StringIO]:
 
 
 async def test_a_linked_account_trades_at_alpaca_and_its_secret_is_nowhere(
-    make_settings: SettingsFactory, upstream: Any, debug_log: io.StringIO
+    make_settings: SettingsFactory, upstream: PolygonProtocolServer, debug_log: io.StringIO
 ) -> None:
     answers: list[str] = []
 
@@ -71,9 +78,10 @@ async def test_a_linked_account_trades_at_alpaca_and_its_secret_is_nowhere(
             secrets_key=Secret(base64.b64encode(os.urandom(32)).decode()),
             alpaca_base_url=fake.base_url,
         )
-        async with running_server(settings) as server, httpx.AsyncClient(
-            base_url=server.http, timeout=30
-        ) as http:
+        async with (
+            running_server(settings) as server,
+            httpx.AsyncClient(base_url=server.http, timeout=30) as http,
+        ):
             alice, bob = await trader(http, server), await trader(http, server)
             last = await quoted(server)
             far = str(last * 95 // 100)
@@ -102,9 +110,14 @@ async def test_a_linked_account_trades_at_alpaca_and_its_secret_is_nowhere(
             assert started["data"]["account"]["startingCash"] == "25000"
 
             # Open orders hold the link in place.
-            assert code(await call(http, "mutation { unlinkBrokerAccount }", alice)) == "OPEN_ORDERS"
+            assert (
+                code(await call(http, "mutation { unlinkBrokerAccount }", alice)) == "OPEN_ORDERS"
+            )
             canceled = await call(
-                http, "mutation($id: ID!) { cancelOrder(id: $id) { id status } }", alice, id=order_id
+                http,
+                "mutation($id: ID!) { cancelOrder(id: $id) { id status } }",
+                alice,
+                id=order_id,
             )
             pool = server.runtime.database.pool
             sealed = await pool.fetchval("SELECT secret_sealed FROM broker_accounts")
@@ -126,15 +139,20 @@ async def test_a_linked_account_trades_at_alpaca_and_its_secret_is_nowhere(
         assert all(secret not in answer for answer in answers)
 
 
-async def _canceled(server: Any, http: httpx.AsyncClient, token: str, order: dict[str, Any]) -> None:
+async def _canceled(
+    server: Any, http: httpx.AsyncClient, token: str, order: dict[str, Any]
+) -> None:
     query = "query($id: ID!) { order(id: $id) { status } }"
     async with asyncio.timeout(TIMEOUT):
-        while (await gql(http, query, token, id=order["id"]))["data"]["order"]["status"] != "CANCELED":
+        while True:
+            found = await gql(http, query, token, id=order["id"])
+            if found["data"]["order"]["status"] == "CANCELED":
+                return
             await asyncio.sleep(0.02)
 
 
 async def test_linking_is_refused_without_a_secrets_key(
-    make_settings: SettingsFactory, upstream: Any
+    make_settings: SettingsFactory, upstream: PolygonProtocolServer
 ) -> None:
     settings = make_settings(upstream, symbols=("AMZN",), trading_calendar="continuous")
     async with running_server(settings) as server, httpx.AsyncClient(base_url=server.http) as http:

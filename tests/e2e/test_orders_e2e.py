@@ -21,8 +21,8 @@ import pytest
 from server.settings import Secret
 from streams.polygon_server import start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
-from tests.support.fake_alpaca import FakeAlpaca
 from tests.support.accounts import LOGIN, PASSWORD, bearer, sign_up
+from tests.support.fake_alpaca import FakeAlpaca
 from tests.support.graphql_ws import graphql_ws
 from tests.support.server import RunningServer, running_server
 from tests.support.timing import TIMEOUT
@@ -99,9 +99,7 @@ def trading_settings(make_settings: SettingsFactory, upstream, alpaca):  # type:
             "alpaca_api_secret_key": Secret(alpaca.secret),
             "alpaca_base_url": alpaca.base_url,
         }
-    return make_settings(
-        upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous", **extra
-    )
+    return make_settings(upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous", **extra)
 
 
 async def settled(
@@ -122,7 +120,9 @@ async def settled(
         return latest["status"] == status
 
     async with asyncio.timeout(TIMEOUT):
-        while not await check():
+        while True:
+            if await check():
+                break
             await asyncio.sleep(0.02)
     return {k: latest[k] for k in order}
 

@@ -29,7 +29,7 @@ async def accounts_and_fills(
         if broker_name(broker, owner) == name
     }
     fills = [
-        (owner, fill_from_doc(doc))  # type: ignore[arg-type]
+        (owner, fill_from_doc(doc))
         for owner, name, doc in await load_fills_by_broker(pool)
         if broker_name(broker, owner) == name
     ]

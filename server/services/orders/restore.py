@@ -12,12 +12,14 @@ request the broker may not have seen re-issued.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
 
+from brokers.port import Answer
 from server.services.orders.current_books import accounts_and_fills
 from server.services.orders.routing import resubmit, when_answered
 from server.services.orders.service import OrderService
@@ -87,7 +89,7 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
     count = 0
     for outbox_id, _owner, kind, order_ids in await pending_outbox(pool):
         records = [book.get(i) for i in order_ids]
-        answer: object = None
+        answer: Answer = None
         if kind == "submit":
             # Orders the broker never acknowledged; the ones it did were restored.
             unseen = [
@@ -104,7 +106,7 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
             if record.state.status is not OrderStatus.PENDING_CANCEL:
                 service.on_request(record, EventKind.CANCEL_REQUESTED)
             if record.state.status is OrderStatus.PENDING_CANCEL:
-                answer = broker.cancel(record.order.id)  # type: ignore[func-returns-value]
+                answer = broker.cancel(record.order.id)
                 count += 1
         elif kind == "replace":
             old, new = records
@@ -115,7 +117,7 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
                     if old.state.status is not OrderStatus.PENDING_REPLACE:
                         service.on_request(old, EventKind.REPLACE_REQUESTED)
                     if old.state.status is OrderStatus.PENDING_REPLACE:
-                        answer = broker.replace(old.order.id, new.order)  # type: ignore[func-returns-value]
+                        answer = broker.replace(old.order.id, new.order)
                         count += 1
-        when_answered(answer, lambda row=outbox_id: service.ledger.answered(row))
+        when_answered(answer, functools.partial(service.ledger.answered, outbox_id))
     return count

@@ -23,9 +23,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
 
-from brokers.port import Broker, Listener
+from brokers.port import Answer, Broker, Listener
 from server.trading.lifecycle import OrderState
 from server.trading.model import Order
 
@@ -38,7 +37,7 @@ class BrokerRouter:
         self._listener: Listener | None = None
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return self.default.name
 
     def set_listener(self, listener: Listener) -> None:
@@ -71,17 +70,17 @@ class BrokerRouter:
 
     # --- the port -----------------------------------------------------------------------
 
-    def submit(self, orders: Sequence[Order]) -> Any:
+    def submit(self, orders: Sequence[Order]) -> Answer:
         return self._for_order(orders[0].id).submit(orders)
 
-    def resubmit(self, orders: Sequence[Order]) -> Any:
+    def resubmit(self, orders: Sequence[Order]) -> Answer:
         broker = self._for_order(orders[0].id)
         return getattr(broker, "resubmit", broker.submit)(orders)
 
-    def cancel(self, order_id: str) -> Any:
+    def cancel(self, order_id: str) -> Answer:
         return self._for_order(order_id).cancel(order_id)
 
-    def replace(self, order_id: str, replacement: Order) -> Any:
+    def replace(self, order_id: str, replacement: Order) -> Answer:
         return self._for_order(order_id).replace(order_id, replacement)
 
     def restore(
@@ -116,15 +115,17 @@ async def opening_cash(broker: Broker, owner: str, default: Decimal) -> Decimal:
     return default if fetch is None else Decimal(await fetch())
 
 
-def when_answered(result: object, done: Callable[[], None]) -> None:
+def when_answered(result: Answer, done: Callable[[], None]) -> None:
     """Call ``done`` now (a synchronous broker answered already) or once the future an
     asynchronous broker returned is done."""
     if isinstance(result, asyncio.Future):
         result.add_done_callback(lambda _: done())
-    else:
+    elif result is None:
         done()
+    else:
+        asyncio.ensure_future(result).add_done_callback(lambda _: done())
 
 
-def resubmit(broker: Broker, orders: Sequence[Order]) -> object:
+def resubmit(broker: Broker, orders: Sequence[Order]) -> Answer:
     """The start-up re-issue of a submit: a broker that can look orders up does so first."""
     return getattr(broker, "resubmit", broker.submit)(orders)

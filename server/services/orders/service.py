@@ -36,7 +36,7 @@ from decimal import Decimal
 import asyncpg
 import orjson
 
-from brokers.port import Broker
+from brokers.port import Answer, Broker
 from server.errors import InvalidInput
 from server.limits.errors import RateLimited
 from server.limits.limiter import RateLimiter
@@ -300,7 +300,11 @@ class OrderService:
         ids = [new_order_id() for _ in range(request.order_count)]
         orders = build_orders(request, ids, ctx.now_ms)
         meta = OrderMeta(
-            owner, broker_name(self.broker, owner), estimate.price, source, alert_id,
+            owner,
+            broker_name(self.broker, owner),
+            estimate.price,
+            source,
+            alert_id,
             idempotency_key=key,
         )
         records = [OrderRecord(OrderState.of(o), meta) for o in orders]
@@ -344,7 +348,7 @@ class OrderService:
         """The relay: hand the orders to the broker, then mark the outbox row answered
         (after the events the broker reported synchronously, if any)."""
         try:
-            answer = self.broker.submit(orders)  # type: ignore[func-returns-value]
+            answer = self.broker.submit(orders)
         except Exception:
             # The row stays: the next start-up re-issues it.
             log.exception("broker %s refused a submit", self.broker.name)
@@ -403,9 +407,9 @@ class OrderService:
                 orderId=order_id,
                 status=str(record.state.status),
             )
-        answer = None
+        answer: Answer = None
         try:
-            answer = self.broker.cancel(order_id)  # type: ignore[func-returns-value]
+            answer = self.broker.cancel(order_id)
         except Exception:
             log.exception("broker %s refused a cancel of %s", self.broker.name, order_id)
         when_answered(answer, lambda: self.ledger.answered(outbox))
@@ -494,9 +498,9 @@ class OrderService:
                 orderId=order_id,
                 status=str(old.state.status),
             )
-        answer = None
+        answer: Answer = None
         try:
-            answer = self.broker.replace(order_id, replacement)  # type: ignore[func-returns-value]
+            answer = self.broker.replace(order_id, replacement)
         except Exception:
             log.exception("broker %s refused a replace of %s", self.broker.name, order_id)
         when_answered(answer, lambda: self.ledger.answered(outbox))

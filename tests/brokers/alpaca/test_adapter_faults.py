@@ -17,7 +17,9 @@ from tests.support.timing import TIMEOUT
 K = EventKind
 
 
-async def test_a_submit_that_times_out_but_landed_is_found_by_client_order_id(fake: FakeAlpaca) -> None:
+async def test_a_submit_that_times_out_but_landed_is_found_by_client_order_id(
+    fake: FakeAlpaca,
+) -> None:
     fake.inject(Fault.hold(TIMEOUT, landed=True).on("POST", "/v2/orders"))
     async with alpaca_broker(fake) as (broker, got):
         o = order()
@@ -149,10 +151,9 @@ async def test_our_pacing_keeps_under_the_limit(fake: FakeAlpaca) -> None:
     fake.rate_limiter.limit = 4
     fake.rate_limiter.window_s = 1.0
     config = AlpacaConfig(rest=RestConfig(connect_timeout_s=1, read_timeout_s=1))
-    async with alpaca_broker(fake, config=config, pacing=Pacing(limit=3, window_s=1.25), start=False) as (
-        broker,
-        got,
-    ):
+    async with alpaca_broker(
+        fake, config=config, pacing=Pacing(limit=3, window_s=1.25), start=False
+    ) as (broker, _):
         orders = [order("1") for _ in range(8)]
         await asyncio.wait_for(asyncio.gather(*(broker.submit([o]) for o in orders)), 4 * TIMEOUT)
         assert all(r.status != 429 for r in fake.requests)
@@ -195,12 +196,12 @@ async def test_alpaca_down_is_broker_unavailable_and_submits_are_rejected_in_tim
             try:
                 broker.check_available()
                 raise AssertionError("expected BROKER_UNAVAILABLE")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 assert getattr(exc, "code", None) == "BROKER_UNAVAILABLE"
         async with asyncio.timeout(TIMEOUT):
             while True:
                 try:
                     broker.check_available()
                     break
-                except Exception:  # noqa: BLE001
+                except Exception:
                     await asyncio.sleep(0.05)
