@@ -33,7 +33,7 @@ from typing import Any
 
 from brokers.alpaca.errors import BrokerUnavailable, NotSent, Refused, Uncertain
 from brokers.alpaca.pacing import Pacing
-from brokers.alpaca.reconcile import Correction, Reconciler
+from brokers.alpaca.reconcile import Correction, Reconciler, read_order
 from brokers.alpaca.rest import AlpacaRest, Credentials, RestConfig
 from brokers.alpaca.stream import TradeUpdatesStream
 from brokers.alpaca.tracker import Tracked, Tracker
@@ -273,16 +273,9 @@ class AlpacaBroker:
 
     async def _lookup(self, client_order_id: str) -> Snapshot | None:
         try:
-            doc = await self.rest.call(
-                "GET",
-                "/orders:by_client_order_id",
-                {"client_order_id": client_order_id, "nested": "true"},
-            )
-        except Refused as exc:
-            if exc.status == 404:
-                return None
+            return await read_order(self.rest, client_order_id, None)
+        except Refused as exc:  # not a 404: try again like any failed lookup
             raise Uncertain(f"lookup refused: {exc.status}") from None
-        return parse_snapshot(doc)
 
     async def _lookup_settled(self, client_order_id: str) -> Snapshot | None:
         """A lookup that retries until Alpaca answers it."""

@@ -33,7 +33,6 @@ from brokers.alpaca.rest import AlpacaRest
 from brokers.alpaca.tracker import Tracker
 from brokers.alpaca.wire import Snapshot, WireError, activity, leg_roles, snapshot
 from server.trading.events import OrderEvent
-from server.trading.model import LegRole
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,23 @@ class Correction:
     def describe(self) -> str:
         target = f"order {self.order_id} {self.kind}" if self.order_id else "account"
         return f"{self.what}: {target}: {self.detail}"
+
+
+async def read_order(rest: AlpacaRest, our_id: str, alpaca_id: str | None) -> Snapshot | None:
+    """One order (with its legs) by its Alpaca id when known, else by our id as its client
+    order id; None if Alpaca does not have it (404). Other refusals are raised."""
+    try:
+        if alpaca_id is not None:
+            doc = await rest.call("GET", f"/orders/{alpaca_id}", {"nested": "true"})
+        else:
+            doc = await rest.call(
+                "GET", "/orders:by_client_order_id", {"client_order_id": our_id, "nested": "true"}
+            )
+    except Refused as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return snapshot(doc)
 
 
 def _iso(ms: int) -> str:
@@ -116,26 +132,10 @@ class Reconciler:
             tracked = tracker.orders[our_id]
             if any(tracker.ours(s) == our_id for s in seen.values()):
                 continue
-            found = await self._fetch(our_id, tracked.alpaca_id, tracked.order.role)
+            found = await read_order(self._rest, our_id, tracked.alpaca_id)
             if found is not None:
                 self._collect(found, seen)
         return list(seen.values())
-
-    async def _fetch(self, our_id: str, alpaca_id: str | None, role: LegRole) -> Snapshot | None:
-        try:
-            if alpaca_id is not None:
-                doc = await self._rest.call("GET", f"/orders/{alpaca_id}", {"nested": "true"})
-            else:
-                doc = await self._rest.call(
-                    "GET",
-                    "/orders:by_client_order_id",
-                    {"client_order_id": our_id, "nested": "true"},
-                )
-        except Refused as exc:
-            if exc.status == 404:
-                return None  # never reached Alpaca: its submit (re-issued) places it
-            raise
-        return snapshot(doc)
 
     def _collect(self, snap: Snapshot, seen: dict[str, Snapshot]) -> None:
         """A root and its legs; the legs of one of our requests bound to ours by role."""
