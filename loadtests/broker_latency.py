@@ -6,10 +6,10 @@ Alpaca server, in the same run.
 
 Two real servers (uvicorn, an embedded PostgreSQL database each, a simulated market on
 a local Polygon-protocol server), one user each, subscribed to ``orderUpdates`` over a
-real WebSocket. Orders are resting limit buys, one at a time, left resting; rounds alternate paper and
-Alpaca so drift in machine load hits both. The Alpaca path adds: the REST call on a
-worker thread (alpaca-py, requests), the fake's HTTP handling, the venue's
-acknowledgement coming back on the ``trade_updates`` WebSocket, and the tracker. The
+real WebSocket. Orders are resting limit buys, one at a time, left resting; rounds
+alternate paper and Alpaca so drift in machine load hits both. The Alpaca path adds:
+the REST call on a worker thread (alpaca-py, requests), the fake's HTTP handling, the
+venue's acknowledgement coming back on the ``trade_updates`` WebSocket, the tracker. The
 fake answers on loopback, so network time to Alpaca (tens of ms from most places) is
 not in these figures: add your round trip to Alpaca to the Alpaca medians.
 Prints one JSON object (ms: p50, p90, max per broker; medians' difference and ratio).
