@@ -183,12 +183,12 @@ class AlpacaBroker:
 
     def _submit(self, orders: Sequence[Order], *, lookup_first: bool) -> asyncio.Future[None]:
         root = orders[0]
-        running = self._busy.get(root.id)
+        running = self._busy.get(f"submit:{root.id}")
         if running is not None:
             return running  # already being placed: the same request, not a second one
         for order in orders:
             self.tracker.track(order)
-        return self._spawn(root.id, self._place(list(orders), lookup_first))
+        return self._spawn(f"submit:{root.id}", self._place(list(orders), lookup_first))
 
     def restore(
         self, orders: list[tuple[Order, OrderState]], *, next_seq: int, now_ms: int
@@ -201,14 +201,32 @@ class AlpacaBroker:
     def cancel(self, order_id: str) -> asyncio.Future[None]:
         tracked = self._tracked(order_id)
         self._mirror(tracked, EventKind.CANCEL_REQUESTED)
-        return self._spawn(order_id, self._cancel(tracked))
+        placing = self._placing(tracked)
+        return self._spawn(f"cancel:{order_id}", self._cancel(tracked, placing))
 
     def replace(self, order_id: str, replacement: Order) -> asyncio.Future[None]:
         old = self._tracked(order_id)
         self._mirror(old, EventKind.REPLACE_REQUESTED)
         old.replacement = replacement.id
         new = self.tracker.track(replacement)
-        return self._spawn(replacement.id, self._replace(old, new))
+        placing = self._placing(old)
+        return self._spawn(f"replace:{replacement.id}", self._replace(old, new, placing))
+
+    def _placing(self, tracked: Tracked) -> asyncio.Task[None] | None:
+        """The submit of this order (or of its request's first order) still running: a
+        cancel or replace waits for it, or it could miss an order that lands after."""
+        order = tracked.order
+        for order_id in (order.id, order.parent_id, order.replaces):
+            task = self._busy.get(f"submit:{order_id}") if order_id else None
+            if task is not None:
+                return task
+        return None
+
+    @staticmethod
+    async def _after(task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
     def _tracked(self, order_id: str) -> Tracked:
         tracked = self.tracker.orders.get(order_id)
@@ -315,7 +333,8 @@ class AlpacaBroker:
                 self.tracker.bind(tracked.order.id, found.id)
         return tracked.alpaca_id
 
-    async def _cancel(self, tracked: Tracked) -> None:
+    async def _cancel(self, tracked: Tracked, placing: asyncio.Task[None] | None) -> None:
+        await self._after(placing)
         backoff = Backoff(0.2, 5.0)
         while True:
             alpaca_id = await self._alpaca_id(tracked)
@@ -331,7 +350,10 @@ class AlpacaBroker:
                 await self._settle(tracked)  # not cancelable: it filled or ended
                 return
 
-    async def _replace(self, old: Tracked, new: Tracked) -> None:
+    async def _replace(
+        self, old: Tracked, new: Tracked, placing: asyncio.Task[None] | None
+    ) -> None:
+        await self._after(placing)
         backoff = Backoff(0.2, 5.0)
         spec_qty = new.order.spec.qty
         remaining = None if spec_qty is None else spec_qty - old.state.filled_qty
@@ -406,7 +428,7 @@ class AlpacaBroker:
                 self._orphans.append(data)
                 del self._orphans[:-1000]
             else:
-                self._spawn(f"catch-up-{update.order.id}", self._catch_up())
+                self._spawn(f"catch-up:{update.order.id}", self._catch_up())
 
     def _replay_orphans(self) -> None:
         orphans, self._orphans = self._orphans, []

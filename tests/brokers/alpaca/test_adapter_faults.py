@@ -205,3 +205,17 @@ async def test_alpaca_down_is_broker_unavailable_and_submits_are_rejected_in_tim
                     break
                 except Exception:
                     await asyncio.sleep(0.05)
+
+
+async def test_a_cancel_while_the_submit_is_in_flight_cancels_the_order_that_lands(
+    fake: FakeAlpaca,
+) -> None:
+    fake.inject(Fault.hold(1.0, landed=False).on("POST", "/v2/orders"))
+    async with alpaca_broker(fake) as (broker, got):
+        o = order("5", type=OrderType.LIMIT, limit="180")
+        submitted = broker.submit([o])
+        canceling = broker.cancel(o.id)
+        await asyncio.wait_for(asyncio.gather(submitted, canceling), TIMEOUT)
+        await got.kind(o.id, K.CANCELED)
+        assert fake.order_by_client_id(o.id).status == "canceled"
+        assert len(fake.account.orders) == 1
