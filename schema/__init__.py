@@ -18,6 +18,7 @@ from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from schema.analysis import AnalysisMutation, AnalysisQuery, AnalysisSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
+from schema.broker_accounts import BrokerAccountsMutation, BrokerAccountsQuery
 from schema.errors import ErrorReporting, log_expected_errors
 from schema.executor import PerEventMemoExecutor
 from schema.feed import FeedQuery, FeedSubscription
@@ -30,9 +31,21 @@ from schema.scalars import SCALARS
 
 Query = merge_types(
     "Query",
-    (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AnalysisQuery, AuthQuery),
+    (
+        MarketQuery,
+        FeedQuery,
+        BarsQuery,
+        AlertsQuery,
+        OrdersQuery,
+        BrokerAccountsQuery,
+        AnalysisQuery,
+        AuthQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AnalysisMutation, AuthMutation))
+Mutation = merge_types(
+    "Mutation",
+    (AlertsMutation, OrdersMutation, BrokerAccountsMutation, AnalysisMutation, AuthMutation),
+)
 Subscription = merge_types(
     "Subscription",
     (

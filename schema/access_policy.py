@@ -130,6 +130,10 @@ POLICY: Mapping[tuple[str, str], Level] = {
     ("Mutation", "requestAnalysis"): Level.TRADING,
     ("Mutation", "placeOrderFromIdea"): Level.TRADING,
     ("Mutation", "setAnalysisPreferences"): Level.TRADING,
+    # Your own broker account: reading it is yours; linking it manages the account.
+    ("Query", "brokerAccount"): Level.USER,
+    ("Mutation", "linkBrokerAccount"): Level.ACCOUNT,
+    ("Mutation", "unlinkBrokerAccount"): Level.ACCOUNT,
     # The account.
     ("Query", "apiKeys"): Level.ACCOUNT,
     ("Mutation", "changePassword"): Level.ACCOUNT,

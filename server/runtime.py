@@ -41,9 +41,11 @@ from server.market.state import MarketState
 from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
+from server.services.broker_accounts import BrokerAccounts
 from server.services.container import Services
 from server.services.orders.alert_orders import AlertOrders
 from server.services.orders.book import OrderBook
+from server.services.orders.brokers_setup import broker_accounts, router_for
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
 from server.services.orders.paper import PaperFeed, feed_now_ms
@@ -216,6 +218,7 @@ class Runtime:
                 orders=trading.service,
                 resolve_symbol=directory.resolve,
             ),
+            broker_accounts=trading.accounts,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
@@ -261,6 +264,7 @@ class _Trading:
     service: OrderService
     ledger: OrderLedger
     feed: PaperFeed
+    accounts: BrokerAccounts
 
 
 def _trading(
@@ -288,11 +292,13 @@ def _trading(
     )
     now_ms = feed_now_ms(screen.clock, live=settings.source_is_live)
     ledger = OrderLedger(database.pool, bus)
+    book = OrderBook(settings.paper_starting_cash)
+    router = router_for(book, broker)
     service = OrderService(
         database.pool,
-        book=OrderBook(settings.paper_starting_cash),
+        book=book,
         ledger=ledger,
-        broker=broker,
+        broker=router,
         market=MarketAccess(state, directory),
         limiter=limiter,
         config=TradingConfig(
@@ -303,7 +309,8 @@ def _trading(
         ),
         now_ms=now_ms,
     )
-    return _Trading(service, ledger, PaperFeed(broker, now_ms))
+    accounts = broker_accounts(settings, database.pool, router, service)
+    return _Trading(service, ledger, PaperFeed(broker, now_ms), accounts)
 
 
 async def _start_trading(
@@ -313,7 +320,11 @@ async def _start_trading(
     the fills the feed caused last are written) and rebuild the book from the ledger."""
     trading.ledger.start()
     stack.push_async_callback(trading.ledger.close, settings.drain_stall_timeout_s)
+    # Brokers stop before the ledger (popped first): their last events are written.
+    stack.push_async_callback(trading.accounts.close)
+    await trading.accounts.start()
     await restore_trading(database.pool, trading.service)
+    trading.accounts.start_streams()
 
 
 def _analysis(

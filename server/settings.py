@@ -8,6 +8,8 @@ print one clear line per problem and exit with status 2.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -104,6 +106,12 @@ class Settings:
 
     alpaca_api_key_id: Secret | None = None
     alpaca_api_secret_key: Secret | None = None
+    #: The operator's account is a live one (``ALPACA_LIVE``); paper by default.
+    alpaca_live: bool = False
+    #: Another Alpaca-compatible server for REST and ``/stream`` (tests: the fake).
+    alpaca_base_url: str | None = None
+    #: 32 bytes (base64) that encrypt users' linked broker secrets at rest.
+    secrets_key: Secret | None = None
     anthropic_api_key: Secret | None = None
     # Analyses (server.analysis): the model, where its API is (a local fake in tests),
     # and the bounds of one analysis.
@@ -227,6 +235,9 @@ class Settings:
             simulated_seed=reader.get("TICKGRAPH_SIM_SEED", _int_range(0, 2**63 - 1), None),
             alpaca_api_key_id=reader.secret("ALPACA_API_KEY_ID"),
             alpaca_api_secret_key=reader.secret("ALPACA_API_SECRET_KEY"),
+            alpaca_live=reader.get("ALPACA_LIVE", _bool, False),
+            alpaca_base_url=reader.get("ALPACA_BASE_URL", _http_url, None),
+            secrets_key=reader.get("TICKGRAPH_SECRETS_KEY", _secrets_key, None, echo=False),
             anthropic_api_key=reader.secret("ANTHROPIC_API_KEY"),
             anthropic_model=reader.get("ANTHROPIC_MODEL", _model_id, defaults.anthropic_model),
             anthropic_base_url=reader.get("ANTHROPIC_BASE_URL", _base_url, None),
@@ -372,6 +383,7 @@ class Settings:
             self.polygon_api_key,
             self.alpaca_api_key_id,
             self.alpaca_api_secret_key,
+            self.secrets_key,
             self.anthropic_api_key,
             self.jwt_private_keys,
         ):
@@ -416,7 +428,10 @@ class Settings:
             "polygon_url": self.polygon_endpoint.url
             if self.market_source is MarketSource.POLYGON
             else None,
-            "broker": "alpaca" if self.alpaca_api_key_id else "paper",
+            "broker": ("alpaca-live" if self.alpaca_live else "alpaca")
+            if self.alpaca_api_key_id
+            else "paper",
+            "linked_accounts": self.secrets_key is not None,
             "analyst": self.anthropic_model if self.anthropic_api_key else "rule-based",
         }
 
@@ -649,3 +664,15 @@ def _polygon_endpoint(raw: str) -> PolygonEndpoint:
     if market != "stocks":
         raise ValueError("the path must be /stocks (only the stocks feed is supported)")
     return PolygonEndpoint(feed=parts.netloc, secure=parts.scheme == "wss", market=market)
+
+
+def _secrets_key(raw: str) -> Secret:
+    """32 random bytes in base64 (``python -c "import os,base64;
+    print(base64.b64encode(os.urandom(32)).decode())"``)."""
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 32 bytes in base64") from None
+    if len(key) != 32:
+        raise ValueError(f"must be 32 bytes in base64 (got {len(key)} bytes)")
+    return Secret(raw)

@@ -1,5 +1,10 @@
-"""An ASGI app served by uvicorn on a free loopback port, for the local fakes of outside
-APIs (``fake_polygon_rest``, ``fake_anthropic``)."""
+"""Serve an ASGI app with uvicorn on a loopback socket, inside the test's event loop.
+
+For local fakes of outside services (``fake_polygon_rest``, ``fake_anthropic``,
+``fake_alpaca``). ``abort_connection`` cuts one client's TCP connection with a reset,
+the way a dead network or a crashed load balancer does (no response, no close frame),
+which an ASGI app cannot do on its own.
+"""
 
 from __future__ import annotations
 
@@ -23,18 +28,33 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-@asynccontextmanager
-async def serving(
-    app: Any, *, name: str, on_stop: Callable[[], None] | None = None, **config: Any
-) -> AsyncIterator[int]:
-    """Serve ``app`` on 127.0.0.1 and yield its port. ``on_stop`` runs first at shutdown
-    (to cut slow responses short rather than wait out their delays)."""
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol says
-    # TCP, and accepted sockets inherit it. Without it, Nagle holds a small write (an SSE
-    # event) until the client's delayed ACK, 40 ms, on a kept-alive connection.
+def loopback_socket(port: int = 0) -> socket.socket:
+    """A bound (not yet listening) socket on 127.0.0.1; ``port=0`` picks a free one.
+    ``SO_REUSEADDR`` lets a fake come back on the port it had before an outage.
+
+    The protocol is named: asyncio turns Nagle's algorithm off (``TCP_NODELAY``) only
+    on accepted sockets whose ``proto`` is ``IPPROTO_TCP``, and a socket made with the
+    default ``proto=0`` passes 0 on to them. With Nagle on, a small write (uvicorn's
+    headers and body written separately, an SSE event) waits for the client's delayed
+    ACK: 40 ms a request on a kept-alive connection."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+@asynccontextmanager
+async def serve_asgi(
+    app: Any,
+    sock: socket.socket,
+    *,
+    name: str,
+    on_stop: Callable[[], None] | None = None,
+    **config: Any,
+) -> AsyncIterator[QuietServer]:
+    """Run ``app`` on ``sock`` until the block ends; the socket is closed afterwards.
+    ``on_stop`` runs first at shutdown (to cut slow responses short rather than wait
+    out their delays)."""
     server = QuietServer(
         uvicorn.Config(
             app,
@@ -53,7 +73,7 @@ async def serving(
                     task.result()
                     raise RuntimeError(f"{name} stopped during start-up")
                 await asyncio.sleep(0.01)
-        yield sock.getsockname()[1]
+        yield server
     finally:
         if on_stop is not None:
             on_stop()
@@ -61,6 +81,27 @@ async def serving(
         async with asyncio.timeout(TIMEOUT):
             await task
         sock.close()
+
+
+@asynccontextmanager
+async def serving(
+    app: Any, *, name: str, on_stop: Callable[[], None] | None = None, **config: Any
+) -> AsyncIterator[int]:
+    """Serve ``app`` on a free loopback port and yield the port."""
+    sock = loopback_socket()
+    async with serve_asgi(app, sock, name=name, on_stop=on_stop, **config):
+        yield sock.getsockname()[1]
+
+
+def abort_connection(server: uvicorn.Server, client: tuple[str, int] | None) -> bool:
+    """Reset the TCP connection of the request or WebSocket whose ASGI ``scope["client"]``
+    is ``client``. False when it is already gone."""
+    for connection in list(server.server_state.connections):
+        transport = getattr(connection, "transport", None)
+        if transport is not None and getattr(connection, "client", None) == client:
+            transport.abort()
+            return True
+    return False
 
 
 class LoopbackFake:
