@@ -1,4 +1,3 @@
-"""Broker adapters behind one ``Broker`` port: the built-in paper broker and Alpaca.
-
-They arrive with the orders capability; nothing here is wired into the server yet.
+"""Broker adapters behind one ``Broker`` port (``brokers.port``): the built-in paper
+broker (``brokers.paper``, pure) and, later, Alpaca.
 """

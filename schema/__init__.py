@@ -22,14 +22,24 @@ from schema.executor import PerEventMemoExecutor
 from schema.feed import FeedQuery, FeedSubscription
 from schema.hardening import hardening_extensions
 from schema.market import MarketQuery, MarketSubscription
+from schema.orders import OrdersMutation, OrdersQuery, OrdersSubscription
 from schema.parse_cache import ParseCache
 from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
-Query = merge_types("Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, AuthQuery))
-Mutation = merge_types("Mutation", (AlertsMutation, AuthMutation))
+Query = merge_types(
+    "Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AuthQuery)
+)
+Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AuthMutation))
 Subscription = merge_types(
-    "Subscription", (MarketSubscription, FeedSubscription, BarsSubscription, AlertsSubscription)
+    "Subscription",
+    (
+        MarketSubscription,
+        FeedSubscription,
+        BarsSubscription,
+        AlertsSubscription,
+        OrdersSubscription,
+    ),
 )
 
 

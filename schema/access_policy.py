@@ -93,6 +93,16 @@ POLICY: Mapping[tuple[str, str], Level] = {
     # Operational figures (how this process delivers alerts): any signed-in caller.
     ("Query", "alertDelivery"): Level.USER,
     ("Subscription", "alertEvents"): Level.USER,
+    ("Query", "orders"): Level.USER,
+    ("Query", "order"): Level.USER,
+    ("Query", "positions"): Level.USER,
+    ("Query", "position"): Level.USER,
+    ("Query", "account"): Level.USER,
+    ("Query", "portfolioHistory"): Level.USER,
+    ("Query", "performance"): Level.USER,
+    ("Subscription", "orderUpdates"): Level.USER,
+    ("Subscription", "positions"): Level.USER,
+    ("Subscription", "account"): Level.USER,
     # Getting a session.
     ("Mutation", "register"): Level.ENTRY,
     ("Mutation", "login"): Level.ENTRY,
@@ -103,6 +113,13 @@ POLICY: Mapping[tuple[str, str], Level] = {
     ("Mutation", "updateAlert"): Level.TRADING,
     ("Mutation", "setAlertEnabled"): Level.TRADING,
     ("Mutation", "deleteAlert"): Level.TRADING,
+    # Orders: placing, changing and canceling them trades.
+    ("Mutation", "placeOrder"): Level.TRADING,
+    ("Mutation", "replaceOrder"): Level.TRADING,
+    ("Mutation", "cancelOrder"): Level.TRADING,
+    ("Mutation", "cancelAllOrders"): Level.TRADING,
+    ("Mutation", "closePosition"): Level.TRADING,
+    ("Mutation", "closeAllPositions"): Level.TRADING,
     # The account.
     ("Query", "apiKeys"): Level.ACCOUNT,
     ("Mutation", "changePassword"): Level.ACCOUNT,

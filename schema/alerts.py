@@ -16,6 +16,7 @@ from schema.context import Info
 from schema.pagination import DEFAULT_PAGE, PageInfo, page_size
 from schema.scalars import Long, Timestamp, uuid_argument
 from schema.subscription_quota import admit_subscription, releaser
+from schema.trading import OrderInput
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
 from server.delivery.firings import alert_topic
@@ -162,6 +163,12 @@ class AlertInput:
     trigger: TriggerInput | None = None
     expires_at: Timestamp | None = None
     enabled: bool = True
+    order: OrderInput | None = strawberry.field(
+        default=None,
+        description="An order to place each time the alert fires (alerts that trade): "
+        "stored with the firing in one transaction, checked against your account at "
+        "firing time; a refusal is recorded on the firing (`order.rejected`).",
+    )
 
     def doc(self, services: Services) -> dict[str, Any]:
         trigger = self.trigger or TriggerInput()
@@ -179,6 +186,8 @@ class AlertInput:
         }
         if self.expires_at is not None:
             out["expiresMs"] = int(self.expires_at)
+        if self.order is not None:
+            out["order"] = self.order.doc()
         return out
 
 
@@ -256,6 +265,11 @@ class AlertEvent:
         description="Firings of this alert not delivered (its tier's firing rate) since "
         "the one before this.",
     )
+    order: JSON | None = strawberry.field(
+        default=None,
+        description="An alert that trades: the order this firing placed (`id`, `symbol`, "
+        "`side`), or why it was refused (`rejected`: `code`, `message`).",
+    )
 
     @classmethod
     def of(cls, row: AlertEventRow) -> AlertEvent:
@@ -277,6 +291,7 @@ class AlertEvent:
             values=cast(JSON, payload),
             gap=gap,
             suppressed_before=int(payload.get("suppressedBefore", 0)),
+            order=cast(JSON, payload["order"]) if "order" in payload else None,
         )
 
 

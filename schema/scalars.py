@@ -10,6 +10,7 @@ from typing import NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
+from schema.money import MONEY_SCALARS
 from server.errors import InvalidInput
 
 Long = NewType("Long", int)
@@ -51,6 +52,7 @@ SCALARS: dict[object, ScalarDefinition] = {
         serialize=float,
         parse_value=_parse_timestamp,
     ),
+    **MONEY_SCALARS,  # Decimal: exact decimal strings (schema/money.py)
 }
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from brokers.paper import Commission, PaperBroker, PaperConfig
 from server.alerts import AlertEngine
 from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
@@ -37,12 +39,23 @@ from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.container import Services
+from server.services.orders.alert_orders import AlertOrders
+from server.services.orders.book import OrderBook
+from server.services.orders.ledger import OrderLedger
+from server.services.orders.market import MarketAccess
+from server.services.orders.paper import PaperFeed, feed_now_ms
+from server.services.orders.requests import TradingConfig
+from server.services.orders.restore import restore as restore_trading
+from server.services.orders.service import OrderService
 from server.settings import MarketSource, Settings
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
+from server.trading.calendar import CONTINUOUS, NYSE
+from server.trading.risk import RiskConfig
 from server.websocket.connections import Connections
 from streams.backoff import Backoff
+from streams.events import Received
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed
 from streams.polygon_protocol import topics_for
@@ -105,7 +118,22 @@ class Runtime:
         bar_writer, delivery, screen, analytics, alerts = _analytics(settings, database, bus)
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
-        ingest = Ingest(state, bus, tracker, on_applied=analytics.on_event, screen=screen)
+        trading = _trading(
+            settings,
+            database,
+            bus,
+            state=state,
+            directory=directory,
+            limiter=limiter,
+            screen=screen,
+        )
+        ingest = Ingest(
+            state,
+            bus,
+            tracker,
+            on_applied=_each(analytics.on_event, trading.feed.on_event),
+            screen=screen,
+        )
         universe_topics = [t for s in settings.symbols for t in topics_for(s)]
 
         def on_session() -> None:
@@ -137,12 +165,15 @@ class Runtime:
         hub.on_interest = on_interest
         _start_writers(stack, bar_writer, delivery, settings.drain_stall_timeout_s)
         await _restore_sessions(settings, database, analytics, screen)
+        alerts.trades = delivery.trades = AlertOrders(trading.service, alerts.limits_for)
+        await _start_trading(stack, trading, database, settings)
         armed = await alerts.start()
         feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
         background = [
             asyncio.create_task(analytics.run_clock(), name="bar-clock"),
             asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
             asyncio.create_task(listener.run(), name="auth-listener"),
+            asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
             *_retention(settings, database),
         ]
         stack.push_async_callback(_cancel, background)
@@ -167,6 +198,7 @@ class Runtime:
             login_throttle=LoginThrottle(_login_limiter(settings, limiter)),
             connections=connections,
             delivery=delivery,
+            orders=trading.service,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
@@ -206,6 +238,78 @@ def _analytics(
     alerts = AlertService(database.pool, analytics, recovery=recovery)
     rates.limits_for = alerts.limits_for
     return bar_writer, delivery, screen, analytics, alerts
+
+
+@dataclass(frozen=True, slots=True)
+class _Trading:
+    service: OrderService
+    ledger: OrderLedger
+    feed: PaperFeed
+
+
+def _trading(
+    settings: Settings,
+    database: Database,
+    bus: InProcessBus,
+    *,
+    state: MarketState,
+    directory: SymbolDirectory,
+    limiter: Limiter,
+    screen: FeedScreen,
+) -> _Trading:
+    """The order service over the paper broker (its calendar: round the clock for the
+    simulated market, New York's sessions for Polygon's feed, live or replayed)."""
+    choice = settings.trading_calendar
+    if choice is None:
+        choice = "continuous" if settings.market_source is MarketSource.SIMULATED else "nyse"
+    calendar = CONTINUOUS if choice == "continuous" else NYSE
+    broker = PaperBroker(
+        config=PaperConfig(
+            commission=Commission(per_share=settings.paper_commission_per_share),
+            slippage_bps=settings.paper_slippage_bps,
+            calendar=calendar,
+        )
+    )
+    now_ms = feed_now_ms(screen.clock, live=settings.source_is_live)
+    ledger = OrderLedger(database.pool, bus)
+    service = OrderService(
+        database.pool,
+        book=OrderBook(settings.paper_starting_cash),
+        ledger=ledger,
+        broker=broker,
+        market=MarketAccess(state, directory),
+        limiter=limiter,
+        config=TradingConfig(
+            starting_cash=settings.paper_starting_cash,
+            risk=RiskConfig(price_band_percent=settings.order_price_band_percent),
+            calendar=calendar,
+            live=settings.source_is_live,
+        ),
+        now_ms=now_ms,
+    )
+    return _Trading(service, ledger, PaperFeed(broker, now_ms))
+
+
+async def _start_trading(
+    stack: contextlib.AsyncExitStack, trading: _Trading, database: Database, settings: Settings
+) -> None:
+    """Start the ledger writer (it stops after the feed: pushed first, popped last, so
+    the fills the feed caused last are written) and rebuild the book from the ledger."""
+    trading.ledger.start()
+    stack.push_async_callback(trading.ledger.close, settings.drain_stall_timeout_s)
+    await restore_trading(database.pool, trading.service)
+
+
+def _each(*handlers: Callable[[Received], None]) -> Callable[[Received], None]:
+    """One ingest callback calling each handler in turn (the analytics, then the paper
+    broker: a fill sees the bar its tick made)."""
+    first, second = handlers
+
+    def both(item: Received) -> None:
+        first(item)
+        second(item)
+
+    return both
 
 
 def _start_writers(

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -117,6 +118,16 @@ class Settings:
     #: Graceful shutdown writes every pending firing; it gives up only after the
     #: database made no progress for this long.
     drain_stall_timeout_s: float = 30.0
+    #: Trading (docs/trading.md): what a new paper account starts with, the paper
+    #: broker's fees and slippage, and how far from the last trade a limit price may be
+    #: before it needs ``confirm: true``.
+    paper_starting_cash: Decimal = Decimal(100_000)
+    paper_commission_per_share: Decimal = Decimal(0)
+    paper_slippage_bps: int = 0
+    order_price_band_percent: Decimal = Decimal(10)
+    #: Sessions orders work in: "nyse" (New York's, holidays and early closes), or
+    #: "continuous" (always open: the simulated market); None: decided by the source.
+    trading_calendar: str | None = None
     feed_backoff_initial_s: float = 0.5
     feed_backoff_max_s: float = 30.0
     ws_init_timeout_s: float = 5.0
@@ -228,6 +239,27 @@ class Settings:
             ),
             second_bars_days=reader.get(
                 "TICKGRAPH_SECOND_BARS_DAYS", _int_range(0, 3650), defaults.second_bars_days
+            ),
+            paper_starting_cash=reader.get(
+                "TICKGRAPH_PAPER_STARTING_CASH",
+                _decimal_range(Decimal(0), Decimal(10) ** 12),
+                defaults.paper_starting_cash,
+            ),
+            paper_commission_per_share=reader.get(
+                "TICKGRAPH_PAPER_COMMISSION_PER_SHARE",
+                _decimal_range(Decimal(0), Decimal(10)),
+                defaults.paper_commission_per_share,
+            ),
+            paper_slippage_bps=reader.get(
+                "TICKGRAPH_PAPER_SLIPPAGE_BPS", _int_range(0, 1000), defaults.paper_slippage_bps
+            ),
+            order_price_band_percent=reader.get(
+                "TICKGRAPH_ORDER_PRICE_BAND",
+                _decimal_range(Decimal("0.1"), Decimal(1000)),
+                defaults.order_price_band_percent,
+            ),
+            trading_calendar=reader.get(
+                "TICKGRAPH_TRADING_CALENDAR", _calendar, defaults.trading_calendar
             ),
             drain_stall_timeout_s=reader.get(
                 "TICKGRAPH_DRAIN_STALL_TIMEOUT",
@@ -403,6 +435,28 @@ def _float_range(lo: float, hi: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _decimal_range(lo: Decimal, hi: Decimal) -> Callable[[str], Decimal]:
+    def parse(raw: str) -> Decimal:
+        try:
+            value = Decimal(raw.strip())
+        except ArithmeticError:
+            raise ValueError(f"expected a decimal number, got {raw!r}") from None
+        if not value.is_finite() or not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _calendar(raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value == "auto":
+        return None
+    if value not in ("nyse", "continuous"):
+        raise ValueError("expected auto, nyse or continuous")
+    return value
 
 
 def _bool(raw: str) -> bool:

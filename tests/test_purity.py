@@ -2,10 +2,10 @@
 another module of ours.
 
 The pure core is what the hot path computes with (market state, bars, indicators, the
-alert engine, Polygon frame parsing; trading rules when they exist). Keeping it free of
-I/O is what lets it be tested with plain function calls and run without an event loop.
-Imports under ``if TYPE_CHECKING:`` count too: a type from an I/O library is a
-dependency on it.
+alert engine, Polygon frame parsing, the trading domain, the paper matching engine).
+Keeping it free of I/O is what lets it be tested with plain function calls and run
+without an event loop. Imports under ``if TYPE_CHECKING:`` count too: a type from an
+I/O library is a dependency on it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("server", "schema", "streams", "brokers")
 
 # Packages whose every module is pure, and single pure modules elsewhere.
-PURE_PACKAGES = ("server/market", "server/indicators", "server/alerts", "server/trading")
+PURE_PACKAGES = (
+    "server/market",
+    "server/indicators",
+    "server/alerts",
+    "server/trading",
+    "brokers/paper",
+)
 PURE_MODULES = (
     "streams/polygon_protocol.py",
     "streams/events.py",
     "streams/conditions.py",
     "streams/screening.py",
+    "brokers/port.py",
 )
 
 FORBIDDEN = frozenset(

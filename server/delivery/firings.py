@@ -39,13 +39,16 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from server.delivery.bus import Bus
 from server.storage.alert_events import EventKind, NewEvent, record_events
 from streams.backoff import Backoff
+
+if TYPE_CHECKING:
+    from server.services.orders.alert_orders import AlertOrders
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,8 @@ class AlertDelivery:
         self._closing = False
         self._last_progress_ns = 0
         self.lag = LagStats()
+        #: Alerts that trade: orders placed in the firings' transaction.
+        self.trades: AlertOrders | None = None
         self.decided = 0
         self.written = 0
         self.duplicates = 0
@@ -253,15 +258,33 @@ class AlertDelivery:
         return batch, dict(self._evaluated) if not queue else {}
 
     async def _write(self, batch: list[tuple[Firing, int]], marks: Mapping[str, int]) -> bool:
-        events = [_event(f) for f, _ in batch]
+        trades = self.trades
+        decided: dict[Any, Any] = {}
+        if trades is not None and trades.templates:
+            decided = trades.prepare(
+                [(f.alert_id, f.owner, f.dedup_key) for f, _ in batch if f.kind == "firing"]
+            )
+        events = [_event(f, decided.get((f.alert_id, f.dedup_key)), trades) for f, _ in batch]
+        placed: list[Any] = []
         try:
-            stored = await record_events(self._pool, events, marks)
+            if decided:
+                assert trades is not None
+                # The firings and the orders they place: one transaction.
+                async with self._pool.acquire() as conn, conn.transaction():
+                    stored = await record_events(conn, events, marks)
+                    placed = await trades.insert(conn, decided, set(stored))
+            else:
+                stored = await record_events(self._pool, events, marks)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if trades is not None and decided:
+                trades.release(decided)
             self.failures += 1
             # Back to the front, in order: nothing is lost, nothing reordered.
             self._queue.extendleft(reversed(batch))
             log.warning("could not record %d fired alerts (%s); retrying", len(batch), exc)
             return False
+        if trades is not None and decided:
+            trades.settle(decided, placed)
         done_ns = self._clock_ns()
         self._last_progress_ns = done_ns
         self._backoff.reset()
@@ -279,14 +302,18 @@ class AlertDelivery:
         return True
 
 
-def _event(f: Firing) -> NewEvent:
+def _event(f: Firing, order: Any = None, trades: AlertOrders | None = None) -> NewEvent:
+    payload = f.payload
+    if order is not None and trades is not None:
+        # What the firing did about its order: placed (its id) or refused (why).
+        payload = {**payload, "order": trades.outcome(order)}
     return NewEvent(
         alert_id=f.alert_id,
         owner=f.owner,
         symbol=f.symbol,
         dedup_key=f.dedup_key,
         at_ms=f.fired_at_ms,
-        payload=f.payload,
+        payload=payload,
         kind=f.kind,
         done=f.done,
         suppressed=f.suppressed,

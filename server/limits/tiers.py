@@ -10,6 +10,9 @@
 | analyses_per_day             | 0         | 5     | 100   | 1000   |
 | orders_per_minute            | 0         | 10    | 60    | 300    |
 | order_burst                  | 0         | 5     | 20    | 60     |
+| max_order_value ($)          | 0         | 25k   | 250k  | 1M     |
+| max_position_value ($)       | 0         | 50k   | 1M    | 5M     |
+| margin_multiplier            | 1         | 1     | 2     | 2      |
 | query_cost (one operation)   | 10000     | 10000 | 50000 | 200000 |
 | alert firings/s (one alert)  | -         | 1     | 5     | 20     |
 | alert firing burst (alert)   | -         | 5     | 20    | 50     |
@@ -28,6 +31,13 @@ Why these numbers:
 - Orders go to the configured broker (the paper broker unless Alpaca is set up).
   Free users may trade: 10/min is far above manual trading and still stops a runaway
   script; the burst allows a bracket entry plus a few quick adjustments.
+- Trading limits bound what one mistake can cost (``server.trading.risk`` applies them
+  before an order reaches the broker): ``max_order_value`` is one order's estimated
+  value, ``max_position_value`` what one symbol's position may be worth after the
+  order (with the open orders on the same side). A free account is a cash account
+  (``margin_multiplier`` 1: buying power is the cash, no short selling); pro and elite
+  are Reg T margin accounts (2: positions worth up to twice the equity). Day-trading
+  buying power (4x) is not offered.
 - ``query_cost`` is in the units of ``schema.cost``: one point per selected field, a
   list's selection multiplied by the items it may return (``bars(limit: 5000) { open
   close }`` costs 10,001). 10,000 (the schema's default budget) lets a free user load
@@ -47,6 +57,7 @@ Why these numbers:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -81,6 +92,12 @@ class TierLimits:
     alert_firing_burst: int = 5
     user_firings_per_second: float = 5.0
     user_firing_burst: int = 20
+    #: Largest estimated value of one order, in dollars.
+    max_order_value: Decimal = Decimal(0)
+    #: Largest value of one symbol's position (long or short) after an order, in dollars.
+    max_position_value: Decimal = Decimal(0)
+    #: Buying power per dollar of equity: 1 is a cash account, 2 Reg T margin.
+    margin_multiplier: Decimal = Decimal(1)
     #: No mutations at all (anonymous callers).
     read_only: bool = False
 
@@ -111,6 +128,10 @@ class TierLimits:
         )
         if not all(x > 0 for x in firing):
             raise ValueError(f"{self.name}: firing rates and bursts must be positive")
+        if self.max_order_value < 0 or self.max_position_value < 0:
+            raise ValueError(f"{self.name}: limits must not be negative")
+        if not (Decimal(1) <= self.margin_multiplier <= Decimal(4)):
+            raise ValueError(f"{self.name}: margin_multiplier is between 1 and 4")
 
     @property
     def requests_per_second(self) -> float:
@@ -137,6 +158,9 @@ FREE = TierLimits(
     orders_per_minute=10,
     order_burst=5,
     query_cost=10_000,
+    max_order_value=Decimal(25_000),
+    max_position_value=Decimal(50_000),
+    margin_multiplier=Decimal(1),
 )
 
 PRO = TierLimits(
@@ -154,6 +178,9 @@ PRO = TierLimits(
     alert_firing_burst=20,
     user_firings_per_second=50.0,
     user_firing_burst=100,
+    max_order_value=Decimal(250_000),
+    max_position_value=Decimal(1_000_000),
+    margin_multiplier=Decimal(2),
 )
 
 ELITE = TierLimits(
@@ -171,6 +198,9 @@ ELITE = TierLimits(
     alert_firing_burst=50,
     user_firings_per_second=200.0,
     user_firing_burst=300,
+    max_order_value=Decimal(1_000_000),
+    max_position_value=Decimal(5_000_000),
+    margin_multiplier=Decimal(2),
 )
 
 #: Callers without a token: the free tier's read limits, nothing that writes.

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -28,6 +28,9 @@ from server.limits.tiers import FREE, Tier, TierLimits, limits_for
 from server.services.alert_recovery import AlertRecovery
 from server.storage import alerts as alert_store
 from server.storage.alert_events import load_watermarks
+
+if TYPE_CHECKING:
+    from server.services.orders.alert_orders import AlertOrders
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,24 @@ class AlertService:
         #: Each owner's tier limits (firing rates), learnt at start-up and from every
         #: create/update, refreshed by ``run_expiry``.
         self._owner_limits: dict[str, TierLimits] = {}
+        #: Order templates of alerts that trade (``server.services.orders.alert_orders``).
+        self.trades: AlertOrders | None = None
+
+    def _order_template(self, definition: dict[str, Any]) -> dict[str, Any] | None:
+        template = definition.get("order")
+        if template is None:
+            return None
+        if self.trades is None:
+            raise InvalidAlert("this server places no orders from alerts", field="order")
+        if not isinstance(template, dict):
+            raise InvalidAlert("order is an order input", field="order")
+        return self.trades.validate(template)
+
+    async def _arm_order(
+        self, alert_id: uuid.UUID, owner: str, template: dict[str, Any] | None
+    ) -> None:
+        if self.trades is not None:
+            await self.trades.arm(alert_id, owner, template)
 
     def limits_for(self, owner: str) -> TierLimits:
         return self._owner_limits.get(owner, FREE)
@@ -128,6 +149,7 @@ class AlertService:
             )
             self.engine.restore(alert, state)
             restored.append((alert, state))
+            await self._arm_order(stored.id, stored.owner, stored.definition.get("order"))
             armed += 1
         if self.recovery is not None:
             watermarks = await load_watermarks(self._pool)
@@ -141,7 +163,7 @@ class AlertService:
         self, alert_id: uuid.UUID, owner: str, definition: dict[str, Any], *, restoring: bool
     ) -> Alert:
         return validate(
-            canonical_definition(definition),
+            canonical_definition(_without_order(definition)),
             alert_id=str(alert_id),
             owner=owner,
             # A stored alert's expiry is handled by the engine, not refused.
@@ -163,10 +185,11 @@ class AlertService:
         limit = self.max_per_user if max_alerts is None else max_alerts
         if limits is not None:
             self._owner_limits[owner] = limits
+        template = self._order_template(definition)
         async with self._lock:
             alert_id = uuid.uuid4()
             alert = validate(
-                canonical_definition({**definition, "revision": 0}),
+                canonical_definition({**_without_order(definition), "revision": 0}),
                 alert_id=str(alert_id),
                 owner=owner,
                 now_ms=self._wall_ms(),
@@ -178,11 +201,12 @@ class AlertService:
                 alert_id=alert_id,
                 owner=owner,
                 symbol=alert.symbol,
-                definition=alert.definition(),
+                definition=_with_order(alert.definition(), template),
                 enabled=alert.enabled,
                 expires_at=_dt(alert.expires_ms),
                 max_per_owner=limit,
             )
+            await self._arm_order(alert_id, owner, template)
             self.engine.add(alert)
             await self._analytics.sync_alert_indicators()
             return stored
@@ -190,13 +214,14 @@ class AlertService:
     async def update(
         self, owner: str, alert_id: uuid.UUID, definition: dict[str, Any]
     ) -> alert_store.StoredAlert:
+        template = self._order_template(definition)
         async with self._lock:
             current = await alert_store.get_alert(self._pool, alert_id=alert_id, owner=owner)
             if current is None:
                 raise AlertNotFound(f"no alert {alert_id}")
             revision = int(current.definition.get("revision", 0)) + 1
             alert = validate(
-                canonical_definition({**definition, "revision": revision}),
+                canonical_definition({**_without_order(definition), "revision": revision}),
                 alert_id=str(alert_id),
                 owner=owner,
                 now_ms=self._wall_ms(),
@@ -208,12 +233,13 @@ class AlertService:
                 alert_id=alert_id,
                 owner=owner,
                 symbol=alert.symbol,
-                definition=alert.definition(),
+                definition=_with_order(alert.definition(), template),
                 enabled=alert.enabled,
                 expires_at=_dt(alert.expires_ms),
             )
             if stored is None:
                 raise AlertNotFound(f"no alert {alert_id}")
+            await self._arm_order(alert_id, owner, template)
             if str(alert_id) in self.engine:
                 self.engine.update(alert)
             else:
@@ -283,6 +309,15 @@ class AlertService:
                     await alert_store.mark_done(self._pool, [uuid.UUID(i) for i in expired])
                 except (asyncpg.PostgresError, OSError):
                     log.exception("could not mark %d expired alerts", len(expired))
+
+
+def _without_order(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition the alert engine validates (the order template is not its)."""
+    return {k: v for k, v in definition.items() if k != "order"}
+
+
+def _with_order(definition: dict[str, Any], template: dict[str, Any] | None) -> dict[str, Any]:
+    return definition if template is None else {**definition, "order": template}
 
 
 def _dt(ms: int | None) -> datetime | None:

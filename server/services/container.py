@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from server.delivery.firings import AlertDelivery
     from server.limits.login_throttle import LoginThrottle
     from server.services.alerts import AlertService
+    from server.services.orders.service import OrderService
     from server.storage.database import Database
     from server.websocket.connections import Connections
 
@@ -43,6 +44,7 @@ class Services:
     #: This process's open WebSockets by account (revocation lands here).
     connections: Connections | None = None
     delivery: AlertDelivery | None = None
+    orders: OrderService | None = None
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

@@ -9,26 +9,20 @@ import asyncio
 import json
 import re
 import signal
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 
 from streams.polygon_server import start_replay_server
 from tests.e2e.conftest import eventually
-from tests.support.accounts import LOGIN, PASSWORD, bearer, sign_up
-from tests.support.cli import LISTENING, clean_env
+from tests.support.accounts import bearer
 from tests.support.data import AMZN_REPLAY
+from tests.support.server_process import elite_user, gql, server_env, tickgraph, until
 from tests.support.timing import TIMEOUT, timeout
 
-T = TypeVar("T")
 T_0935 = 1_340_285_700_000  # 2012-06-21 09:35 New York
 DENSE_ALERTS = 20  # the elite tier's per-user rate (200/s) binds, not the per-alert one
 DECIDED = re.compile(r"firing decided: (firing|gap) (\S+) (\S+) (\d+)$")
@@ -38,100 +32,9 @@ STATUS = "{ alertDelivery { decided written pending lagP50Ms lagP99Ms lagMaxMs }
 FIGURES: dict[str, Any] = {}
 
 
-@dataclass
-class Server:
-    proc: asyncio.subprocess.Process
-    http: httpx.AsyncClient
-    log: Path
-
-
-@asynccontextmanager
-async def tickgraph(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
-    """``python -m server.cli serve`` with its log in a file (a pipe nobody reads would
-    fill up and stall a server logging every decision)."""
-    with log.open("ab") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--port",
-            "0",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=sink,
-        )
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(TIMEOUT * 6):
-            while not (match := LISTENING.search((await proc.stdout.readline()).decode())):
-                if proc.returncode is not None:
-                    text = await asyncio.to_thread(log.read_text)
-                    raise AssertionError(f"server exited: {text[-3000:]}")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{match.group(1)}") as http:
-            yield Server(proc, http, log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def until(
-    read: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    what: str,
-    limit: float,
-    every_s: float = 0.05,
-) -> T:
-    """Poll ``read()`` until ``done`` says yes; fail naming ``what`` after ``limit`` s."""
-    try:
-        async with asyncio.timeout(limit):
-            while True:
-                value = await read()
-                if done(value):
-                    return value
-                await asyncio.sleep(every_s)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-def server_env(db_url: str, upstream_url: str, tmp: Path, **extra: str) -> dict[str, str]:
-    """A server of AMZN fed by ``upstream_url``, on ``db_url``, its data under ``tmp``."""
-    return clean_env(
-        DATABASE_URL=db_url,
-        POLYGON_WS_URL=upstream_url,
-        TICKGRAPH_SYMBOLS="AMZN",
-        TICKGRAPH_DATA_DIR=str(tmp / "data"),
-        **extra,
-    )
-
-
-async def gql(http: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
-    body = (await http.post("/graphql", json={"query": query, "variables": variables})).json()
-    assert "errors" not in body, body
-    data: dict[str, Any] = body["data"]
-    return data
-
-
 async def delivery_status(http: httpx.AsyncClient) -> dict[str, Any]:
     status: dict[str, Any] = (await gql(http, STATUS))["alertDelivery"]
     return status
-
-
-async def elite_user(http: httpx.AsyncClient, db_url: str) -> str:
-    """A signed-up user raised to the elite tier (as an administrator would)."""
-    account = await sign_up(http)
-    conn = await asyncpg.connect(db_url)
-    try:
-        await conn.execute(
-            "UPDATE users SET tier = 'elite' WHERE id = $1", uuid.UUID(account["id"])
-        )
-    finally:
-        await conn.close()
-    login = await gql(http, LOGIN, e=account["email"], p=PASSWORD)
-    token: str = login["login"]["accessToken"]
-    http.headers.update(bearer(token))
-    return token
 
 
 async def dense_alerts(http: httpx.AsyncClient) -> tuple[str, list[str]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.e2e.test_crash_durability import tickgraph
 from tests.support.cli import clean_env
+from tests.support.server_process import tickgraph
 from tests.support.timing import timeout
 
 

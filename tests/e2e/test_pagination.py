@@ -13,9 +13,10 @@ from streams.events import Trade
 from streams.polygon_server import start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
-from tests.e2e.test_crash_durability import dense_alerts, elite_user
+from tests.e2e.test_crash_durability import dense_alerts
 from tests.support.data import AMZN_REPLAY, require
 from tests.support.server import running_server
+from tests.support.server_process import elite_user
 from tests.support.timing import timeout
 
 T_0930 = 1_340_285_400_000

@@ -123,7 +123,7 @@ class Tour:
         client = await self.stack.enter_async_context(graphql_ws(self.server.ws, payload=payload))
         op = await client.subscribe(block.text)
         received = self.streams.setdefault(name, [])
-        private = "alertEvents" in block.text
+        private = "alertEvents" in block.text or "orderUpdates" in block.text
         first = asyncio.Event()
 
         async def read(ws: GraphQLWS) -> None:
@@ -274,6 +274,27 @@ async def _mistake(tour: Tour, body: dict[str, Any]) -> None:
     assert error["extensions"]["code"] == "INVALID_SYMBOL" and error["path"] == ["quote"]
 
 
+async def _first_trade(tour: Tour, body: dict[str, Any]) -> None:
+    """The market order filled, and the subscription the README started saw it."""
+    order = body["data"]["placeOrder"]
+    assert order["status"] == "FILLED" and order["filledQty"] == "10", order
+
+    def seen() -> bool:
+        return any(
+            u["orderUpdates"]["kind"] == "FILL" and u["orderUpdates"]["order"]["id"] == order["id"]
+            for u in tour.streams["MyOrders"]
+        )
+
+    await eventually(seen, "the fill on orderUpdates")
+
+
+async def _tidy(tour: Tour, body: dict[str, Any]) -> None:
+    [canceled] = body["data"]["cancelAllOrders"]
+    assert canceled["status"] == "CANCELED"
+    closing = body["data"]["closePosition"]
+    assert closing["side"] == "SELL" and closing["qty"] == "10" and closing["status"] == "FILLED"
+
+
 #: Operations with more to prove than "no errors".
 EXPECT: dict[str, Check] = {
     "Register": _registered,
@@ -283,6 +304,8 @@ EXPECT: dict[str, Check] = {
     "History": _history,
     "RsiAlert": _rsi,
     "BotKey": _bot_key,
+    "FirstTrade": _first_trade,
+    "Tidy": _tidy,
     "Mistake": _mistake,
 }
 

@@ -21,10 +21,10 @@ from streams.events import Trade
 from streams.polygon_server import start_replay_server
 from streams.recording import load_events
 from tests.e2e.conftest import SettingsFactory, eventually
-from tests.e2e.test_crash_durability import server_env, tickgraph, until
 from tests.support.data import AMZN_REPLAY, require
 from tests.support.fake_polygon_rest import FakePolygonRest, minute_aggs_from_recording
 from tests.support.server import RunningServer, running_server
+from tests.support.server_process import server_env, tickgraph, until
 from tests.support.timing import timeout
 
 MIN = 60_000

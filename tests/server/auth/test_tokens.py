@@ -177,6 +177,26 @@ def test_expired_token_says_expired_and_leeway_absorbs_small_skew() -> None:
     tokens.decode(just_expired)
 
 
+def test_a_remembered_token_still_expires_and_dies_with_its_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verified tokens are remembered (a signature check per request is costly), but a
+    remembered token is judged again on every use: expiry, and its key still trusted."""
+    ring = KeyRing.generate()
+    tokens = AccessTokens(ring, ttl=timedelta(seconds=60))
+    token = tokens.issue(user_id=uuid.uuid4(), tier="free").token
+    assert tokens.decode(token) == tokens.decode(token)  # the second use is remembered
+    later = time.time() + 60 + 10
+    monkeypatch.setattr("server.auth.tokens.time.time", lambda: later)
+    with pytest.raises(Unauthenticated, match="token expired"):
+        tokens.decode(token)
+    monkeypatch.undo()
+    fresh = tokens.issue(user_id=uuid.uuid4(), tier="free").token
+    tokens.decode(fresh)
+    tokens.keyring = ring.rotated(keep_previous=0)  # the key that signed it is gone
+    rejected(tokens, fresh)
+
+
 # -- rotation ---------------------------------------------------------------------------
 
 

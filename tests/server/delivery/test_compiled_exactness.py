@@ -42,6 +42,9 @@ ROOT_ARGS = {
     "indicators": '(symbol: "AMZN", timeframe: M5, specs: [{kind: SMA, period: 5}, '
     "{kind: MACD, fast: 12, slow: 26, signal: 9}, {kind: BBANDS, stdDev: 1.5}])",
     "alertEvents": "",
+    "orderUpdates": "(after: null)",
+    "positions": "(throttleMs: 0)",
+    "account": "(throttleMs: 250)",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 
 import pytest
 
@@ -40,6 +41,14 @@ def test_rates_per_second() -> None:
     assert ANONYMOUS.orders_per_second == 0.0
 
 
+def test_trading_limits() -> None:
+    assert FREE.margin_multiplier == 1  # a cash account
+    assert PRO.margin_multiplier == ELITE.margin_multiplier == 2  # Reg T margin
+    assert ANONYMOUS.max_order_value == ANONYMOUS.max_position_value == 0
+    for tier in (FREE, PRO, ELITE):
+        assert 0 < tier.max_order_value <= tier.max_position_value
+
+
 def test_inconsistent_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="order_burst"):
         dataclasses.replace(FREE, order_burst=0)
@@ -47,3 +56,9 @@ def test_inconsistent_limits_are_rejected() -> None:
         dataclasses.replace(FREE, burst=0)
     with pytest.raises(ValueError, match="negative"):
         dataclasses.replace(FREE, alerts=-1)
+    with pytest.raises(ValueError, match="negative"):
+        dataclasses.replace(FREE, max_order_value=Decimal(-1))
+    with pytest.raises(ValueError, match="margin_multiplier"):
+        dataclasses.replace(FREE, margin_multiplier=Decimal("0.5"))
+    with pytest.raises(ValueError, match="margin_multiplier"):
+        dataclasses.replace(FREE, margin_multiplier=Decimal(5))
