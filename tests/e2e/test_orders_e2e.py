@@ -435,7 +435,8 @@ async def test_equity_curve_and_performance_from_the_ledger(server) -> None:  # 
         account = (await gql(http, ACCOUNT, token))["data"]["account"]
         assert Decimal(result["realizedPnl"]) == Decimal(account["realizedPnl"])
         curve = perf["data"]["portfolioHistory"]
-        assert (curve and Decimal(curve[-1]["equity"]) == Decimal(account["equity"])) or True
+        # The curve ends now: the equity at the marks of the moment it was read.
+        assert curve and abs(Decimal(curve[-1]["equity"]) - Decimal(account["equity"])) < 100
 
 
 async def test_the_tier_order_rate_is_enforced(server) -> None:  # type: ignore[no-untyped-def]
