@@ -275,10 +275,10 @@ class RedisBus:
                 self._out.clear()
                 try:
                     await conn.send_packed_command(batch, check_health=False)
-                    for _ in batch:
-                        reply = await conn.read_response(timeout=self._reply_timeout)
-                        if reply is None:
-                            raise RedisTimeoutError("no reply to a publish")
+                    # One deadline for the batch's replies, not one timer per reply.
+                    async with asyncio.timeout(self._reply_timeout):
+                        for _ in batch:
+                            await conn.read_response(timeout=math.inf)
                 except _DISCONNECTED as exc:
                     # Whether Redis took them is unknown; pub/sub is at-most-once.
                     self.dropped += len(batch)
