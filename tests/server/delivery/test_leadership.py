@@ -11,14 +11,14 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 from server.delivery.leadership import LeaderElection, Lease
 from tests.support.redis import running_redis
-from tests.support.timing import SCALE, TIMEOUT
+from tests.support.timing import SCALE, TIMEOUT, eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,14 +34,6 @@ class Roles:
 
     def demoted(self) -> None:
         self.events.append(0)
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -17,21 +17,13 @@ from server.delivery.redis_bus import RedisBus
 from server.delivery.redis_wire import envelope, market_codecs
 from streams.events import Quote, Received, Trade
 from tests.support.redis import running_redis
-from tests.support.timing import TIMEOUT
+from tests.support.timing import TIMEOUT, eventually
 
 
 def quote(sym: str, n: int) -> Received:
     return Received(
         Quote(sym=sym, bp=100.0 + n / 100, ap=100.5 + n / 100, t=1_700_000_000_000, q=n), n
     )
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
