@@ -35,17 +35,24 @@ How the adapters wrap it:
   path: a tick costs microseconds) and calls ``advance(now_ms)`` on a timer so that
   closes and expiries happen in quiet markets. Its clock is the feed's: a replayed
   2012 day is traded as 2012.
-- **Alpaca** (a later issue): ``submit`` schedules the REST call on the adapter's own
-  task group (off the event loop, with a timeout and the order id as
-  ``client_order_id``) and returns; the REST answer and the ``trade_updates`` stream
-  become events for the listener. After a reconnect it reconciles over REST and emits
-  what it missed. A timed-out submit is resolved by looking the order up by client id,
-  never by resubmitting blindly.
+- **Alpaca** (``brokers.alpaca.AlpacaBroker``): ``submit`` starts a task (the REST call
+  off the event loop, with a timeout and the order id as ``client_order_id``) and
+  returns it as its ``Answer``; the REST answer and the ``trade_updates`` stream become
+  events for the listener. After every reconnect it reconciles over REST and emits what
+  it missed. A timed-out submit is resolved by looking the order up by client id, never
+  by resubmitting blindly. It also has ``resubmit`` (look up first: the start-up
+  re-issue), ``check_available`` and ``opening_cash``.
+
+``Answer``: a synchronous broker returns None (its answer is already with the
+listener); an asynchronous one returns an awaitable that is done once its answer (or
+the resolution of an uncertain request) has been handed to the listener. The relay
+removes the request's outbox row only then (``server.services.orders.routing``), so a
+crash before the answer is recorded leaves the row for the start-up re-issue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from server.trading.events import OrderEvent
@@ -53,25 +60,29 @@ from server.trading.model import Order
 
 #: Receives every event a broker reports, in order.
 Listener = Callable[[OrderEvent], None]
+#: What a request returns (see the module docstring).
+Answer = Awaitable[None] | None
 
 
 class Broker(Protocol):
-    #: ``"paper"``, ``"alpaca"``: shown to users and recorded with each order.
-    name: str
+    @property
+    def name(self) -> str:
+        """``"paper"``, ``"alpaca"``, ``"alpaca-live"``: recorded with each order."""
+        ...
 
     def set_listener(self, listener: Listener) -> None:
         """Where events go from now on (set it before the first request)."""
         ...
 
-    def submit(self, orders: Sequence[Order]) -> None:
+    def submit(self, orders: Sequence[Order]) -> Answer:
         """Start placing one order, or the orders of one bracket/OCO/OTO request (as
         ``build_orders`` made them)."""
         ...
 
-    def cancel(self, order_id: str) -> None:
+    def cancel(self, order_id: str) -> Answer:
         """Start canceling an order (the caller has recorded ``cancel_requested``)."""
         ...
 
-    def replace(self, order_id: str, replacement: Order) -> None:
+    def replace(self, order_id: str, replacement: Order) -> Answer:
         """Start replacing an order by ``replacement`` (``replace_requested`` recorded)."""
         ...

@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,7 +186,11 @@ async def _drain(stream: asyncio.StreamReader | None, sink: list[str], keep: int
 
 
 def _tickgraph_command(
-    upstream_url: str, symbols: Sequence[str], data_dir: Path, database_url: str | None
+    upstream_url: str,
+    symbols: Sequence[str],
+    data_dir: Path,
+    database_url: str | None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
     env.update(
@@ -198,6 +202,7 @@ def _tickgraph_command(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    env.update(extra_env or {})
     return [sys.executable, "-m", "server.cli", "serve", "--port", "0"], env
 
 
@@ -220,6 +225,7 @@ async def start_target(
     database_url: str | None = None,
     loop: str = "uvloop",
     start_timeout_s: float = 90.0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[TargetProcess]:
     """``kind`` (one of ``TARGETS``) on a free loopback port, fed by ``upstream_url`` with
     ``symbols``; stopped with SIGTERM (then SIGKILL) on exit.
@@ -228,9 +234,9 @@ async def start_target(
     unless ``database_url`` is given; it is ready once ``/readyz`` answers 200. A
     baseline is ready once it prints its port (it listens only after its upstream
     subscription is acknowledged). All run on ``loop`` ("uvloop" or "asyncio"; tickgraph
-    through ``TICKGRAPH_EVENT_LOOP``)."""
+    through ``TICKGRAPH_EVENT_LOOP``). ``extra_env``: more settings for tickgraph."""
     if kind == "tickgraph":
-        argv, env = _tickgraph_command(upstream_url, symbols, data_dir, database_url)
+        argv, env = _tickgraph_command(upstream_url, symbols, data_dir, database_url, extra_env)
         env["TICKGRAPH_EVENT_LOOP"] = loop
     elif kind in TARGETS:
         argv, env = _baseline_command(kind, upstream_url, symbols, loop)

@@ -15,8 +15,10 @@ from strawberry.types.graphql import OperationType
 
 from schema.access_policy import AccessPolicy
 from schema.alerts import AlertsMutation, AlertsQuery, AlertsSubscription
+from schema.analysis import AnalysisMutation, AnalysisQuery, AnalysisSubscription
 from schema.auth import AuthMutation, AuthQuery
 from schema.bars import BarsQuery, BarsSubscription
+from schema.broker_accounts import BrokerAccountsMutation, BrokerAccountsQuery
 from schema.errors import ErrorReporting, log_expected_errors
 from schema.executor import PerEventMemoExecutor
 from schema.feed import FeedQuery, FeedSubscription
@@ -28,9 +30,22 @@ from schema.request_errors import RequestErrors
 from schema.scalars import SCALARS
 
 Query = merge_types(
-    "Query", (MarketQuery, FeedQuery, BarsQuery, AlertsQuery, OrdersQuery, AuthQuery)
+    "Query",
+    (
+        MarketQuery,
+        FeedQuery,
+        BarsQuery,
+        AlertsQuery,
+        OrdersQuery,
+        BrokerAccountsQuery,
+        AnalysisQuery,
+        AuthQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (AlertsMutation, OrdersMutation, AuthMutation))
+Mutation = merge_types(
+    "Mutation",
+    (AlertsMutation, OrdersMutation, BrokerAccountsMutation, AnalysisMutation, AuthMutation),
+)
 Subscription = merge_types(
     "Subscription",
     (
@@ -39,6 +54,7 @@ Subscription = merge_types(
         BarsSubscription,
         AlertsSubscription,
         OrdersSubscription,
+        AnalysisSubscription,
     ),
 )
 

@@ -103,6 +103,11 @@ POLICY: Mapping[tuple[str, str], Level] = {
     ("Subscription", "orderUpdates"): Level.USER,
     ("Subscription", "positions"): Level.USER,
     ("Subscription", "account"): Level.USER,
+    # Analyses: your own, charged to your daily quota (a read key may stream them).
+    ("Query", "analysis"): Level.USER,
+    ("Query", "analyses"): Level.USER,
+    ("Subscription", "analysis"): Level.USER,
+    ("Subscription", "portfolioReview"): Level.USER,
     # Getting a session.
     ("Mutation", "register"): Level.ENTRY,
     ("Mutation", "login"): Level.ENTRY,
@@ -120,6 +125,15 @@ POLICY: Mapping[tuple[str, str], Level] = {
     ("Mutation", "cancelAllOrders"): Level.TRADING,
     ("Mutation", "closePosition"): Level.TRADING,
     ("Mutation", "closeAllPositions"): Level.TRADING,
+    # Analyses as mutations: every mutation changes something (here: a stored analysis
+    # charged to the quota, the risk tolerance that sizes orders, an order).
+    ("Mutation", "requestAnalysis"): Level.TRADING,
+    ("Mutation", "placeOrderFromIdea"): Level.TRADING,
+    ("Mutation", "setAnalysisPreferences"): Level.TRADING,
+    # Your own broker account: reading it is yours; linking it manages the account.
+    ("Query", "brokerAccount"): Level.USER,
+    ("Mutation", "linkBrokerAccount"): Level.ACCOUNT,
+    ("Mutation", "unlinkBrokerAccount"): Level.ACCOUNT,
     # The account.
     ("Query", "apiKeys"): Level.ACCOUNT,
     ("Mutation", "changePassword"): Level.ACCOUNT,

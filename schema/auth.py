@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import strawberry
 
+from schema.analysis_types import AnalysisPreferences, AnalysisQuota
 from schema.context import Info
 from schema.scalars import Timestamp, uuid_argument
 from server.auth.access import Caller
@@ -50,6 +52,17 @@ class Usage:
     subscriptions: int
     symbols_streamed: int
     alerts: int
+    user_id: strawberry.Private[uuid.UUID]
+    tier_limits: strawberry.Private[TierLimits]
+
+    @strawberry.field(
+        description="Today's analyses (UTC day) against your daily quota, and their tokens "
+        "and estimated cost."
+    )
+    async def analyses(self, info: Info) -> AnalysisQuota:
+        service = info.context.services.analysis
+        assert service is not None
+        return AnalysisQuota.of(await service.usage(user_id=self.user_id, limits=self.tier_limits))
 
 
 @strawberry.type
@@ -80,6 +93,13 @@ class Me:
     user: User
     limits: Limits
     usage: Usage
+
+    @strawberry.field(description="Your trading style and risk tolerance, for analyses.")
+    async def analysis_preferences(self, info: Info) -> AnalysisPreferences:
+        service = info.context.services.analysis
+        assert service is not None
+        user_id = uuid.UUID(str(self.user.id))
+        return AnalysisPreferences.of(await service.preferences(user_id=user_id))
 
 
 @strawberry.type(
@@ -157,13 +177,16 @@ class AuthQuery:
         user = await _users(info).me(principal.user_id)
         usage = services.access.quota.usage(str(user.id)) if services.access else None
         alerts = services.alerts.engine.open_count(str(user.id)) if services.alerts else 0
+        limits = limits_for(TierRecord(user.tier))
         return Me(
             user=User.of(user),
-            limits=Limits.of(limits_for(TierRecord(user.tier))),
+            limits=Limits.of(limits),
             usage=Usage(
                 subscriptions=usage.subscriptions if usage else 0,
                 symbols_streamed=len(usage.symbols) if usage else 0,
                 alerts=alerts,
+                user_id=user.id,
+                tier_limits=limits,
             ),
         )
 

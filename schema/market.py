@@ -16,7 +16,6 @@ from server.errors import InvalidInput
 from server.market import prices
 from server.market.state import SymbolState
 from server.market.timeframes import Bar as BarRecord
-from server.market.timeframes import Timeframe
 from server.market.trading_day import day_window
 from server.services.container import Services
 from streams.events import Quote as QuoteEvent
@@ -163,14 +162,7 @@ class DayStats:
 def day_bar(services: Services, symbol: str) -> BarRecord | None:
     """The day's bar: forming, or the last one closed."""
     analytics = services.analytics
-    builder = analytics.book.get(symbol) if analytics is not None else None
-    if builder is None:
-        return None
-    forming = builder.forming(Timeframe.D1)
-    if forming is not None:
-        return forming
-    closed = builder.recent(Timeframe.D1, 1)
-    return closed[-1] if closed else None
+    return analytics.book.day(symbol) if analytics is not None else None
 
 
 @strawberry.type(description="Everything this server currently knows about one symbol.")

@@ -16,6 +16,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from brokers.paper import Commission, PaperBroker, PaperConfig
 from server.alerts import AlertEngine
+from server.analysis.service import AnalysisService
+from server.analysis.setup import build_analysis, close_analysis
 from server.analytics import Analytics, firing_of
 from server.auth.access import AccessControl
 from server.auth.passwords import PasswordHashing
@@ -33,14 +35,17 @@ from server.ingest import Ingest
 from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
+from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
 from server.market.timeframes import Timeframe
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
+from server.services.broker_accounts import BrokerAccounts
 from server.services.container import Services
 from server.services.orders.alert_orders import AlertOrders
 from server.services.orders.book import OrderBook
+from server.services.orders.brokers_setup import broker_accounts, router_for
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
 from server.services.orders.paper import PaperFeed, feed_now_ms
@@ -115,7 +120,10 @@ class Runtime:
         bus = InProcessBus()
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
-        bar_writer, delivery, screen, analytics, alerts = _analytics(settings, database, bus)
+        history, rest = _history(settings, database)
+        bar_writer, delivery, screen, analytics, alerts = _analytics(
+            settings, database, bus, history
+        )
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
         trading = _trading(
@@ -199,6 +207,18 @@ class Runtime:
             connections=connections,
             delivery=delivery,
             orders=trading.service,
+            analysis=_analysis(
+                stack,
+                settings,
+                database,
+                state=state,
+                book=analytics.book,
+                history=history,
+                rest=rest,
+                orders=trading.service,
+                resolve_symbol=directory.resolve,
+            ),
+            broker_accounts=trading.accounts,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
@@ -215,14 +235,13 @@ class Runtime:
 
 
 def _analytics(
-    settings: Settings, database: Database, bus: InProcessBus
+    settings: Settings, database: Database, bus: InProcessBus, history: HistoryProvider
 ) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
     """Bars, indicators and alerts after the screen, with their writers."""
     bar_writer = _bar_writer(settings, database)
     delivery = AlertDelivery(database.pool, bus)
     screen = FeedScreen(screen_policy(settings))
     rates = FiringRates()
-    history = _history(settings, database)
     analytics = Analytics(
         bus=bus,
         history=history,
@@ -245,6 +264,7 @@ class _Trading:
     service: OrderService
     ledger: OrderLedger
     feed: PaperFeed
+    accounts: BrokerAccounts
 
 
 def _trading(
@@ -272,11 +292,13 @@ def _trading(
     )
     now_ms = feed_now_ms(screen.clock, live=settings.source_is_live)
     ledger = OrderLedger(database.pool, bus)
+    book = OrderBook(settings.paper_starting_cash)
+    router = router_for(book, broker)
     service = OrderService(
         database.pool,
-        book=OrderBook(settings.paper_starting_cash),
+        book=book,
         ledger=ledger,
-        broker=broker,
+        broker=router,
         market=MarketAccess(state, directory),
         limiter=limiter,
         config=TradingConfig(
@@ -287,7 +309,8 @@ def _trading(
         ),
         now_ms=now_ms,
     )
-    return _Trading(service, ledger, PaperFeed(broker, now_ms))
+    accounts = broker_accounts(settings, database.pool, router, service)
+    return _Trading(service, ledger, PaperFeed(broker, now_ms), accounts)
 
 
 async def _start_trading(
@@ -297,7 +320,39 @@ async def _start_trading(
     the fills the feed caused last are written) and rebuild the book from the ledger."""
     trading.ledger.start()
     stack.push_async_callback(trading.ledger.close, settings.drain_stall_timeout_s)
+    # Brokers stop before the ledger (popped first): their last events are written.
+    stack.push_async_callback(trading.accounts.close)
+    await trading.accounts.start()
     await restore_trading(database.pool, trading.service)
+    trading.accounts.start_streams()
+
+
+def _analysis(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    database: Database,
+    *,
+    state: MarketState,
+    book: BarBook,
+    history: HistoryProvider,
+    rest: PolygonHistory | None,
+    orders: OrderService,
+    resolve_symbol: Callable[[str], str],
+) -> AnalysisService:
+    """The analysis service; stopped before the feed and the database, so background
+    analyses are cancelled (not charged) and their rows written while the pool is open."""
+    analysis = build_analysis(
+        settings,
+        pool=database.pool,
+        state=state,
+        book=book,
+        history=history,
+        rest=rest,
+        orders=orders,
+        resolve_symbol=resolve_symbol,
+    )
+    stack.push_async_callback(close_analysis, analysis)
+    return analysis
 
 
 def _each(*handlers: Callable[[Received], None]) -> Callable[[Received], None]:
@@ -460,13 +515,16 @@ def _login_limiter(settings: Settings, shared: Limiter) -> Limiter:
     return RedisLimiter(_redis(settings), fail_mode=FailMode.CLOSED)
 
 
-def _history(settings: Settings, database: Database) -> HistoryProvider:
+def _history(
+    settings: Settings, database: Database
+) -> tuple[HistoryProvider, PolygonHistory | None]:
     """Where indicator warm-up bars come from: our own stored bars first, then Polygon
-    REST (with a real key) or the simulated market's own history."""
+    REST (with a real key) or the simulated market's own history. The Polygon REST
+    client too, when there is one (analyses read headlines through it)."""
     stored = StoredHistory(database.pool)
     if settings.market_source is MarketSource.SIMULATED:
-        return ChainedHistory(stored, SimulatedHistory(settings.simulated_seed))
+        return ChainedHistory(stored, SimulatedHistory(settings.simulated_seed)), None
     if settings.polygon_rest_url and settings.polygon_api_key is not None:
         remote = PolygonHistory(settings.polygon_api_key, base_url=settings.polygon_rest_url)
-        return ChainedHistory(stored, remote)
-    return stored
+        return ChainedHistory(stored, remote), remote
+    return stored, None

@@ -8,6 +8,8 @@ print one clear line per problem and exit with status 2.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -28,6 +30,9 @@ DEFAULT_POLYGON_REST_URL = "https://api.polygon.io"
 #: The key sent when POLYGON_WS_URL is given without POLYGON_API_KEY: a local replay
 #: accepts any key.
 LOCAL_REPLAY_KEY = "local"
+#: Claude Sonnet 4.6: quality, speed and price ($3 / $15 per million tokens) suited to an
+#: analysis that streams to a waiting user. ANTHROPIC_MODEL picks another.
+DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-6"
 
 
 class SettingsError(ValueError):
@@ -101,7 +106,26 @@ class Settings:
 
     alpaca_api_key_id: Secret | None = None
     alpaca_api_secret_key: Secret | None = None
+    #: The operator's account is a live one (``ALPACA_LIVE``); paper by default.
+    alpaca_live: bool = False
+    #: Another Alpaca-compatible server for REST and ``/stream`` (tests: the fake).
+    alpaca_base_url: str | None = None
+    #: 32 bytes (base64) that encrypt users' linked broker secrets at rest.
+    secrets_key: Secret | None = None
     anthropic_api_key: Secret | None = None
+    # Analyses (server.analysis): the model, where its API is (a local fake in tests),
+    # and the bounds of one analysis.
+    anthropic_model: str = DEFAULT_ANTHROPIC_MODEL
+    anthropic_base_url: str | None = None
+    #: Per network step (connect; the longest gap between two reads of the stream).
+    anthropic_timeout_s: float = 30.0
+    #: The whole analysis, from the request to the last token.
+    analysis_timeout_s: float = 120.0
+    anthropic_max_tokens: int = 2048
+    #: Retries inside the SDK (0: the client sees retryAfter and decides).
+    anthropic_max_retries: int = 0
+    analysis_cache_ttl_s: float = 60.0
+    analysis_max_running: int = 2
 
     stale_after_s: float = 10.0
     trades_kept: int = 1000
@@ -211,7 +235,32 @@ class Settings:
             simulated_seed=reader.get("TICKGRAPH_SIM_SEED", _int_range(0, 2**63 - 1), None),
             alpaca_api_key_id=reader.secret("ALPACA_API_KEY_ID"),
             alpaca_api_secret_key=reader.secret("ALPACA_API_SECRET_KEY"),
+            alpaca_live=reader.get("ALPACA_LIVE", _bool, False),
+            alpaca_base_url=reader.get("ALPACA_BASE_URL", _http_url, None),
+            secrets_key=reader.get("TICKGRAPH_SECRETS_KEY", _secrets_key, None, echo=False),
             anthropic_api_key=reader.secret("ANTHROPIC_API_KEY"),
+            anthropic_model=reader.get("ANTHROPIC_MODEL", _model_id, defaults.anthropic_model),
+            anthropic_base_url=reader.get("ANTHROPIC_BASE_URL", _base_url, None),
+            anthropic_timeout_s=reader.get(
+                "ANTHROPIC_TIMEOUT", _float_range(0.1, 600.0), defaults.anthropic_timeout_s
+            ),
+            analysis_timeout_s=reader.get(
+                "TICKGRAPH_ANALYSIS_TIMEOUT", _float_range(1.0, 3600.0), defaults.analysis_timeout_s
+            ),
+            anthropic_max_tokens=reader.get(
+                "ANTHROPIC_MAX_TOKENS", _int_range(256, 64_000), defaults.anthropic_max_tokens
+            ),
+            anthropic_max_retries=reader.get(
+                "ANTHROPIC_MAX_RETRIES", _int_range(0, 5), defaults.anthropic_max_retries
+            ),
+            analysis_cache_ttl_s=reader.get(
+                "TICKGRAPH_ANALYSIS_CACHE_TTL",
+                _float_range(0.0, 86_400.0),
+                defaults.analysis_cache_ttl_s,
+            ),
+            analysis_max_running=reader.get(
+                "TICKGRAPH_ANALYSIS_MAX_RUNNING", _int_range(1, 100), defaults.analysis_max_running
+            ),
             stale_after_s=reader.get(
                 "TICKGRAPH_STALE_AFTER", _float_range(0.1, 86_400.0), defaults.stale_after_s
             ),
@@ -334,6 +383,7 @@ class Settings:
             self.polygon_api_key,
             self.alpaca_api_key_id,
             self.alpaca_api_secret_key,
+            self.secrets_key,
             self.anthropic_api_key,
             self.jwt_private_keys,
         ):
@@ -378,8 +428,11 @@ class Settings:
             "polygon_url": self.polygon_endpoint.url
             if self.market_source is MarketSource.POLYGON
             else None,
-            "broker": "alpaca" if self.alpaca_api_key_id else "paper",
-            "analyst": "anthropic" if self.anthropic_api_key else "offline",
+            "broker": ("alpaca-live" if self.alpaca_live else "alpaca")
+            if self.alpaca_api_key_id
+            else "paper",
+            "linked_accounts": self.secrets_key is not None,
+            "analyst": self.anthropic_model if self.anthropic_api_key else "rule-based",
         }
 
 
@@ -575,6 +628,22 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(normalize_origin(o) for o in raw.split(",") if o.strip())
 
 
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.\-@:]{0,99}$")
+
+
+def _model_id(raw: str) -> str:
+    if not _MODEL_ID.fullmatch(raw):
+        raise ValueError("must be an Anthropic model id such as claude-sonnet-4-6")
+    return raw
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must look like https://api.anthropic.com or http://127.0.0.1:PORT")
+    return raw.rstrip("/")
+
+
 def _http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -595,3 +664,15 @@ def _polygon_endpoint(raw: str) -> PolygonEndpoint:
     if market != "stocks":
         raise ValueError("the path must be /stocks (only the stocks feed is supported)")
     return PolygonEndpoint(feed=parts.netloc, secure=parts.scheme == "wss", market=market)
+
+
+def _secrets_key(raw: str) -> Secret:
+    """32 random bytes in base64 (``python -c "import os,base64;
+    print(base64.b64encode(os.urandom(32)).decode())"``)."""
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 32 bytes in base64") from None
+    if len(key) != 32:
+        raise ValueError(f"must be 32 bytes in base64 (got {len(key)} bytes)")
+    return Secret(raw)

@@ -33,6 +33,28 @@ PURE_MODULES = (
     "streams/conditions.py",
     "streams/screening.py",
     "brokers/port.py",
+    # The analysis core: snapshot, result, check, the offline analyst, prompt, pricing.
+    # Its I/O (the Anthropic analyst, news, the service) is in the other modules there.
+    *(
+        f"server/analysis/{name}.py"
+        for name in (
+            "bracket",
+            "check",
+            "errors",
+            "figures",
+            "indicator_set",
+            "json_stream",
+            "known",
+            "offline",
+            "offline_rules",
+            "port",
+            "pricing",
+            "prompt",
+            "result",
+            "snapshot",
+            "snapshot_build",
+        )
+    ),
 )
 
 FORBIDDEN = frozenset(

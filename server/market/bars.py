@@ -726,6 +726,17 @@ class BarBook:
     def get(self, symbol: str) -> BarBuilder | None:
         return self._builders.get(symbol)
 
+    def day(self, symbol: str) -> Bar | None:
+        """The symbol's day bar (its day statistics): forming, or the last one closed."""
+        builder = self._builders.get(symbol)
+        if builder is None or Timeframe.D1 not in self.timeframes:
+            return None
+        forming = builder.forming(Timeframe.D1)
+        if forming is not None:
+            return forming
+        closed = builder.recent(Timeframe.D1, 1)
+        return closed[-1] if closed else None
+
     def symbols(self) -> list[str]:
         """Every symbol that has had a trade."""
         return list(self._builders)

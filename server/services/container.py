@@ -14,6 +14,7 @@ from server.settings import Settings
 from streams.feed_status import FeedStatusTracker
 
 if TYPE_CHECKING:
+    from server.analysis.service import AnalysisService
     from server.analytics import Analytics
     from server.auth.access import AccessControl
     from server.auth.users import UserService
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from server.delivery.firings import AlertDelivery
     from server.limits.login_throttle import LoginThrottle
     from server.services.alerts import AlertService
+    from server.services.broker_accounts import BrokerAccounts
     from server.services.orders.service import OrderService
     from server.storage.database import Database
     from server.websocket.connections import Connections
@@ -45,6 +47,9 @@ class Services:
     connections: Connections | None = None
     delivery: AlertDelivery | None = None
     orders: OrderService | None = None
+    #: AI analyses (``server.analysis``): the rule-based analyst without an API key.
+    analysis: AnalysisService | None = None
+    broker_accounts: BrokerAccounts | None = None
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

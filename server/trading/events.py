@@ -36,6 +36,8 @@ class Reason(StrEnum):
     NOT_REPLACEABLE = "not_replaceable"  # its status or the change does not allow it
     REPLACED_ORDER_FILLED = "replaced_order_filled"  # the order filled before its replace
     DUPLICATE_ORDER_ID = "duplicate_order_id"
+    BROKER_REJECTED = "broker_rejected"  # the broker refused it (its message is logged)
+    BROKER_UNAVAILABLE = "broker_unavailable"  # it never reached the broker in time
 
 
 @dataclass(frozen=True, slots=True)

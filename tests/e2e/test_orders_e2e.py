@@ -1,6 +1,12 @@
-"""Trading through the real server: place, fill, cancel and replace orders with the
-paper broker, watch them on ``orderUpdates``, see positions and the account, and find
-everything again after a restart. Real PostgreSQL, real WebSocket clients."""
+"""Trading through the real server: place, fill, cancel and replace orders, watch them
+on ``orderUpdates``, see positions and the account, and find everything again after a
+restart. Real PostgreSQL, real WebSocket clients.
+
+Every test runs twice: with the paper broker, and with the operator's Alpaca account on
+the fake Alpaca server (``ALPACA_API_KEY_ID``/``ALPACA_API_SECRET_KEY``/
+``ALPACA_BASE_URL``), whose market orders fill at its mark as they are accepted. The
+paper broker answers inside ``placeOrder``; Alpaca's answers travel on its stream, so
+for Alpaca ``settled`` waits for the status the paper broker returns at once."""
 
 from __future__ import annotations
 
@@ -12,11 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
+from server.settings import Secret
 from streams.polygon_server import start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
 from tests.support.accounts import LOGIN, PASSWORD, bearer, sign_up
+from tests.support.fake_alpaca import FakeAlpaca
 from tests.support.graphql_ws import graphql_ws
 from tests.support.server import RunningServer, running_server
+from tests.support.timing import TIMEOUT
 
 ORDER_FIELDS = "id status symbol side type qty filledQty avgFillPrice limitPrice clientOrderId"
 PLACE = f"""mutation($input: OrderInput!, $key: String, $confirm: Boolean! = false) {{
@@ -72,14 +81,66 @@ async def upstream():  # type: ignore[no-untyped-def]
         yield up
 
 
+@pytest.fixture(params=["paper", "alpaca"])
+async def alpaca(request):  # type: ignore[no-untyped-def]
+    """None for the paper broker; the fake Alpaca the server trades with otherwise."""
+    if request.param == "paper":
+        yield None
+        return
+    async with FakeAlpaca() as fake:
+        fake.rules.auto_fill_market = True
+        yield fake
+
+
 @pytest.fixture
-def trading_settings(make_settings: SettingsFactory, upstream):  # type: ignore[no-untyped-def]
-    return make_settings(upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous")
+def trading_settings(make_settings: SettingsFactory, upstream, alpaca):  # type: ignore[no-untyped-def]
+    extra: dict[str, Any] = {}
+    if alpaca is not None:
+        extra = {
+            "alpaca_api_key_id": Secret(alpaca.key_id),
+            "alpaca_api_secret_key": Secret(alpaca.secret),
+            "alpaca_base_url": alpaca.base_url,
+        }
+    return make_settings(upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous", **extra)
+
+
+async def settled(
+    server: RunningServer, http: httpx.AsyncClient, token: str, order: dict[str, Any], status: str
+) -> dict[str, Any]:
+    """``order`` as a mutation returned it, which must have ``status``: at once with
+    the paper broker, once Alpaca's stream has said so with Alpaca."""
+    if server.settings.alpaca_api_key_id is None:
+        assert order["status"] == status, order
+        return order
+    fields = " ".join(k for k in order if k != "status")
+    query = f"query($id: ID!) {{ order(id: $id) {{ status {fields} }} }}"
+    latest: dict[str, Any] = {}
+
+    async def check() -> bool:
+        nonlocal latest
+        latest = (await gql(http, query, token, id=order["id"]))["data"]["order"]
+        return latest["status"] == status
+
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if await check():
+                break
+            await asyncio.sleep(0.02)
+    return {k: latest[k] for k in order}
 
 
 @pytest.fixture
 async def server(trading_settings):  # type: ignore[no-untyped-def]
     async with running_server(trading_settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def paper_server(make_settings: SettingsFactory, upstream):  # type: ignore[no-untyped-def]
+    """The paper broker only, for what is the paper broker's own: its answers within the
+    mutation, its fills at the quote, alert orders, the live portfolio, cursors."""
+    settings = make_settings(upstream, symbols=("AMZN", "MSFT"), trading_calendar="continuous")
+    async with running_server(settings) as srv:
         yield srv
 
 
@@ -109,8 +170,7 @@ async def test_a_market_order_fills_and_moves_position_cash_and_updates(server) 
             )
             placed = await gql(http, PLACE, token, input=market("BUY", "10"))
             assert "errors" not in placed, placed
-            order = placed["data"]["placeOrder"]
-            assert order["status"] == "FILLED", order
+            order = await settled(server, http, token, placed["data"]["placeOrder"], "FILLED")
             assert order["filledQty"] == "10"
             price = Decimal(order["avgFillPrice"])
             kinds = []
@@ -145,7 +205,7 @@ async def test_limit_orders_rest_cancel_and_replace(server) -> None:  # type: ig
         resting = (await gql(http, PLACE, token, input=limit("BUY", "5", far)))["data"][
             "placeOrder"
         ]
-        assert resting["status"] == "NEW"
+        resting = await settled(server, http, token, resting, "NEW")
         lower = str((last * Decimal("0.94")).quantize(Decimal("0.01")))
         replaced = await gql(
             http,
@@ -157,7 +217,7 @@ async def test_limit_orders_rest_cancel_and_replace(server) -> None:  # type: ig
         )
         new = replaced["data"]["replaceOrder"]
         assert new["replaces"] == resting["id"] and new["limitPrice"] == lower
-        assert new["status"] == "NEW"
+        new = await settled(server, http, token, new, "NEW")
         old = await gql(
             http,
             "query($id: ID!) { order(id: $id) { status replacedBy } }",
@@ -166,9 +226,9 @@ async def test_limit_orders_rest_cancel_and_replace(server) -> None:  # type: ig
         )
         assert old["data"]["order"] == {"status": "REPLACED", "replacedBy": new["id"]}
         canceled = await gql(
-            http, "mutation($id: ID!) { cancelOrder(id: $id) { status } }", token, id=new["id"]
+            http, "mutation($id: ID!) { cancelOrder(id: $id) { id status } }", token, id=new["id"]
         )
-        assert canceled["data"]["cancelOrder"]["status"] == "CANCELED"
+        await settled(server, http, token, canceled["data"]["cancelOrder"], "CANCELED")
         again = await gql(
             http, "mutation($id: ID!) { cancelOrder(id: $id) { status } }", token, id=new["id"]
         )
@@ -269,13 +329,14 @@ async def test_account_positions_and_open_orders_survive_a_restart(trading_setti
             last = await quoted(server)
             for qty in ("3", "4"):
                 body = await gql(http, PLACE, token, input=market("BUY", qty))
-                assert body["data"]["placeOrder"]["status"] == "FILLED", body
+                await settled(server, http, token, body["data"]["placeOrder"], "FILLED")
             body = await gql(http, PLACE, token, input=market("SELL", "2"))
-            assert body["data"]["placeOrder"]["status"] == "FILLED", body
+            await settled(server, http, token, body["data"]["placeOrder"], "FILLED")
             far = str((last * Decimal("0.95")).quantize(Decimal("0.01")))
             resting = (await gql(http, PLACE, token, input=limit("BUY", "1", far)))["data"][
                 "placeOrder"
             ]
+            resting = await settled(server, http, token, resting, "NEW")
             before = (await gql(http, ACCOUNT, token))["data"]["account"]
     async with running_server(trading_settings) as server:
         async with httpx.AsyncClient(base_url=server.http) as http:
@@ -290,11 +351,11 @@ async def test_account_positions_and_open_orders_survive_a_restart(trading_setti
             # The restored order still works: it can be canceled.
             canceled = await gql(
                 http,
-                "mutation($id: ID!) { cancelOrder(id: $id) { status } }",
+                "mutation($id: ID!) { cancelOrder(id: $id) { id status } }",
                 token,
                 id=resting["id"],
             )
-            assert canceled["data"]["cancelOrder"]["status"] == "CANCELED"
+            await settled(server, http, token, canceled["data"]["cancelOrder"], "CANCELED")
 
 
 TRADING_ALERT = """mutation($order: OrderInput!) { createAlert(input: {symbol: "AMZN",
@@ -302,7 +363,8 @@ TRADING_ALERT = """mutation($order: OrderInput!) { createAlert(input: {symbol: "
   { id definition } }"""
 
 
-async def test_an_alert_that_trades_places_its_order_with_the_firing(server) -> None:  # type: ignore[no-untyped-def]
+async def test_an_alert_that_trades_places_its_order_with_the_firing(paper_server) -> None:  # type: ignore[no-untyped-def]
+    server = paper_server
     async with httpx.AsyncClient(base_url=server.http) as http:
         user = await sign_up(http)
         token = await trader(http, server, user=user)
@@ -349,7 +411,8 @@ UPDATES = (
 )
 
 
-async def test_order_updates_resume_from_a_cursor_with_nothing_missed(server) -> None:  # type: ignore[no-untyped-def]
+async def test_order_updates_resume_from_a_cursor_with_nothing_missed(paper_server) -> None:  # type: ignore[no-untyped-def]
+    server = paper_server
     async with httpx.AsyncClient(base_url=server.http) as http:
         token = await trader(http, server)
         last = await quoted(server)
@@ -385,7 +448,8 @@ async def test_order_updates_resume_from_a_cursor_with_nothing_missed(server) ->
         assert code(bad.json()) == "BAD_USER_INPUT"
 
 
-async def test_positions_and_account_stream_as_the_market_moves(server) -> None:  # type: ignore[no-untyped-def]
+async def test_positions_and_account_stream_as_the_market_moves(paper_server) -> None:  # type: ignore[no-untyped-def]
+    server = paper_server
     async with httpx.AsyncClient(base_url=server.http) as http:
         token = await trader(http, server)
         await quoted(server)
@@ -416,7 +480,8 @@ async def test_positions_and_account_stream_as_the_market_moves(server) -> None:
             assert Decimal(update["equity"]) > Decimal(update["cash"])
 
 
-async def test_equity_curve_and_performance_from_the_ledger(server) -> None:  # type: ignore[no-untyped-def]
+async def test_equity_curve_and_performance_from_the_ledger(paper_server) -> None:  # type: ignore[no-untyped-def]
+    server = paper_server
     async with httpx.AsyncClient(base_url=server.http) as http:
         token = await trader(http, server)
         await quoted(server)
@@ -439,7 +504,8 @@ async def test_equity_curve_and_performance_from_the_ledger(server) -> None:  # 
         assert curve and abs(Decimal(curve[-1]["equity"]) - Decimal(account["equity"])) < 100
 
 
-async def test_the_tier_order_rate_is_enforced(server) -> None:  # type: ignore[no-untyped-def]
+async def test_the_tier_order_rate_is_enforced(paper_server) -> None:  # type: ignore[no-untyped-def]
+    server = paper_server
     async with httpx.AsyncClient(base_url=server.http) as http:
         token = await trader(http, server, tier="free")  # 10 a minute, bursts of 5
         last = await quoted(server)

@@ -123,6 +123,9 @@ class Tour:
         client = await self.stack.enter_async_context(graphql_ws(self.server.ws, payload=payload))
         op = await client.subscribe(block.text)
         received = self.streams.setdefault(name, [])
+        if re.search(r"\b(analysis|portfolioReview)\(", block.text):
+            await self.read_to_end(name, block, client, op, received)
+            return
         private = "alertEvents" in block.text or "orderUpdates" in block.text
         first = asyncio.Event()
 
@@ -149,6 +152,27 @@ class Tour:
         # Market streams stay within the free tier's concurrent subscriptions.
         await client.complete(op)
         reader.cancel()
+
+    async def read_to_end(
+        self, name: str, block: Block, ws: GraphQLWS, op: str, received: list[dict[str, Any]]
+    ) -> None:
+        """A stream that ends by itself (an analysis): every chunk until ``complete``."""
+        while True:
+            message = await ws.recv(timeout=TIMEOUT * 2)
+            if message["type"] == "ping":
+                await ws.send({"type": "pong"})
+                continue
+            assert message.get("id") == op, (block, message)
+            if message["type"] == "complete":
+                break
+            assert message["type"] == "next" and "errors" not in message["payload"], (
+                block,
+                message,
+            )
+            received.append(message["payload"]["data"])
+        check = EXPECT.get(name)
+        if check is not None:
+            await check(self, {"chunks": received})
 
     async def wait_for_private_streams(self) -> None:
         quota = self.server.runtime.services.access.quota  # type: ignore[union-attr]
@@ -295,6 +319,35 @@ async def _tidy(tour: Tour, body: dict[str, Any]) -> None:
     assert closing["side"] == "SELL" and closing["qty"] == "10" and closing["status"] == "FILLED"
 
 
+async def _analyzed(tour: Tour, body: dict[str, Any]) -> None:
+    """The offline analyst's prose streamed in pieces, then its checked result, then a
+    usage that cost nothing."""
+    chunks = [c["analysis"] for c in body["chunks"]]
+    texts = [c["text"] for c in chunks if c["text"] is not None]
+    *_, ready, usage = chunks
+    assert len(texts) > 1 and all(c["text"] is not None for c in chunks[:-2]), chunks
+    assert "".join(texts).startswith("Rule-based read of AAPL")
+    result = ready["result"]
+    assert result["analyst"] == "rule-based" and result["check"]["unverifiedFigures"] == []
+    assert usage["usage"] == {
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "costUsd": "0",
+        "cached": False,
+    }
+    tour.results["AnalyzeAapl"] = {"analysisId": ready["analysisId"]}
+
+
+async def _my_analyses(tour: Tour, body: dict[str, Any]) -> None:
+    [edge] = body["data"]["analyses"]["edges"]
+    assert edge["node"]["id"] == tour.results["AnalyzeAapl"]["analysisId"]
+    assert edge["node"]["status"] == "COMPLETED" and edge["node"]["symbol"] == "AAPL"
+    me = body["data"]["me"]
+    assert me["analysisPreferences"] == {"style": "SWING", "riskTolerance": "MEDIUM"}
+    quota = me["usage"]["analyses"]
+    assert (quota["used"], quota["limit"], quota["remaining"]) == (1, 5, 4)
+
+
 #: Operations with more to prove than "no errors".
 EXPECT: dict[str, Check] = {
     "Register": _registered,
@@ -306,6 +359,8 @@ EXPECT: dict[str, Check] = {
     "BotKey": _bot_key,
     "FirstTrade": _first_trade,
     "Tidy": _tidy,
+    "AnalyzeAapl": _analyzed,
+    "MyAnalyses": _my_analyses,
     "Mistake": _mistake,
 }
 

@@ -1,4 +1,5 @@
-"""A local Polygon REST server for the aggregates endpoint, speaking the real wire format.
+"""A local Polygon REST server for the aggregates, trades and news endpoints, speaking the real wire
+format.
 
 ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` with
 ``adjusted``, ``sort``, ``limit`` (default 5000, at most 50000) and ``apiKey`` or
@@ -34,25 +35,22 @@ import base64
 import contextlib
 import csv
 import json
-import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.market.trading_day import NEW_YORK
-from tests.support.timing import TIMEOUT
+from tests.support.loopback import LoopbackFake, serving
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 DEFAULT_LIMIT = 5000
@@ -178,6 +176,30 @@ def minute_aggs_from_recording(path: Path, ticker: str) -> list[dict[str, Any]]:
     return out
 
 
+def news_item(
+    ticker: str, n: int, *, published_utc: str, title: str | None = None
+) -> dict[str, Any]:
+    """One ``/v2/reference/news`` result with every field Polygon sends."""
+    return {
+        "id": f"news{n}",
+        "publisher": {
+            "name": "The Wire",
+            "homepage_url": "https://wire.example/",
+            "logo_url": "https://wire.example/logo.png",
+            "favicon_url": "https://wire.example/favicon.ico",
+        },
+        "title": title or f"{ticker} story {n}",
+        "author": "Staff",
+        "published_utc": published_utc,
+        "article_url": f"https://wire.example/{ticker.lower()}/{n}",
+        "tickers": [ticker],
+        "image_url": f"https://wire.example/{n}.jpg",
+        "description": "A story.",
+        "keywords": ["markets"],
+        "insights": [{"ticker": ticker, "sentiment": "neutral", "sentiment_reasoning": "none"}],
+    }
+
+
 def minute_aggs(start_ms: int, count: int, *, price: float = 100.0) -> list[dict[str, Any]]:
     """``count`` consecutive one-minute aggregates from ``start_ms``, with every field."""
     out: list[dict[str, Any]] = []
@@ -215,15 +237,7 @@ def _decode_cursor(cursor: str) -> dict[str, str]:
     return dict(parse_qsl(base64.urlsafe_b64decode(padded).decode()))
 
 
-class _QuietServer(uvicorn.Server):
-    """Signals belong to pytest."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class FakePolygonRest:
+class FakePolygonRest(LoopbackFake):
     def __init__(self, api_key: str = "test-key", *, page_size: int = MAX_LIMIT) -> None:
         self.api_key = api_key
         self.page_size = page_size
@@ -235,9 +249,8 @@ class FakePolygonRest:
         self._faults: deque[Fault] = deque()
         self._aggs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
         self._trades: dict[str, list[dict[str, Any]]] = {}
+        self._news: dict[str, list[dict[str, Any]]] = {}
         self._stopping = asyncio.Event()
-        self._port: int | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
         self.app = Starlette(
             routes=[
                 Route(
@@ -245,15 +258,11 @@ class FakePolygonRest:
                     self._aggs_endpoint,
                 ),
                 Route("/v3/trades/{ticker}", self._trades_endpoint),
+                Route("/v2/reference/news", self._news_endpoint),
             ]
         )
 
     # --- test API ----------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        assert self._port is not None, "the fake is not running"
-        return f"http://127.0.0.1:{self._port}"
 
     def add_aggs(
         self, ticker: str, multiplier: int, timespan: str, aggs: Iterable[Mapping[str, Any]]
@@ -268,58 +277,39 @@ class FakePolygonRest:
         rows.extend(dict(t) for t in trades)
         rows.sort(key=lambda t: t["sip_timestamp"])
 
+    def add_news(self, ticker: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """Articles for ``/v2/reference/news?ticker=``, in its shape (``news_item``)."""
+        rows = self._news.setdefault(ticker, [])
+        rows.extend(dict(i) for i in items)
+        rows.sort(key=lambda i: i["published_utc"], reverse=True)
+
     def inject(self, *faults: Fault) -> None:
         """Apply these to the next requests, one each, before ``always``."""
         self._faults.extend(faults)
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakePolygonRest:
-        stack = contextlib.AsyncExitStack()
-        self._port = await stack.enter_async_context(self._serve())
-        self._stack = stack
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._stack is not None
-        await self._stack.aclose()
-
-    @asynccontextmanager
-    async def _serve(self) -> AsyncIterator[int]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=1
-        )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("fake Polygon REST server stopped during start-up")
-                    await asyncio.sleep(0.01)
-            yield sock.getsockname()[1]
-        finally:
-            self._stopping.set()  # ends slow responses now rather than at their delay
-            server.should_exit = True
-            async with asyncio.timeout(TIMEOUT):
-                await task
-            sock.close()
+    def _serve(self) -> contextlib.AbstractAsyncContextManager[int]:
+        # Setting _stopping ends slow responses now rather than at their delay.
+        return serving(self.app, name="fake Polygon REST server", on_stop=self._stopping.set)
 
     # --- the endpoint --------------------------------------------------------------------
 
     async def _aggs_endpoint(self, request: Request) -> Response:
+        return await self._counted(self._answer(request))
+
+    async def _counted(self, answer: Awaitable[Response]) -> Response:
+        """``answer``, counted in ``max_in_flight``."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
-            return await self._answer(request)
+            return await answer
         finally:
             self._in_flight -= 1
 
-    async def _answer(self, request: Request) -> Response:
+    async def _admit(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """Record the request, apply the next fault, check the key: the query, and the
+        response that ends the request early (a fault, a missing or wrong key), if any."""
         query = dict(request.query_params)
         auth = request.headers.get("authorization")
         self.requests.append(RecordedRequest(request.url.path, query, auth))
@@ -330,7 +320,7 @@ class FakePolygonRest:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
             if fault.status != 200 or fault.body is not None:
-                return Response(
+                return query, Response(
                     fault.body or b"",
                     fault.status,
                     headers=dict(fault.headers),
@@ -341,13 +331,24 @@ class FakePolygonRest:
         if auth is not None and auth.startswith("Bearer "):
             key = auth.removeprefix("Bearer ")
         if not key:
-            return self._json(401, _error_body("ERROR", "API Key was not provided"))
+            return query, self._json(401, _error_body("ERROR", "API Key was not provided"))
         if key != self.api_key:
-            return self._json(401, _error_body("ERROR", "Unknown API Key"))
+            return query, self._json(401, _error_body("ERROR", "Unknown API Key"))
+        return query, None
+
+    async def _query(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """``_admit``, with the query a ``next_url`` cursor carries merged in."""
+        query, refused = await self._admit(request)
+        if refused is None and "cursor" in query:
+            query = {**_decode_cursor(query["cursor"]), **query}
+        return query, refused
+
+    async def _answer(self, request: Request) -> Response:
+        query, refused = await self._query(request)
+        if refused is not None:
+            return refused
 
         p = request.path_params
-        if "cursor" in query:
-            query = {**_decode_cursor(query["cursor"]), **query}
         try:
             multiplier = int(p["multiplier"])
             timespan = p["timespan"]
@@ -395,18 +396,12 @@ class FakePolygonRest:
     async def _trades_endpoint(self, request: Request) -> Response:
         """``/v3/trades/{ticker}?timestamp.gte=&timestamp.lt=&order=&sort=&limit=``:
         bounds in ns, ``next_url`` with a cursor that holds the rest of the query."""
-        query = dict(request.query_params)
-        self.requests.append(
-            RecordedRequest(request.url.path, query, request.headers.get("authorization"))
-        )
-        fault = self._faults.popleft() if self._faults else self.always
-        if fault is not None and (fault.status != 200 or fault.body is not None):
-            return Response(fault.body or b"", fault.status, media_type="application/json")
-        auth = request.headers.get("authorization", "")
-        if query.get("apiKey", auth.removeprefix("Bearer ")) != self.api_key:
-            return self._json(401, _error_body("ERROR", "Unknown API Key"))
-        if "cursor" in query:
-            query = {**_decode_cursor(query["cursor"]), **query}
+        return await self._counted(self._answer_trades(request))
+
+    async def _answer_trades(self, request: Request) -> Response:
+        query, refused = await self._query(request)
+        if refused is not None:
+            return refused
         try:
             lo = int(query.get("timestamp.gte", 0))
             hi = int(query.get("timestamp.lt", 2**63))
@@ -426,6 +421,35 @@ class FakePolygonRest:
                 "limit": str(limit),
             }
             body["next_url"] = f"{self.base_url}/v3/trades/{ticker}?cursor={_encode_cursor(rest)}"
+        return self._json(200, json.dumps(body).encode())
+
+    async def _news_endpoint(self, request: Request) -> Response:
+        """``/v2/reference/news?ticker=&limit=&order=&sort=published_utc``: newest first
+        (``order=asc`` reverses), ``limit`` default 10 (at most 1000), ``next_url`` with a
+        cursor for the rest, as Polygon pages it."""
+        return await self._counted(self._answer_news(request))
+
+    async def _answer_news(self, request: Request) -> Response:
+        query, refused = await self._query(request)
+        if refused is not None:
+            return refused
+        try:
+            limit = min(int(query.get("limit", 10)), 1000)
+            offset = int(query.get("offset", 0))
+            if limit < 1 or offset < 0:
+                raise ValueError
+        except ValueError:
+            return self._json(400, _error_body("ERROR", "Could not parse the request parameters"))
+        rows = list(self._news.get(query.get("ticker", ""), []))
+        if query.get("order") == "asc":
+            rows.reverse()
+        page = rows[offset : offset + limit]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": uuid.uuid4().hex}
+        body["count"] = len(page)
+        if offset + limit < len(rows):
+            rest = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+            rest["offset"] = str(offset + limit)
+            body["next_url"] = f"{self.base_url}/v2/reference/news?cursor={_encode_cursor(rest)}"
         return self._json(200, json.dumps(body).encode())
 
     @staticmethod

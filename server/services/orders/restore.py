@@ -12,6 +12,7 @@ request the broker may not have seen re-issued.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from typing import Protocol
 
 import asyncpg
 
+from brokers.port import Answer
+from server.services.orders.current_books import accounts_and_fills
+from server.services.orders.routing import resubmit, when_answered
 from server.services.orders.service import OrderService
 from server.storage.order_reads import (
     ledger_extent,
-    load_accounts,
-    load_fills,
     load_open,
     load_related,
     pending_outbox,
@@ -66,11 +68,11 @@ class RestoreReport:
 async def restore(pool: asyncpg.Pool, service: OrderService) -> RestoreReport:
     book = service.book
     broker = service.broker
-    accounts = await load_accounts(pool, broker.name)
+    # Each user's book is the account of the broker they trade with now.
+    accounts, fills = await accounts_and_fills(pool, broker)
     for owner, cash in accounts.items():
         book.user(owner, cash)
         service.mark_loaded(owner)
-    fills = await load_fills(pool)
     for owner, fill in fills:
         book.user(owner).account.apply(fill)
     open_orders = await load_open(pool)
@@ -118,18 +120,23 @@ async def _reissue(pool: asyncpg.Pool, service: OrderService) -> int:
     order keeps its status), anything else is logged and the row kept for next time."""
     count = 0
     for outbox_id, _owner, kind, order_ids in await pending_outbox(pool):
+        answered = functools.partial(service.ledger.answered, outbox_id)
         try:
-            count += _reissue_one(service, kind, order_ids)
+            reissued, answer = _reissue_one(service, kind, order_ids)
         except (OrderNotFound, OrderNotCancelable, OrderNotReplaceable) as exc:
             _refused(service, kind, order_ids, exc)
+            answered()
+            continue
         except Exception:
             log.exception("could not re-issue %s of %s; kept for the next start", kind, order_ids)
             continue
-        service.ledger.answered(outbox_id)
+        count += reissued
+        # An asynchronous broker's answer comes later: the row goes only then.
+        when_answered(answer, answered)
     return count
 
 
-def _reissue_one(service: OrderService, kind: str, order_ids: list[str]) -> int:
+def _reissue_one(service: OrderService, kind: str, order_ids: list[str]) -> tuple[int, Answer]:
     book = service.book
     broker = service.broker
     records = [book.get(i) for i in order_ids]
@@ -139,27 +146,25 @@ def _reissue_one(service: OrderService, kind: str, order_ids: list[str]) -> int:
             r.order for r in records if r is not None and r.state.status is OrderStatus.PENDING_NEW
         ]
         if unseen:
-            broker.submit(unseen)
-            return 1
+            # A broker that can look an order up by our id does so before sending.
+            return 1, resubmit(broker, unseen)
     elif kind == "cancel" and records[0] is not None:
         record = records[0]
         if record.state.status is not OrderStatus.PENDING_CANCEL:
             service.on_request(record, EventKind.CANCEL_REQUESTED)
         if record.state.status is OrderStatus.PENDING_CANCEL:
-            broker.cancel(record.order.id)
-            return 1
+            return 1, broker.cancel(record.order.id)
     elif kind == "replace":
         old, new = records
         if new is not None and new.state.status is OrderStatus.PENDING_NEW:
             if old is None:  # the old order ended before the request reached the broker
                 service.on_request(new, EventKind.REJECTED, Reason.REPLACED_ORDER_FILLED)
-                return 0
+                return 0, None
             if old.state.status is not OrderStatus.PENDING_REPLACE:
                 service.on_request(old, EventKind.REPLACE_REQUESTED)
             if old.state.status is OrderStatus.PENDING_REPLACE:
-                broker.replace(old.order.id, new.order)
-                return 1
-    return 0
+                return 1, broker.replace(old.order.id, new.order)
+    return 0, None
 
 
 def _refused(service: OrderService, kind: str, order_ids: list[str], exc: Exception) -> None:

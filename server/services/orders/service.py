@@ -31,7 +31,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from brokers.port import Broker
+from brokers.port import Answer, Broker
 from server.errors import InvalidInput
 from server.limits.errors import RateLimited
 from server.limits.limiter import RateLimiter
@@ -46,6 +46,12 @@ from server.services.orders.requests import (
     TradingConfig,
     new_order_id,
     request_digest,
+)
+from server.services.orders.routing import (
+    broker_name,
+    check_available,
+    opening_cash,
+    when_answered,
 )
 from server.storage.order_reads import load_orders, order_by_client_id, order_by_key, orders_page
 from server.storage.order_rows import OrderMeta, OrderRecord, spec_to_doc
@@ -116,9 +122,8 @@ class OrderService:
     async def user(self, owner: str) -> UserBook:
         """The user's book, its account opened (and stored) on first use."""
         if owner not in self._loaded:
-            cash = await ensure_account(
-                self._pool, owner, self.broker.name, self.config.starting_cash
-            )
+            start = await opening_cash(self.broker, owner, self.config.starting_cash)
+            cash = await ensure_account(self._pool, owner, broker_name(self.broker, owner), start)
             book = self.book.user(owner, cash)
             if book.account.starting_cash != cash and not book.account.fill_count:
                 book.account.starting_cash = book.account.cash = cash
@@ -127,6 +132,10 @@ class OrderService:
 
     def mark_loaded(self, owner: str) -> None:
         self._loaded.add(owner)
+
+    def forget(self, owner: str) -> None:
+        """The user's account is loaded again on next use (they switched brokers)."""
+        self._loaded.discard(owner)
 
     # -- placing ----------------------------------------------------------------------
 
@@ -238,6 +247,7 @@ class OrderService:
         source: str,
         alert_id: uuid.UUID | None,
     ) -> list[OrderRecord]:
+        check_available(self.broker, owner)
         await self._charge(owner, limits)
         await self.user(owner)
         prepared = self.prepare(
@@ -276,7 +286,12 @@ class OrderService:
         ids = [new_order_id() for _ in range(request.order_count)]
         orders = build_orders(request, ids, ctx.now_ms)
         meta = OrderMeta(
-            owner, self.broker.name, estimate.price, source, alert_id, idempotency_key=key
+            owner,
+            broker_name(self.broker, owner),
+            estimate.price,
+            source,
+            alert_id,
+            idempotency_key=key,
         )
         records = [OrderRecord(OrderState.of(o), meta) for o in orders]
         for record in records:
@@ -313,12 +328,12 @@ class OrderService:
         """The relay: hand the orders to the broker, then mark the outbox row answered
         (after the events the broker reported synchronously, if any)."""
         try:
-            self.broker.submit(orders)
+            answer = self.broker.submit(orders)
         except Exception:
             # The row stays: the next start-up re-issues it.
             log.exception("broker %s refused a submit", self.broker.name)
             return
-        self.ledger.answered(outbox)
+        when_answered(answer, lambda: self.ledger.answered(outbox))
 
     # -- cancel and replace ---------------------------------------------------------------
 
@@ -372,8 +387,9 @@ class OrderService:
                 orderId=order_id,
                 status=str(record.state.status),
             )
+        answer: Answer = None
         try:
-            self.broker.cancel(order_id)
+            answer = self.broker.cancel(order_id)
         except (OrderNotFound, OrderNotCancelable) as exc:
             # Refused on the spot: the order goes back to where it was.
             self.on_request(record, EventKind.CANCEL_REJECTED, Reason.ALREADY_DONE)
@@ -382,7 +398,7 @@ class OrderService:
             raise OrderNotCancelable(
                 f"the broker cannot cancel order {order_id}: {exc}", orderId=order_id
             ) from None
-        self.ledger.answered(outbox)
+        when_answered(answer, lambda: self.ledger.answered(outbox))
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         return record
 
@@ -422,17 +438,21 @@ class OrderService:
                 field="clientOrderId",
             )
         refusal = None
+        answer: Answer = None
         if not self.on_request(old, EventKind.REPLACE_REQUESTED):
             self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
             refusal = f"order {order_id} is {old.state.status}: it cannot be replaced now"
         else:
             try:
-                self.broker.replace(order_id, replacement)
+                answer = self.broker.replace(order_id, replacement)
             except (OrderNotFound, OrderNotReplaceable) as exc:
                 self.on_request(old, EventKind.REPLACE_REJECTED, Reason.NOT_REPLACEABLE)
                 self.on_request(record, EventKind.REJECTED, Reason.NOT_REPLACEABLE)
                 refusal = f"the broker cannot replace order {order_id}: {exc}"
-        self.ledger.answered(outbox)
+        if refusal is not None:
+            self.ledger.answered(outbox)
+        else:
+            when_answered(answer, lambda: self.ledger.answered(outbox))
         await self.ledger.committed(outbox, self.config.commit_timeout_s)
         if refusal is not None:
             raise OrderNotReplaceable(refusal, orderId=order_id, status=str(old.state.status))
@@ -483,7 +503,9 @@ class OrderService:
             client_order_id=coid if isinstance(coid, str) else None,
             replaces=order_id,
         )
-        meta = OrderMeta(owner, self.broker.name, price, old.meta.source, old.meta.alert_id)
+        meta = OrderMeta(
+            owner, broker_name(self.broker, owner), price, old.meta.source, old.meta.alert_id
+        )
         return OrderRecord(OrderState.of(replacement), meta)
 
     # -- reads ------------------------------------------------------------------------

@@ -45,6 +45,10 @@ ROOT_ARGS = {
     "orderUpdates": "(after: null)",
     "positions": "(throttleMs: 0)",
     "account": "(throttleMs: 250)",
+    # Streamed per subscriber (schema/analysis.py), but the same types must stay exact
+    # should they ever be multiplexed.
+    "analysis": '(symbol: "AMZN", question: "q")',
+    "portfolioReview": '(question: "q")',
 }
 
 
