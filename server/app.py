@@ -1,5 +1,5 @@
 """The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL and the files
-it loads, health probes."""
+it loads, health probes, Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route, WebSocketRoute
 
 from server.http.view import TickgraphGraphQL
+from server.observability.endpoint import metrics_routes
 from server.runtime import Runtime
 from server.settings import Settings
 from server.web import assets as web_assets
@@ -102,15 +103,16 @@ def create_app(
         )
 
     graphql = TickgraphGraphQL(settings, runtime_ref, graphiql_html)
+    routes = [
+        Route("/", root),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql),
+        WebSocketRoute("/graphql", graphql),
+        Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
+    ]
     app = Starlette(
-        routes=[
-            Route("/", root),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", graphql),
-            WebSocketRoute("/graphql", graphql),
-            Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
-        ],
+        routes=[*routes, *metrics_routes(settings, lambda: runtime_ref.get("runtime"))],
         lifespan=lifespan,
         middleware=[Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)],
     )
