@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route, WebSocketRoute
 
 from server.http.view import TickgraphGraphQL
+from server.observability.correlation import CorrelationMiddleware
 from server.observability.endpoint import metrics_routes
 from server.runtime import Runtime
 from server.settings import Settings
@@ -114,7 +115,11 @@ def create_app(
     app = Starlette(
         routes=[*routes, *metrics_routes(settings, lambda: runtime_ref.get("runtime"))],
         lifespan=lifespan,
-        middleware=[Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)],
+        # Outermost first: the correlation id is set before anything else runs or logs.
+        middleware=[
+            Middleware(CorrelationMiddleware),
+            Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
+        ],
     )
     app.state.runtime_ref = runtime_ref
     #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.

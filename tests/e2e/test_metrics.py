@@ -96,9 +96,7 @@ async def test_metrics_after_a_replay(make_settings: SettingsFactory) -> None:
                 token,
                 input={
                     "symbol": "AMZN",
-                    "conditions": [
-                        {"left": {"price": "LAST"}, "op": "GREATER_THAN", "value": 1}
-                    ],
+                    "conditions": [{"left": {"price": "LAST"}, "op": "GREATER_THAN", "value": 1}],
                 },
             )
             market = {"symbol": "AMZN", "side": "BUY", "type": "MARKET", "qty": "3"}
