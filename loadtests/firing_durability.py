@@ -20,18 +20,17 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadtests.processes import bench_database
 from server.delivery.bus import InProcessBus
 from server.delivery.firings import AlertDelivery, Firing, LagStats
 from server.settings import Secret, Settings
@@ -199,21 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--busy", type=float, default=0.0)
     args = parser.parse_args(argv)
-    url = os.environ.get("DATABASE_URL", "").strip()
-    server = None
-    if not url:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            from pgserver import get_server
-        server = get_server(
-            Path(tempfile.mkdtemp(prefix="tickgraph-bench-pg-")), cleanup_mode="delete"
-        )
-        url = str(server.get_uri())
-    try:
+    with bench_database("tickgraph-bench-pg-") as url:
         results = asyncio.run(run(args, url))
-    finally:
-        if server is not None:
-            server.cleanup()
     print(
         json.dumps(
             {

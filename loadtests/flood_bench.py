@@ -28,8 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -44,8 +42,9 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect
 
+from loadtests.processes import listening_server
+
 HERE = Path(__file__).resolve().parents[1]
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 QUOTES = 'subscription { quotes(symbols: ["AAPL"]) { symbol sequence } }'
 
 
@@ -77,36 +76,14 @@ async def serve(root: Path) -> AsyncIterator[str]:
             "TICKGRAPH_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(root),
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--port",
-            "0",
+        async with listening_server(
+            ["-m", "server.cli", "serve", "--port", "0"],
             cwd=root,
             env=env,
-            stdout=asyncio.subprocess.PIPE,
+            what=f"the server from {root}",
             stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(120):
-                while True:
-                    line = (await proc.stdout.readline()).decode()
-                    if not line:
-                        raise RuntimeError(f"server from {root} exited before listening")
-                    if match := LISTENING.search(line):
-                        break
-            yield f"127.0.0.1:{match.group(1)}"
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        ) as address:
+            yield address
 
 
 def client(address: str, local: str) -> httpx.AsyncClient:

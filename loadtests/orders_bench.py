@@ -42,13 +42,11 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -60,6 +58,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect
 
+from loadtests.processes import bench_database, listening_server
 from server.storage.order_rows import OrderMeta
 from server.storage.orders import insert_request
 from server.trading.model import Order, OrderSpec, OrderType, Side, TimeInForce
@@ -67,7 +66,6 @@ from streams.events import MarketEvent, Quote, Trade
 from streams.polygon_server import PolygonProtocolServer
 
 HERE = Path(__file__).resolve().parents[1]
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 SYMBOL = "BNCH"
 BID, ASK = 10.00, 10.01
 CROSSING_ASK = 9.99
@@ -165,36 +163,10 @@ async def serve(database_url: str, upstream: str) -> AsyncIterator[str]:
             "TICKGRAPH_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(HERE),
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "loadtests.orders_bench_server",
-            "serve",
-            "--port",
-            "0",
-            cwd=HERE,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,
-        )
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(120):
-                while True:
-                    line = (await proc.stdout.readline()).decode()
-                    if not line:
-                        raise RuntimeError("the server exited before listening")
-                    if match := LISTENING.search(line):
-                        break
-            yield f"127.0.0.1:{match.group(1)}"
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        async with listening_server(
+            ["-m", "loadtests.orders_bench_server", "serve", "--port", "0"], cwd=HERE, env=env
+        ) as address:
+            yield address
 
 
 async def gql(http: httpx.AsyncClient, query: str, token: str | None, **v: Any) -> dict[str, Any]:
@@ -544,22 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--fills", type=int, default=200)
     args = parser.parse_args(argv)
-    url = os.environ.get("DATABASE_URL", "").strip()
-    pg = None
-    if not url:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            from pgserver.postgres_server import get_server
-        pg = get_server(
-            Path(tempfile.mkdtemp(prefix="tickgraph-orders-pg-")), cleanup_mode="delete"
-        )
-        url = str(pg.get_uri())
-    try:
+    with bench_database("tickgraph-orders-pg-") as url:
         durability = asyncio.run(pg_durability(url))
         results = asyncio.run(run(args, url))
-    finally:
-        if pg is not None:
-            pg.cleanup()
     print(
         json.dumps(
             {

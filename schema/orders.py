@@ -166,9 +166,12 @@ class OrdersQuery:
         timeframe: str = "1m",
     ) -> list[EquityPoint]:
         service = _service(info)
-        to_ms = _ms(to, service.now_ms())
+        now = service.now_ms()
+        to_ms = _ms(to, now)
         from_ms = _ms(from_, to_ms - 86_400_000)
-        points = await history(service, _owner(info), from_ms, to_ms, timeframe)
+        points = await history(
+            service, _owner(info), from_ms, to_ms, timeframe=timeframe, now_ms=now
+        )
         return [EquityPoint.of(p) for p in points]
 
     @strawberry.field(
@@ -182,9 +185,10 @@ class OrdersQuery:
         to: Timestamp | None = None,
     ) -> Performance:
         service = _service(info)
-        to_ms = _ms(to, service.now_ms())
+        now = service.now_ms()
+        to_ms = _ms(to, now)
         from_ms = _ms(from_, 0)
-        perf = await performance_of(service, _owner(info), from_ms, to_ms)
+        perf = await performance_of(service, _owner(info), from_ms, to_ms, now_ms=now)
         return Performance.of(perf, from_ms=from_ms, to_ms=to_ms)
 
 

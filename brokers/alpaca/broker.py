@@ -26,7 +26,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -50,7 +50,7 @@ from brokers.alpaca.wire import snapshot as parse_snapshot
 from brokers.port import Listener
 from server.trading.errors import OrderNotFound
 from server.trading.events import OrderEvent, Reason
-from server.trading.lifecycle import OrderState
+from server.trading.lifecycle import fold_order
 from server.trading.model import Order
 from server.trading.states import DONE, EventKind
 from streams.backoff import Backoff
@@ -191,12 +191,19 @@ class AlpacaBroker:
         return self._spawn(f"submit:{root.id}", self._place(list(orders), lookup_first))
 
     def restore(
-        self, orders: list[tuple[Order, OrderState]], *, next_seq: int, now_ms: int
+        self,
+        ledger: Iterable[tuple[Order, Sequence[OrderEvent]]],
+        *,
+        next_seq: int,
+        now_ms: int,
     ) -> None:
-        """The open orders of the ledger; the next reconciliation brings them up to date
-        (and binds them to Alpaca's ids)."""
-        for order, state in orders:
-            self.tracker.track(order, state)
+        """The open orders of the ledger (each folded from its events; the done ones it
+        is given for reference are left out); the next reconciliation brings them up to
+        date (and binds them to Alpaca's ids)."""
+        for order, events in ledger:
+            state = fold_order(order, list(events))
+            if state.status not in DONE:
+                self.tracker.track(order, state)
 
     def cancel(self, order_id: str) -> asyncio.Future[None]:
         tracked = self._tracked(order_id)

@@ -149,7 +149,7 @@ _HISTORY_TIMEFRAMES = {"1m": Timeframe.M1, "1d": Timeframe.D1}
 
 
 async def _curve(
-    service: OrderService, owner: str, from_ms: int, to_ms: int, timeframe: str
+    service: OrderService, owner: str, from_ms: int, to_ms: int, *, timeframe: str, now_ms: int
 ) -> tuple[list[EquityPoint], list[Any]]:
     tf = _HISTORY_TIMEFRAMES.get(timeframe)
     if tf is None:
@@ -170,7 +170,10 @@ async def _curve(
         for p in equity_curve(book.account.starting_cash, fills, marks)
         if from_ms <= p.time_ms <= to_ms
     ]
-    now = service.now_ms()
+    # The curve ends with the equity now, at the marks now, if ``to`` is not before
+    # now (``now_ms``: the one "now" the caller defaulted ``to`` with, so a clock that
+    # moves during the request cannot drop the point).
+    now = now_ms
     if from_ms <= now <= to_ms:
         marks_now = service.market.marks(set(book.account.positions))
         curve.append(EquityPoint(now, book.account.value(marks_now).equity))
@@ -178,15 +181,15 @@ async def _curve(
 
 
 async def history(
-    service: OrderService, owner: str, from_ms: int, to_ms: int, timeframe: str
+    service: OrderService, owner: str, from_ms: int, to_ms: int, *, timeframe: str, now_ms: int
 ) -> list[EquityPoint]:
-    curve, _ = await _curve(service, owner, from_ms, to_ms, timeframe)
+    curve, _ = await _curve(service, owner, from_ms, to_ms, timeframe=timeframe, now_ms=now_ms)
     return curve
 
 
 async def performance_of(
-    service: OrderService, owner: str, from_ms: int, to_ms: int
+    service: OrderService, owner: str, from_ms: int, to_ms: int, *, now_ms: int
 ) -> Performance:
     timeframe = "1m" if to_ms - from_ms <= 5 * 86_400_000 else "1d"
-    curve, fills = await _curve(service, owner, from_ms, to_ms, timeframe)
+    curve, fills = await _curve(service, owner, from_ms, to_ms, timeframe=timeframe, now_ms=now_ms)
     return performance(curve, [f for f in fills if f.time_ms >= from_ms])

@@ -6,8 +6,7 @@ import asyncio
 from decimal import Decimal
 
 from brokers.alpaca import AlpacaConfig, Pacing, RestConfig
-from server.trading.events import Reason
-from server.trading.lifecycle import OrderState
+from server.trading.events import OrderEvent, Reason
 from server.trading.model import OrderType
 from server.trading.states import EventKind, OrderStatus
 from tests.brokers.alpaca.adapter_support import FAST, alpaca_broker, order
@@ -177,9 +176,16 @@ async def test_a_restart_between_submit_and_record_is_healed_by_lookup(fake: Fak
         await asyncio.wait_for(broker.submit([p]), TIMEOUT)
     fake.fill(fake.order_by_client_id(p.id).id, "189")
     async with alpaca_broker(fake, start=False) as (broker, got):
-        state = OrderState.of(p)
-        state.status = state.acknowledged = OrderStatus.NEW
-        broker.restore([(p, state)], next_seq=1, now_ms=0)
+        acknowledged = OrderEvent(
+            seq=1,
+            kind=K.NEW,
+            order_id=p.id,
+            status=OrderStatus.NEW,
+            time_ms=0,
+            qty=p.spec.qty,
+            filled_qty=Decimal(0),
+        )
+        broker.restore([(p, [acknowledged])], next_seq=2, now_ms=0)
         broker.start()
         await got.kind(p.id, K.FILL)
         assert got.corrections
