@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
@@ -19,6 +19,7 @@ from schema.subscription_quota import admit_subscription, releaser
 from schema.trading import OrderInput
 from server.alerts import AlertStatus, Operator, PriceSource, TriggerMode
 from server.alerts.model import InvalidAlert
+from server.delivery.bus import attach_topic
 from server.delivery.firings import alert_topic
 from server.delivery.multiplex import Feed
 from server.errors import InvalidInput, TickgraphError
@@ -470,12 +471,8 @@ class AlertsSubscription:
         lease = admit_subscription(info, [])
         topic = alert_topic(owner)
 
-        def attach(sink: Callable[[AlertEventRow], None]) -> Callable[[], None]:
-            bus.subscribe(topic, sink)
-            return lambda: bus.unsubscribe(topic, sink)
-
         return Feed(
-            attach=attach,
+            attach=attach_topic(bus, topic),
             render=_render_event,
             queue_size=ALERT_EVENT_QUEUE,
             # Firings must not be lost silently: end the stream, say why.

@@ -22,6 +22,7 @@ from strawberry.types import ExecutionContext
 
 from schema.request_errors import REQUEST_CODES, mark, operation_message, request_error_code
 from server.errors import TickgraphError
+from server.observability import correlation
 
 log = logging.getLogger("tickgraph.errors")
 
@@ -74,8 +75,18 @@ class ErrorReporting(MaskErrors):
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL", "reference": reference},
+            extensions=_internal_extensions(reference),
         )
+
+
+def _internal_extensions(reference: str) -> dict[str, object]:
+    """What a masked error tells the client: its reference and, when it happened in a
+    request or a connection, that one's correlation id (also on every log line of it)."""
+    extensions: dict[str, object] = {"code": "INTERNAL", "reference": reference}
+    cid = correlation.current()
+    if cid is not None:
+        extensions["correlationId"] = cid
+    return extensions
 
 
 def log_expected_errors(errors: list[GraphQLError], context: ExecutionContext | None) -> None:

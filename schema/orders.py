@@ -35,8 +35,10 @@ from schema.trading import (
     ReplaceOrderInput,
 )
 from schema.trading.orders import ledger_seq_of
+from server.delivery.bus import attach_topic
 from server.delivery.multiplex import Feed
-from server.errors import InvalidInput, LimitExceeded
+from server.errors import InvalidInput, InvalidSymbol, LimitExceeded
+from server.market.symbols import is_valid_symbol
 from server.services.orders.bulk import cancel_all, close_all, close_position
 from server.services.orders.ledger import account_topic, orders_topic
 from server.services.orders.portfolio import PortfolioWatch, history, performance_of
@@ -72,9 +74,10 @@ def order_of(record: OrderRecord) -> Order:
 
 
 def _symbol(raw: str) -> str:
+    """A symbol argument, by the same rule as an order's (``is_valid_symbol``)."""
     symbol = raw.strip().upper()
-    if not symbol or len(symbol) > 16:
-        raise InvalidInput(f"{raw[:16]!r} is not a symbol", field="symbol")
+    if not is_valid_symbol(symbol):
+        raise InvalidSymbol(f"{raw[:16]!r} is not a valid symbol", symbol=raw[:16])
     return symbol
 
 
@@ -335,12 +338,8 @@ class OrdersSubscription:
             recent = [e for e in ledger.recent.get(owner, ()) if e.seq > seen]
             return [*backlog, *recent]
 
-        def attach(sink: Callable[[StoredEntry], None]) -> Callable[[], None]:
-            bus.subscribe(topic, sink)
-            return lambda: bus.unsubscribe(topic, sink)
-
         return Feed(
-            attach=attach,
+            attach=attach_topic(bus, topic),
             snapshot=snapshot,
             render=render_update,
             queue_size=UPDATE_QUEUE,

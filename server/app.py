@@ -1,5 +1,5 @@
 """The ASGI application: GraphQL (HTTP + graphql-transport-ws), GraphiQL and the files
-it loads, health probes."""
+it loads, health probes, Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route, WebSocketRoute
 
 from server.http.view import TickgraphGraphQL
+from server.observability.correlation import CorrelationMiddleware
+from server.observability.endpoint import metrics_routes
 from server.runtime import Runtime
 from server.settings import Settings
 from server.web import assets as web_assets
@@ -102,17 +104,22 @@ def create_app(
         )
 
     graphql = TickgraphGraphQL(settings, runtime_ref, graphiql_html)
+    routes = [
+        Route("/", root),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql),
+        WebSocketRoute("/graphql", graphql),
+        Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
+    ]
     app = Starlette(
-        routes=[
-            Route("/", root),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", graphql),
-            WebSocketRoute("/graphql", graphql),
-            Route(web_assets.URL_PREFIX + "/{path:path}", vendor),
-        ],
+        routes=[*routes, *metrics_routes(settings, lambda: runtime_ref.get("runtime"))],
         lifespan=lifespan,
-        middleware=[Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)],
+        # Outermost first: the correlation id is set before anything else runs or logs.
+        middleware=[
+            Middleware(CorrelationMiddleware),
+            Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
+        ],
     )
     app.state.runtime_ref = runtime_ref
     #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.

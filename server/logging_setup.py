@@ -28,12 +28,15 @@ from collections.abc import Iterable
 
 import orjson
 
+from server.observability.correlation import CorrelationFilter
+
 # Record attributes that are not ours to ship: the standard ones, and uvicorn's
 # terminal-coloured duplicate of the message.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "color_message",
+    "cid_part",
 }
 
 #: Loggers that log network traffic (frames, headers, bodies) at DEBUG: never below
@@ -127,6 +130,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """Readable lines for development, with ``[cid]`` after the logger's name when the
+    line was written for a request or connection."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cid = getattr(record, "cid", None)
+        record.cid_part = f" [{cid}]" if cid else ""
+        return super().format(record)
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats with ``inner``, then removes anything secret from the whole line
     (message, extra fields and traceback alike)."""
@@ -185,9 +198,10 @@ def configure(level: str, *, json: bool, secrets: Iterable[str | None] = ()) -> 
     inner = (
         JsonFormatter()
         if json
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)-7s %(name)s%(cid_part)s: %(message)s")
     )
     handler.setFormatter(RedactingFormatter(inner))
+    handler.addFilter(CorrelationFilter())
     handler.addFilter(Throttle())
     root = logging.getLogger()
     root.handlers[:] = [handler]

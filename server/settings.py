@@ -157,6 +157,11 @@ class Settings:
     ws_init_timeout_s: float = 5.0
     ws_trade_queue: int = 1000
     graphiql: bool = True
+    #: Prometheus metrics at ``/metrics``; with a token, scrapes must present it as a
+    #: bearer credential. Off by default in production unless a token is set (the
+    #: figures say who trades how much).
+    metrics: bool = True
+    metrics_token: Secret | None = None
 
     # Users, tokens and the hardened surface.
     allow_anonymous: bool = True
@@ -194,6 +199,7 @@ class Settings:
 
         environment = reader.get("TICKGRAPH_ENV", _enum(Environment), defaults.environment)
         polygon_key = reader.secret("POLYGON_API_KEY")
+        metrics_token = reader.get("TICKGRAPH_METRICS_TOKEN", _metrics_token, None, echo=False)
         ws_url_given = bool(env.get("POLYGON_WS_URL", "").strip())
         endpoint = reader.get("POLYGON_WS_URL", _polygon_endpoint, defaults.polygon_endpoint)
         # A local replay accepts any key, so a URL alone is enough to select Polygon.
@@ -334,6 +340,12 @@ class Settings:
             graphiql=reader.get(
                 "TICKGRAPH_GRAPHIQL", _bool, environment is Environment.DEVELOPMENT
             ),
+            metrics=reader.get(
+                "TICKGRAPH_METRICS",
+                _bool,
+                environment is Environment.DEVELOPMENT or metrics_token is not None,
+            ),
+            metrics_token=metrics_token,
             allow_anonymous=reader.get(
                 "TICKGRAPH_ALLOW_ANONYMOUS", _bool, environment is Environment.DEVELOPMENT
             ),
@@ -386,6 +398,7 @@ class Settings:
             self.secrets_key,
             self.anthropic_api_key,
             self.jwt_private_keys,
+            self.metrics_token,
         ):
             if secret is not None:
                 values.append(secret.reveal())
@@ -433,6 +446,7 @@ class Settings:
             else "paper",
             "linked_accounts": self.secrets_key is not None,
             "analyst": self.anthropic_model if self.anthropic_api_key else "rule-based",
+            "metrics": ("token" if self.metrics_token else "open") if self.metrics else "off",
         }
 
 
@@ -462,6 +476,15 @@ class _Reader:
     def secret(self, name: str) -> Secret | None:
         raw = self.env.get(name, "").strip()
         return Secret(raw) if raw else None
+
+
+def _metrics_token(raw: str) -> Secret:
+    # Guessable tokens protect nothing; 16 characters of a random string is the floor.
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+    if any(c.isspace() for c in raw):
+        raise ValueError("must not contain whitespace")
+    return Secret(raw)
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:

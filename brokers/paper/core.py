@@ -10,6 +10,7 @@ implements are declared here.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from decimal import Decimal
 from heapq import heappop, heappush
@@ -38,7 +39,7 @@ ACTIVATE = 2
 _FOREVER = 1 << 62
 
 
-class EngineCore:
+class EngineCore(ABC):
     def __init__(
         self,
         config: PaperConfig | None = None,
@@ -139,19 +140,24 @@ class EngineCore:
             raise OrderNotFound(f"no order {order_id}", orderId=order_id)
         return w
 
-    # --- hooks of the layers above ------------------------------------------------------
+    # --- hooks of the layers above (each layer implements its own) -----------------------
 
+    @abstractmethod
     def _run_action(self, action: int, w: Working, time_ms: int) -> None:
-        raise NotImplementedError
+        """A scheduled action of ``w`` fell due (activation, expiry, an auction)."""
 
+    @abstractmethod
     def _activate(self, w: Working) -> None:
-        raise NotImplementedError
+        """``w`` starts working: into the market queue or its book."""
 
+    @abstractmethod
     def _finish(self, w: Working) -> None:
-        raise NotImplementedError
+        """Take ``w`` out of whatever it is in; it is done."""
 
+    @abstractmethod
     def _end(self, w: Working, kind: EventKind, reason: Reason, related: str | None = None) -> None:
-        raise NotImplementedError
+        """Cancel or expire ``w`` and deal with its legs."""
 
+    @abstractmethod
     def _entry_ended(self, w: Working) -> None:
-        raise NotImplementedError
+        """An entry is done: its held legs work for what filled, or are canceled."""

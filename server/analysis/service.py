@@ -235,6 +235,8 @@ class AnalysisService:
                 + (" (some are still running)" if reservation.running else "")
                 + "; it resets at 00:00 UTC",
                 retry_after_s=(day_start + _DAY - now).total_seconds(),
+                kind="analyses",
+                tier=limits.name,
                 scope="analyses",
                 limit=limits.analyses_per_day,
             )

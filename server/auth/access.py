@@ -179,6 +179,8 @@ class AccessControl:
             raise RateLimited(
                 f"the {limits.name} tier allows {limits.requests_per_minute} requests a minute",
                 retry_after_s=decision.retry_after_us / 1e6,
+                kind="requests",
+                tier=limits.name,
             )
 
     def subscribe(self, caller: Caller, symbols: list[str]) -> Lease:

@@ -29,6 +29,17 @@ class Bus(Protocol):
     def unsubscribe(self, topic: str, handler: Handler) -> None: ...
 
 
+def attach_topic(bus: Bus, name: str) -> Callable[[Handler], Callable[[], None]]:
+    """A feed's ``attach`` for one private topic (``alerts.<user>``, ``orders.<user>``):
+    subscribe the group's sink, and return how to unsubscribe it."""
+
+    def attach(sink: Handler) -> Callable[[], None]:
+        bus.subscribe(name, sink)
+        return lambda: bus.unsubscribe(name, sink)
+
+    return attach
+
+
 def topic(channel: str, symbol: str) -> str:
     return f"{channel}.{symbol}"
 

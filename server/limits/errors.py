@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from server.errors import TickgraphError, Unavailable
 
 
@@ -17,15 +19,33 @@ def ceil_ms(seconds: float) -> float:
     return -(-micros // 1000) / 1000
 
 
+#: Refusals of this process by (limit, tier), for ``/metrics``. Counted where the
+#: refusal is made (a refusal is rare next to the requests allowed, and each one is
+#: already an exception), so no allowed request pays for the count.
+DENIALS: Counter[tuple[str, str]] = Counter()
+
+
 class RateLimited(TickgraphError):
-    """Too many requests: ``extensions.retryAfter`` says how many seconds to wait."""
+    """Too many requests: ``extensions.retryAfter`` says how many seconds to wait.
+
+    ``kind`` names what was used up ("requests", "orders", "login_ip"...) and ``tier``
+    whose; both only label the refusal in the metrics and are not sent to the client."""
 
     code = "RATE_LIMITED"
 
-    def __init__(self, message: str, *, retry_after_s: float, **extensions: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float,
+        kind: str,
+        tier: str = "",
+        **extensions: object,
+    ) -> None:
         retry_after = ceil_ms(retry_after_s)
         super().__init__(message, retryAfter=retry_after, **extensions)
         self.retry_after_s = retry_after
+        DENIALS[(kind, tier)] += 1
 
 
 class LimiterUnavailable(Unavailable):

@@ -138,6 +138,7 @@ class LoginThrottle:
             raise RateLimited(
                 "too many login attempts from this network; try again later",
                 retry_after_s=by_ip.retry_after_s,
+                kind="login_ip",
                 scope="ip",
             )
         # Locks are looked at before the budget is charged: a locked caller's attempts
@@ -147,6 +148,7 @@ class LoginThrottle:
             raise RateLimited(
                 "too many failed logins for this account from this network; try again later",
                 retry_after_s=wait,
+                kind="login_lock",
                 scope="account_ip",
             )
         wait = await self._limiter.locked_for(keys.account_lock)
@@ -154,6 +156,7 @@ class LoginThrottle:
             raise RateLimited(
                 "too many failed logins for this account; try again later",
                 retry_after_s=wait,
+                kind="login_lock",
                 scope="account",
             )
         budget = await self._limiter.hit(
@@ -163,6 +166,7 @@ class LoginThrottle:
             raise RateLimited(
                 "too many login attempts for this account; try again later",
                 retry_after_s=budget.retry_after_s,
+                kind="login_account",
                 scope="account",
             )
 

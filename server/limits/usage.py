@@ -160,6 +160,7 @@ def _exhausted(limit: int, what: str, until_reset_s: float) -> RateLimited:
     return RateLimited(
         f"the daily limit of {limit} {what} is used up; it resets at 00:00 UTC",
         retry_after_s=until_reset_s,
+        kind=f"daily_{what}",
         scope=what,
         limit=limit,
     )

@@ -76,3 +76,23 @@ def test_the_throttle_lets_a_burst_through_then_counts_what_it_suppressed() -> N
     # DEBUG, asked for explicitly, is never thinned.
     debug = [logging.LogRecord("x", logging.DEBUG, __file__, 1, "d", (), None) for _ in range(50)]
     assert all(throttle.filter(r) for r in debug)
+
+
+def test_text_lines_show_the_correlation_id() -> None:
+    from server.logging_setup import TextFormatter
+    from server.observability.correlation import CORRELATION_ID, CorrelationFilter
+
+    formatter = TextFormatter("%(name)s%(cid_part)s: %(message)s")
+    stamp = CorrelationFilter()
+
+    def line() -> str:
+        record = logging.LogRecord("tickgraph.x", logging.INFO, __file__, 1, "hello", None, None)
+        stamp.filter(record)
+        return formatter.format(record)
+
+    assert line() == "tickgraph.x: hello"
+    token = CORRELATION_ID.set("abc123")
+    try:
+        assert line() == "tickgraph.x [abc123]: hello"
+    finally:
+        CORRELATION_ID.reset(token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -104,15 +105,16 @@ def abort_connection(server: uvicorn.Server, client: tuple[str, int] | None) -> 
     return False
 
 
-class LoopbackFake:
+class LoopbackFake(ABC):
     """Base of a fake served with ``serving``: ``async with Fake() as fake:`` starts it,
     ``fake.base_url`` is where it listens. Subclasses say how in ``_serve``."""
 
     _port: int | None = None
     _server: contextlib.AbstractAsyncContextManager[int] | None = None
 
+    @abstractmethod
     def _serve(self) -> contextlib.AbstractAsyncContextManager[int]:
-        raise NotImplementedError
+        """``serving(app, ...)`` of the fake's app."""
 
     @property
     def base_url(self) -> str:

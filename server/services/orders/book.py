@@ -110,6 +110,8 @@ class OrderBook:
         #: Every open order by id (what broker events are matched against).
         self.open: dict[str, OrderRecord] = {}
         self.refused = 0
+        #: Fills folded into accounts over this process's life (for /metrics).
+        self.fills = 0
 
     def user(self, owner: str, starting_cash: Decimal | None = None) -> UserBook:
         book = self.users.get(owner)
@@ -152,6 +154,7 @@ class OrderBook:
             return None
         book = self.users[record.meta.owner]
         if event.fill is not None:
+            self.fills += 1
             try:
                 book.account.apply(event.fill)
             except ValueError:  # booked already: the order state would have refused it

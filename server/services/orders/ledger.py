@@ -84,7 +84,6 @@ class OrderLedger:
         self.written = 0
         self.duplicates = 0
         self.failures = 0
-        self.last_seq = 0
 
     @property
     def pending(self) -> int:
@@ -174,7 +173,6 @@ class OrderLedger:
         publish = self._bus.publish
         for item in stored:
             owner = item.entry.owner
-            self.last_seq = max(self.last_seq, item.seq)
             recent = self.recent.get(owner)
             if recent is None:
                 recent = self.recent[owner] = deque(maxlen=RECENT_PER_USER)

@@ -217,6 +217,8 @@ class OrderService:
             raise RateLimited(
                 f"the {limits.name} tier allows {limits.orders_per_minute} orders a minute",
                 retry_after_s=decision.retry_after_us / 1e6,
+                kind="orders",
+                tier=limits.name,
             )
 
     def _context(

@@ -16,7 +16,7 @@ def test_retry_after_is_rounded_up_to_whole_milliseconds() -> None:
 
 
 def test_rate_limited_extensions() -> None:
-    err = RateLimited("slow down", retry_after_s=0.1234567, scope="ip")
+    err = RateLimited("slow down", retry_after_s=0.1234567, kind="login_ip", scope="ip")
     assert isinstance(err, TickgraphError)
     assert err.extensions == {"code": "RATE_LIMITED", "retryAfter": 0.124, "scope": "ip"}
     assert err.retry_after_s == 0.124
