@@ -19,6 +19,7 @@ from server.http.view import TickgraphGraphQL
 from server.observability.correlation import CorrelationMiddleware
 from server.observability.endpoint import metrics_routes
 from server.runtime import Runtime
+from server.scaleout.node import role_of
 from server.settings import Settings
 from server.web import assets as web_assets
 from server.web.graphiql import page as graphiql_page
@@ -85,6 +86,7 @@ def create_app(
             "ready": db_ok and feed_ok,
             "database": "ok" if db_ok else "unreachable",
             "feed": {"source": feed.source, "state": feed.state.value},
+            "role": role_of(runtime.services.node),
         }
         return JSONResponse(body, status_code=200 if db_ok and feed_ok else 503)
 

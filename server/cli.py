@@ -124,11 +124,14 @@ def _serve(args: argparse.Namespace) -> int:
     from server.logging_setup import configure
 
     configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
+    from server.scaleout.setup import ExitStatus
     from server.serving import loop_factory
     from server.startup import serve
 
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-        return runner.run(serve(settings, setting_names(args)))
+        code = runner.run(serve(settings, setting_names(args)))
+    # A process that lost the leader's lease asks its supervisor to start it again.
+    return code or ExitStatus.code
 
 
 def _migrate(args: argparse.Namespace) -> int:

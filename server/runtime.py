@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from server.auth.passwords import PasswordHashing
 from server.auth.standing import AccountStanding, StandingListener
 from server.auth.tokens import load_keyring
 from server.auth.users import AuthSettings, UserService
-from server.delivery.bus import InProcessBus
+from server.delivery.bus import Bus, InProcessBus
 from server.delivery.firings import AlertDelivery
 from server.delivery.hub import MarketHub
+from server.delivery.redis_bus import RedisBus
 from server.history.polygon import PolygonHistory
 from server.history.provider import ChainedHistory, HistoryProvider
 from server.history.simulated import SimulatedHistory
@@ -39,6 +41,8 @@ from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
 from server.market.timeframes import Timeframe
+from server.scaleout.node import Node
+from server.scaleout.setup import join, redis_bus
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.broker_accounts import BrokerAccounts
@@ -75,8 +79,9 @@ class Runtime:
     services: Services
     database: Database
     feed: PolygonFeed
-    feed_task: asyncio.Task[None]
     simulator: PolygonProtocolServer | None = None
+    #: Set once this process runs the core (at once, or when elected).
+    feed_task: asyncio.Task[None] | None = None
     bar_writer: BarWriter | None = None
     delivery: AlertDelivery | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -117,7 +122,7 @@ class Runtime:
         url = f"{'wss' if secure else 'ws'}://{feed_host}/stocks"
 
         state = MarketState(settings.trades_kept)
-        bus = InProcessBus()
+        bus = _bus(settings, stack)
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
         history, rest = _history(settings, database)
@@ -142,51 +147,60 @@ class Runtime:
             on_applied=_each(analytics.on_event, trading.feed.on_event),
             screen=screen,
         )
-        universe_topics = [t for s in settings.symbols for t in topics_for(s)]
-
-        def on_session() -> None:
-            # A new upstream connection: the time since our last event is a gap to
-            # backfill (read from the feed clock before it starts over), sequence
-            # numbers and the feed clock restart.
-            analytics.new_session()
-            ingest.new_session()
-
-        feed = PolygonFeed(
-            api_key=api_key,
-            feed=feed_host,
-            secure=secure,
-            on_frame=ingest.on_frame,
-            status=tracker,
-            backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
-            topics=universe_topics,
-            on_session=on_session,
+        feed = _feed(
+            settings,
+            ingest,
+            analytics=analytics,
+            tracker=tracker,
+            hub=hub,
+            upstream=(feed_host, secure, api_key),
         )
-        ingest.on_notice = feed.handle_status
-        universe = frozenset(settings.symbols)
-
-        def on_interest(symbol: str, wanted: bool) -> None:
-            # The universe is always subscribed upstream; other symbols only while wanted.
-            if symbol in universe:
-                return
-            (feed.want if wanted else feed.unwant)(topics_for(symbol))
-
-        hub.on_interest = on_interest
-        _start_writers(stack, bar_writer, delivery, settings.drain_stall_timeout_s)
-        await _restore_sessions(settings, database, analytics, screen)
         alerts.trades = delivery.trades = AlertOrders(trading.service, alerts.limits_for)
-        await _start_trading(stack, trading, database, settings)
-        armed = await alerts.start()
-        feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
-        background = [
-            asyncio.create_task(analytics.run_clock(), name="bar-clock"),
-            asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
-            asyncio.create_task(listener.run(), name="auth-listener"),
-            asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
-            *_retention(settings, database),
-        ]
-        stack.push_async_callback(_cancel, background)
-        stack.push_async_callback(_cancel, [feed_task])
-        stack.push_async_callback(feed.stop)
+        runtime = cls(services=None, database=database, feed=feed, simulator=simulator)  # type: ignore[arg-type]
+        nodes: list[Node] = []
+
+        async def hand_over() -> None:
+            # After the core has stopped and drained: only then may another process
+            # take the lease and rebuild from what this one wrote.
+            for node in nodes:
+                await node.stop()
+
+        stack.push_async_callback(hand_over)
+        # The stateful core (feed, writers, restored sessions, trading, armed alerts)
+        # runs in one process of a deployment: here at once, or once elected.
+        core = contextlib.AsyncExitStack()
+        stack.push_async_callback(core.aclose)
+
+        start_core = functools.partial(
+            _start_core,
+            core,
+            runtime,
+            settings=settings,
+            database=database,
+            writers=(bar_writer, delivery),
+            analytics=analytics,
+            screen=screen,
+            trading=trading,
+            alerts=alerts,
+        )
+
+        auth_listener = asyncio.create_task(listener.run(), name="auth-listener")
+        runtime.background.append(auth_listener)
+        stack.push_async_callback(_cancel, [auth_listener])
+        node = None
+        if not isinstance(bus, RedisBus):
+            await start_core()
+        else:
+            node = join(
+                settings,
+                stack,
+                redis=_redis(settings),
+                bus=bus,
+                state=state,
+                tracker=tracker,
+                start_core=start_core,
+            )
+            nodes.append(node)
         # Serve once revocations are heard (bounded: without the listener every check
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
@@ -219,23 +233,104 @@ class Runtime:
                 resolve_symbol=directory.resolve,
             ),
             broker_accounts=trading.accounts,
+            node=node,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
         analytics.settle_with(services.mux.flusher.prepare)
         services.mux.flusher.behind = feed.behind
-        log.info(
-            "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
-        )
-        return cls(services, database, feed, feed_task, simulator, bar_writer, delivery, background)
+        runtime.services = services
+        log.info("tickgraph started", extra={"config": settings.describe()})
+        return runtime
 
     async def stop(self) -> None:
         """Stop the feed, then the tasks, writers, simulator and database."""
         await self.stack.aclose()
 
 
+def _feed(
+    settings: Settings,
+    ingest: Ingest,
+    *,
+    analytics: Analytics,
+    tracker: FeedStatusTracker,
+    hub: MarketHub,
+    upstream: tuple[str, bool, str],
+) -> PolygonFeed:
+    """The upstream feed: the universe always, other symbols while someone wants them."""
+    feed_host, secure, api_key = upstream
+
+    def on_session() -> None:
+        # A new upstream connection: the time since our last event is a gap to
+        # backfill (read from the feed clock before it starts over), sequence
+        # numbers and the feed clock restart.
+        analytics.new_session()
+        ingest.new_session()
+
+    feed = PolygonFeed(
+        api_key=api_key,
+        feed=feed_host,
+        secure=secure,
+        on_frame=ingest.on_frame,
+        status=tracker,
+        backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
+        topics=[t for s in settings.symbols for t in topics_for(s)],
+        on_session=on_session,
+    )
+    ingest.on_notice = feed.handle_status
+    universe = frozenset(settings.symbols)
+
+    def on_interest(symbol: str, wanted: bool) -> None:
+        if symbol in universe:
+            return
+        (feed.want if wanted else feed.unwant)(topics_for(symbol))
+
+    hub.on_interest = on_interest
+    return feed
+
+
+async def _start_core(
+    core: contextlib.AsyncExitStack,
+    runtime: Runtime,
+    *,
+    settings: Settings,
+    database: Database,
+    writers: tuple[BarWriter, AlertDelivery],
+    analytics: Analytics,
+    screen: FeedScreen,
+    trading: _Trading,
+    alerts: AlertService,
+) -> None:
+    """Start the stateful core on ``core``: the writers, the sessions and the trading
+    book rebuilt from the database, the armed alerts, then the feed and the clocks."""
+    bar_writer, delivery = writers
+    _start_writers(core, bar_writer, delivery, settings.drain_stall_timeout_s)
+    await _restore_sessions(settings, database, analytics, screen)
+    await _start_trading(core, trading, database, settings)
+    armed = await alerts.start()
+    feed = runtime.feed
+    runtime.feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
+    tasks = [
+        asyncio.create_task(analytics.run_clock(), name="bar-clock"),
+        asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
+        asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
+        *_retention(settings, database),
+    ]
+    runtime.background.extend(tasks)
+    core.push_async_callback(_cancel, tasks)
+    core.push_async_callback(_cancel, [runtime.feed_task])
+    core.push_async_callback(feed.stop)
+    runtime.bar_writer, runtime.delivery = bar_writer, delivery
+    log.info("market and trading core started (%d alerts armed)", armed)
+
+
+def _bus(settings: Settings, stack: contextlib.AsyncExitStack) -> Bus:
+    """In this process alone, or shared through Redis by several (``server.scaleout``)."""
+    return redis_bus(settings, stack) if settings.redis_url is not None else InProcessBus()
+
+
 def _analytics(
-    settings: Settings, database: Database, bus: InProcessBus, history: HistoryProvider
+    settings: Settings, database: Database, bus: Bus, history: HistoryProvider
 ) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
     """Bars, indicators and alerts after the screen, with their writers."""
     bar_writer = _bar_writer(settings, database)
@@ -270,7 +365,7 @@ class _Trading:
 def _trading(
     settings: Settings,
     database: Database,
-    bus: InProcessBus,
+    bus: Bus,
     *,
     state: MarketState,
     directory: SymbolDirectory,

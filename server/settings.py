@@ -95,6 +95,11 @@ class Settings:
 
     database_url: Secret | None = None
     redis_url: Secret | None = None
+    #: With REDIS_URL: where the other processes reach this one (the leader's address
+    #: is how followers relay to it); empty means http://<host>:<port>.
+    advertise_url: str = ""
+    #: With REDIS_URL: the leader's lease; a dead leader is replaced within about this.
+    leader_ttl_ms: int = 3000
 
     market_source: MarketSource = MarketSource.SIMULATED
     polygon_api_key: Secret | None = None
@@ -231,6 +236,10 @@ class Settings:
                 "DATABASE_URL", _url(("postgres", "postgresql")), None, echo=False
             ),
             redis_url=reader.get("REDIS_URL", _url(("redis", "rediss", "unix")), None, echo=False),
+            advertise_url=reader.get("TICKGRAPH_ADVERTISE_URL", _http_url, ""),
+            leader_ttl_ms=reader.get(
+                "TICKGRAPH_LEADER_TTL_MS", _int_range(500, 60_000), defaults.leader_ttl_ms
+            ),
             market_source=source,
             polygon_api_key=polygon_key,
             polygon_endpoint=endpoint,
@@ -383,6 +392,18 @@ class Settings:
             )
         if (settings.alpaca_api_key_id is None) != (settings.alpaca_api_secret_key is None):
             reader.problems.append("ALPACA_API_KEY_ID/ALPACA_API_SECRET_KEY: set both or neither")
+        if settings.redis_url is not None:
+            # REDIS_URL makes this process one of a deployment (docs/scale-out.md).
+            if settings.database_url is None:
+                reader.problems.append(
+                    "REDIS_URL: the processes of a deployment share one PostgreSQL; "
+                    "set DATABASE_URL too"
+                )
+            if settings.port == 0 and not settings.advertise_url:
+                reader.problems.append(
+                    "TICKGRAPH_ADVERTISE_URL: with REDIS_URL and an ephemeral port (0), "
+                    "say where the other processes reach this one"
+                )
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings

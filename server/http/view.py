@@ -54,6 +54,7 @@ from server.http.responses import (
 )
 from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
+from server.scaleout.relay_http import RELAYED, relay, unavailable, wants_leader
 from server.settings import Environment, Settings, normalize_origin
 from server.websocket.handler import MultiplexingTransportWSHandler
 
@@ -103,7 +104,7 @@ class TickgraphGraphQL(GraphQL[Context, None]):
         charged = _CALLER.set(None)
         try:
             try:
-                response = await self.run(request)
+                response = await self._relayed(request) or await self.run(request)
             except HTTPException as exc:
                 status = 415 if exc.reason == "Unsupported content type" else exc.status_code
                 error = describe(HTTPException(status, exc.reason) if status == 415 else exc)
@@ -114,6 +115,17 @@ class TickgraphGraphQL(GraphQL[Context, None]):
         finally:
             _CALLER.reset(charged)
             STYLE.reset(token)
+
+    async def _relayed(self, request: Request) -> Response | None:
+        """The leader's answer, when this process is a follower and the request needs
+        the leader (``server.scaleout``); ``None`` when it is served here."""
+        node = self._runtime_ref["runtime"].services.node
+        if node is None or node.serving or not await wants_leader(request):
+            return None
+        target = node.relay_target()
+        if target is None or request.headers.get(RELAYED):
+            return unavailable("The server that holds this data is changing; try again.")
+        return await relay(node.http, target, request, refresh=node.refresh)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses nesting past 1,024 levels with a JSONDecodeError (a subclass of
