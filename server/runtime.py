@@ -198,6 +198,7 @@ class Runtime:
                 bus=bus,
                 state=state,
                 tracker=tracker,
+                database=database,
                 start_core=start_core,
             )
             nodes.append(node)

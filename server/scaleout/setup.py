@@ -19,6 +19,8 @@ from server.market.state import MarketState
 from server.scaleout.market_copy import FollowerCopy, LeaderWriter
 from server.scaleout.node import DEMOTED_EXIT_CODE, Node
 from server.settings import Settings
+from server.storage.database import Database
+from server.storage.fence import claim
 from streams.feed_status import FeedStatusTracker
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def join(
     bus: RedisBus,
     state: MarketState,
     tracker: FeedStatusTracker,
+    database: Database,
     start_core: Callable[[], Awaitable[None]],
     request_exit: Callable[[], None] | None = None,
 ) -> Node:
@@ -69,8 +72,11 @@ def join(
     tasks: list[asyncio.Task[None]] = []
     stop = request_exit or _terminate
 
-    async def become_leader() -> None:
+    async def become_leader(fence: int) -> None:
         try:
+            # First make every write of an older leader fail, then rebuild from what
+            # it wrote (server.storage.fence).
+            await claim(database, fence, node.election.holder_id)
             await start_core()
         except Exception:
             log.exception("elected, but the core did not start; stepping down")
@@ -84,7 +90,7 @@ def join(
     def on_elected(fence: int) -> None:
         bus.fence = fence  # readers refuse anything an older leader still publishes
         copy.detach()  # this process's ingest applies what it publishes from now on
-        tasks.append(asyncio.create_task(become_leader(), name="become-leader"))
+        tasks.append(asyncio.create_task(become_leader(fence), name="become-leader"))
 
     def on_demoted() -> None:
         bus.fence = 0

@@ -137,6 +137,11 @@ class Database:
         )
         return cls(pool, kind, description, embedded=embedded, applied_migrations=names, dsn=dsn)
 
+    @property
+    def dsn(self) -> str | None:
+        """The connection string (secret: never logged), ``None`` once closed."""
+        return None if self._closed else self._dsn
+
     async def connect(self, timeout: float = CONNECTION_TIMEOUT_S) -> Any:
         """A connection of its own, outside the pool: for LISTEN, which needs one session
         for as long as it listens. The caller closes it. ``DatabaseUnavailable`` (with
@@ -192,6 +197,15 @@ class Database:
         await self.close()
 
 
+APPLICATION_NAME = "tickgraph"
+#: What every pooled connection is opened with (``server.storage.fence`` re-opens them
+#: with the leader's token added).
+CONNECT_ARGS: dict[str, float] = {
+    "command_timeout": COMMAND_TIMEOUT_S,
+    "timeout": CONNECTION_TIMEOUT_S,
+}
+
+
 async def _create_pool(
     dsn: str, kind: DatabaseKind, description: str, connect_timeout: float
 ) -> Any:
@@ -214,10 +228,9 @@ async def _create_pool(
                     dsn,
                     min_size=POOL_MIN_SIZE,
                     max_size=POOL_MAX_SIZE,
-                    command_timeout=COMMAND_TIMEOUT_S,
                     max_inactive_connection_lifetime=MAX_INACTIVE_CONNECTION_LIFETIME_S,
-                    timeout=CONNECTION_TIMEOUT_S,
-                    server_settings={"application_name": "tickgraph"},
+                    server_settings={"application_name": APPLICATION_NAME},
+                    **CONNECT_ARGS,
                 ),
                 remaining,
             )
