@@ -52,10 +52,11 @@ def create_app(
                 runtime_ref.pop("runtime", None)
             return
         try:
-            runtime_ref["runtime"] = await Runtime.start(settings)
+            runtime_ref["runtime"] = started = await Runtime.start(settings)
         except Exception as exc:
             log.error("start-up failed: %s", exc)
             raise
+        started.serving()
         try:
             yield
         finally:

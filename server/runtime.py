@@ -244,6 +244,12 @@ class Runtime:
         log.info("tickgraph started", extra={"config": settings.describe()})
         return runtime
 
+    def serving(self) -> None:
+        """The server listens: with REDIS_URL, this process now campaigns to lead."""
+        node = self.services.node
+        if node is not None:
+            node.start()
+
     async def stop(self) -> None:
         """Stop the feed, then the tasks, writers, simulator and database."""
         await self.stack.aclose()

@@ -13,6 +13,10 @@ process may hold the feed. That process holds a lease:
   it *sent* the last successful command plus the ttl, minus a margin for clock rate
   differences; if it cannot renew before then (Redis unreachable, or the loop was
   paused) it steps down on its own, without waiting to hear from Redis.
+* **Redis restarted without persistence** forgets the lease while its holder still
+  leads: campaigns then wait one ttl (a *quiet* key, set when the fence counter is
+  found missing) and the holder takes the lease back at its next renewal, so a Redis
+  restart does not move the feed (``Lease.acquire``).
 * **Release** on a clean stop (compare-and-delete), so a follower takes over at its
   next attempt instead of after the ttl.
 * **Fencing**: the leader stamps its token on what it publishes
@@ -43,6 +47,13 @@ log = logging.getLogger(__name__)
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[3] == '0' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+  if redis.call('SETNX', KEYS[2], 0) == 1 then
+    redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+    return 0
+  end
+end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local fence = redis.call('INCR', KEYS[2])
@@ -93,14 +104,24 @@ class Lease:
         self._redis = redis
         self.key = f"{{tickgraph:lease:{name}}}:holder"
         self.fence_key = f"{{tickgraph:lease:{name}}}:fence"
+        self.quiet_key = f"{{tickgraph:lease:{name}}}:quiet"
         self.ttl_ms = ttl_ms
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
-    async def acquire(self, holder: str) -> int:
-        """The fencing token if the lease was free and is now ours, else 0."""
-        fence = await self._acquire(keys=[self.key, self.fence_key], args=[holder, self.ttl_ms])
+    async def acquire(self, holder: str, *, take_back: bool = False) -> int:
+        """The fencing token if the lease was free and is now ours, else 0.
+
+        A Redis without the fence counter is new, or restarted and lost its data: the
+        lease may still be held by a process that cannot know it was forgotten. A
+        campaign then starts a quiet period of one ttl in which only ``take_back`` (the
+        holder renewing, ``LeaderElection``) may acquire: a Redis restart does not move
+        the lease, while a new deployment waits one ttl for its first leader."""
+        fence = await self._acquire(
+            keys=[self.key, self.fence_key, self.quiet_key],
+            args=[holder, self.ttl_ms, "1" if take_back else "0"],
+        )
         return int(fence)
 
     async def renew(self, holder: Holder) -> bool:
@@ -129,6 +150,7 @@ class LeaderElection:
         holder: str | None = None,
         on_elected: Callable[[int], None],
         on_demoted: Callable[[], None],
+        on_refenced: Callable[[int], None] | None = None,
         retry_s: float = 0.5,
         margin: float = 0.1,
     ) -> None:
@@ -136,6 +158,7 @@ class LeaderElection:
         self.holder_id = holder or process_id()
         self._on_elected = on_elected
         self._on_demoted = on_demoted
+        self._on_refenced = on_refenced
         self._ttl = lease.ttl_ms / 1000
         self._retry = retry_s
         # Renew three times per ttl; count the lease valid a little shorter than
@@ -230,10 +253,37 @@ class LeaderElection:
                 self._next_renew = time.monotonic() + min(self._retry, self._renew_every)
             return
         if not renewed:
-            self._step_down("another process holds the lease")
+            if not await self._take_back(held, sent):
+                self._step_down("another process holds the lease")
             return
         self._deadline = sent + self._valid_for
         self._next_renew = sent + self._renew_every
+
+    async def _take_back(self, held: Holder, sent: float) -> bool:
+        """Redis restarted without persistence and forgot the lease while we still
+        held it: take it again at once if nobody else has (with a new, higher fence,
+        reported through ``on_refenced``). Campaigns of other processes wait one ttl
+        after Redis lost the lease (``Lease.acquire``), so we get it back first."""
+        if self._on_refenced is None:
+            return False
+        try:
+            if await asyncio.wait_for(self._lease.holder(), self._deadline - sent) is not None:
+                return False
+            fence = await asyncio.wait_for(
+                self._lease.acquire(held.holder, take_back=True), self._deadline - time.monotonic()
+            )
+        except (RedisError, OSError, TimeoutError, ValueError):
+            return False
+        if not fence:
+            return False
+        self._held = Holder(fence, held.holder)
+        self._deadline = sent + self._valid_for
+        self._next_renew = sent + self._renew_every
+        log.warning(
+            "leader election: %s was lost by Redis; taken back (fence %d)", self._lease.key, fence
+        )
+        self._on_refenced(fence)
+        return True
 
     def _step_down(self, reason: str) -> None:
         log.warning("leader election: stepping down from %s: %s", self._lease.key, reason)

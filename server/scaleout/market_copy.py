@@ -112,13 +112,16 @@ class FollowerCopy:
         self._every = every_s
         self._task: asyncio.Task[None] | None = None
         self._stale_snapshot = True
+        self._attached = False
 
     def attach(self) -> None:
+        self._attached = True
         for topic in self._topics:
             self._bus.subscribe(topic, self._apply)
         self._task = asyncio.create_task(self._follow(), name="follower-copy")
 
     def detach(self) -> None:
+        self._attached = False
         for topic in self._topics:
             self._bus.unsubscribe(topic, self._apply)
         if self._task is not None:
@@ -133,9 +136,10 @@ class FollowerCopy:
                 await task
 
     def on_connection(self, connected: bool) -> None:
-        """The bus's Redis link changed: what was missed meanwhile is read again."""
+        """The bus's Redis link changed: what was missed meanwhile is read again. (On
+        the leader, detached, its own feed says how it is.)"""
         self._stale_snapshot = True
-        if not connected:
+        if self._attached and not connected:
             self._down("this server lost its Redis connection")
 
     def _apply(self, item: Received) -> None:

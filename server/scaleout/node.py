@@ -43,6 +43,7 @@ class Node:
         ttl_ms: int,
         on_elected: Callable[[int], None],
         on_demoted: Callable[[], None],
+        on_refenced: Callable[[int], None] | None = None,
         relay_timeout_s: float = 60.0,
         watch_every_s: float = 0.5,
     ) -> None:
@@ -54,8 +55,11 @@ class Node:
             holder=f"{self.url} {process_id()}",
             on_elected=on_elected,
             on_demoted=on_demoted,
+            on_refenced=on_refenced,
         )
         self.serving = False
+        #: Set by ``stop``: losing the lease then is the hand-over, not a failure.
+        self.stopping = False
         self.leader: str | None = None
         self._watch_every = watch_every_s
         # Relayed operations include placing orders (answered once the broker has) and
@@ -68,11 +72,14 @@ class Node:
         return self.election.is_leader
 
     def start(self) -> None:
+        if self._watcher is not None:
+            return
         self.election.start()
         self._watcher = asyncio.create_task(self._watch(), name="leader-watch")
 
     async def stop(self) -> None:
         """Hand the lease over (a follower takes it within ``retry_s``), then close."""
+        self.stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

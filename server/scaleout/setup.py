@@ -63,8 +63,11 @@ def join(
     start_core: Callable[[], Awaitable[None]],
     request_exit: Callable[[], None] | None = None,
 ) -> Node:
-    """Start campaigning. Until elected this process is a follower; when elected it
-    starts the core (``start_core``) and only then serves what needs the leader."""
+    """This process as a member of the deployment: a follower (its market copy fed by
+    the bus) until elected; then it starts the core (``start_core``) and only then
+    serves what needs the leader. It campaigns once ``Node.start`` is called, when the
+    server listens (``Runtime.serving``): building the app blocks the event loop for
+    seconds on a busy machine, and a lease held meanwhile would run out unrenewed."""
     copy = FollowerCopy(
         redis, bus, state, tracker, settings.symbols, bus_connected=lambda: bus.connected
     )
@@ -87,15 +90,34 @@ def join(
         node.serving = True
         log.info("serving as the leader (fence %d)", node.election.fence)
 
+    elected: list[int] = []
+
     def on_elected(fence: int) -> None:
+        elected.append(fence)
         bus.fence = fence  # readers refuse anything an older leader still publishes
         copy.detach()  # this process's ingest applies what it publishes from now on
         tasks.append(asyncio.create_task(become_leader(fence), name="become-leader"))
 
+    async def refence(fence: int) -> None:
+        try:
+            await claim(database, fence, node.election.holder_id)
+        except Exception:
+            log.exception("could not claim the new fence %d; stepping down", fence)
+            _stopping(DEMOTED_EXIT_CODE)
+            stop()
+
+    def on_refenced(fence: int) -> None:
+        # Redis lost the lease and we took it back with a new token: publish with it,
+        # and make it the database's fence too (the old one would refuse our writes
+        # only if someone else had claimed since, which the take-back rules out).
+        bus.fence = fence
+        tasks.append(asyncio.create_task(refence(fence), name="refence"))
+
     def on_demoted() -> None:
         bus.fence = 0
-        if not node.serving:
-            return
+        if not elected or node.stopping:
+            return  # never led, or handing over at shutdown
+        # Elected once: the core runs or is starting, and only a restart puts it down.
         node.serving = False
         log.warning("lost the leader's lease: this process stops, to restart as a follower")
         _stopping(DEMOTED_EXIT_CODE)
@@ -107,6 +129,7 @@ def join(
         ttl_ms=settings.leader_ttl_ms,
         on_elected=on_elected,
         on_demoted=on_demoted,
+        on_refenced=on_refenced,
     )
     bus.on_connection = copy.on_connection
     copy.attach()
@@ -122,7 +145,6 @@ def join(
     # Stopped before the core; the lease itself is handed over by ``Node.stop``, which
     # the caller runs after the core has stopped and its writers have drained.
     stack.push_async_callback(close)
-    node.start()
     return node
 
 

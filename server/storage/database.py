@@ -197,6 +197,21 @@ class Database:
         await self.close()
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL cannot be reached or is going away (down,
+    restarting, a connection cut, a query that timed out), as opposed to a bug or a
+    refused statement."""
+    return isinstance(
+        exc,
+        DatabaseUnavailable
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | OSError
+        | TimeoutError,
+    )
+
+
 APPLICATION_NAME = "tickgraph"
 #: What every pooled connection is opened with (``server.storage.fence`` re-opens them
 #: with the leader's token added).

@@ -12,25 +12,29 @@ tell which process they are connected to.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from server.auth.tokens import KeyRing
 from streams.polygon_server import start_simulated_server
+from tests.support.deployment import (
+    MARKET_BUY,
+    PLACE,
+    Process,
+    deployment,
+    redis_server,
+)
 from tests.support.graphql_ws import GraphQLWS, graphql_ws
-from tests.support.redis import RedisServer, free_port
-from tests.support.server_process import Server, elite_token, server_env, tickgraph, until
+from tests.support.redis import RedisServer
+from tests.support.server_process import elite_token, until
 from tests.support.timing import timeout
+
+__all__ = ["redis_server"]  # the fixture
 
 QUOTES = 'subscription { quotes(symbols: ["AMZN"]) { symbol bidPrice askPrice } }'
 ALERT_EVENTS = "subscription { alertEvents { alertId symbol key } }"
@@ -38,70 +42,7 @@ ORDER_UPDATES = (
     "subscription { orderUpdates { cursor kind order { id status } fill { qty price } } }"
 )
 CREATE_ALERT = """mutation($i: AlertInput!) { createAlert(input: $i) { id } }"""
-PLACE = """mutation($input: OrderInput!) { placeOrder(input: $input) { id status } }"""
-MARKET_BUY = {"symbol": "AMZN", "side": "BUY", "type": "MARKET", "timeInForce": "DAY", "qty": "3"}
-
-
-@dataclass
-class Process:
-    name: str
-    port: int
-    server: Server
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
-
-    async def role(self) -> str:
-        try:
-            body = (await self.server.http.get("/readyz")).json()
-        except httpx.HTTPError:
-            return "down"
-        role: str = body.get("role", "starting")
-        return role
-
-
-@pytest.fixture
-def redis_server() -> AsyncIterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server  # type: ignore[misc]
-    finally:
-        server.stop()
-        server.remove()
-
-
-def shared_keys(tmp: Path) -> str:
-    """The signing keys every process of the deployment shares (as an operator gives
-    them: TICKGRAPH_JWT_PRIVATE_KEYS), so a token from one is good on all."""
-    path = tmp / "keys.pem"
-    if not path.exists():
-        KeyRing.load_or_create(path)
-    return path.read_text()
-
-
-@asynccontextmanager
-async def process(
-    name: str, db_url: str, redis_url: str, upstream: str, tmp: Path
-) -> AsyncIterator[Process]:
-    port = free_port()
-    env = server_env(
-        db_url,
-        upstream,
-        tmp / name,
-        REDIS_URL=redis_url,
-        TICKGRAPH_ADVERTISE_URL=f"http://127.0.0.1:{port}",
-        TICKGRAPH_LEADER_TTL_MS="3000",
-        TICKGRAPH_TRADING_CALENDAR="continuous",
-        TICKGRAPH_JWT_PRIVATE_KEYS=shared_keys(tmp),
-    )
-    (tmp / name).mkdir(parents=True, exist_ok=True)
-    async with tickgraph(env, tmp / f"{name}.log", port=port) as server:
-        yield Process(name, port, server)
-
-
-async def wait_role(proc: Process, role: str, limit: float) -> None:
-    await until(proc.role, lambda r: r == role, f"{proc.name} to be {role}", limit)
+GAPS = '{ barGaps(symbol: "AMZN") { from to reason } }'
 
 
 async def next_of(ws: GraphQLWS, op: str, limit: float) -> dict[str, Any]:
@@ -109,26 +50,16 @@ async def next_of(ws: GraphQLWS, op: str, limit: float) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def deployment(
-    db_url: str, redis_url: str, tmp: Path
-) -> AsyncIterator[tuple[Process, Process, Process]]:
+async def three(db_url: str, redis_url: str, tmp: Path) -> AsyncIterator[tuple[Process, ...]]:
     async with await start_simulated_server(["AMZN"], 7, 40.0) as upstream:
-        async with contextlib.AsyncExitStack() as stack:
-            a = await stack.enter_async_context(process("a", db_url, redis_url, upstream.url, tmp))
-            await wait_role(a, "leader", timeout(3))
-            b, c = await asyncio.gather(
-                stack.enter_async_context(process("b", db_url, redis_url, upstream.url, tmp)),
-                stack.enter_async_context(process("c", db_url, redis_url, upstream.url, tmp)),
-            )
-            for proc in (b, c):
-                await wait_role(proc, "follower", timeout(1))
-            yield a, b, c
+        async with deployment(db_url, redis_url, upstream.url, tmp, ("a", "b", "c")) as procs:
+            yield procs
 
 
 async def test_three_processes_serve_one_market(
     fresh_database_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    async with deployment(fresh_database_url, redis_server.url, tmp_path) as (a, b, c):
+    async with three(fresh_database_url, redis_server.url, tmp_path) as (a, b, c):
         _, token = await elite_token(a.server.http, fresh_database_url)
         auth = {"authorization": f"Bearer {token}"}
         async with (
@@ -191,14 +122,14 @@ async def test_three_processes_serve_one_market(
 async def test_the_leader_killed_another_takes_over_and_quotes_flow_again(
     fresh_database_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    async with deployment(fresh_database_url, redis_server.url, tmp_path) as (a, b, c):
+    async with three(fresh_database_url, redis_server.url, tmp_path) as (a, b, c):
         _, token = await elite_token(b.server.http, fresh_database_url)
         auth = {"authorization": f"Bearer {token}"}
         async with graphql_ws(c.ws, payload={"token": token}) as on_c:
             quotes = await on_c.subscribe(QUOTES)
             await next_of(on_c, quotes, timeout(2))
             a.server.proc.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
+            killed, killed_ms = time.monotonic(), time.time() * 1000
             await a.server.proc.wait()
             # Quotes again on the surviving follower, from the new leader.
             while True:
@@ -209,6 +140,21 @@ async def test_the_leader_killed_another_takes_over_and_quotes_flow_again(
             assert gap <= 5.0 * max(1.0, timeout(0.1)), f"quotes stopped for {gap:.1f} s"
             roles = {p.name: await p.role() for p in (b, c)}
             assert sorted(roles.values()) == ["follower", "leader"], roles
+
+            # The new leader announces the window nobody ingested on the bars stream.
+            # (Here "start": the dead leader had stored no bar yet, so the gap runs from
+            # the day's start; with stored bars it is a "restart" from the last one.)
+            # It is recorded with the new leader's first trade.
+            async def gaps() -> list[dict[str, Any]]:
+                body = await b.post(GAPS, token)
+                return list((body.get("data") or {}).get("barGaps") or [])
+
+            await until(
+                gaps,
+                lambda found: any(g["from"] <= killed_ms <= g["to"] for g in found),
+                "the gap of the takeover on barGaps",
+                timeout(2),
+            )
             # What needs the leader works again, on either survivor.
             for proc in (b, c):
                 answer = await proc.server.http.post(

@@ -137,17 +137,59 @@ async def test_the_leader_steps_down_when_redis_is_gone() -> None:
 
 
 async def test_fences_keep_increasing_across_a_redis_restart_without_persistence() -> None:
+    """And a Redis that lost its state (or is new) holds campaigns back for one ttl,
+    while the holder may take its lease back at once."""
     with running_redis() as server:
         redis = Redis.from_url(server.url)
         try:
             lease = Lease(redis, lease_name(), 1000)
-            first = await lease.acquire("one")
+            assert await lease.acquire("one") == 0  # new: quiet for one ttl
+            first = await lease.acquire("one", take_back=True)
             assert first > 0 and await lease.acquire("two") == 0  # held
             server.stop()
             server.start()  # the counter and the lease are gone
             await redis.connection_pool.disconnect()
-            second = await lease.acquire("two")
+            assert await lease.acquire("two") == 0  # quiet: "one" may still lead
+            second = await lease.acquire("one", take_back=True)
             assert second > first
+            await redis.delete(lease.key)  # expired: after the quiet period...
+            await asyncio.sleep(1.0)
+            third = await lease.acquire("two")  # ...anyone may campaign again
+            assert third > second
+        finally:
+            await redis.aclose()
+
+
+async def test_a_redis_restart_does_not_move_the_lease() -> None:
+    """The leader takes back the lease Redis forgot, with a higher fence it reports;
+    the follower, campaigning all along, is never elected."""
+    with running_redis() as server:
+        redis = Redis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            name = lease_name()
+            refenced: list[int] = []
+            roles = Roles()
+            leader = LeaderElection(
+                Lease(redis, name, 1500),
+                on_elected=roles.elected,
+                on_demoted=roles.demoted,
+                on_refenced=refenced.append,
+                retry_s=0.1,
+            )
+            leader.start()
+            try:
+                await eventually(lambda: leader.is_leader, "election")
+                async with campaigning(redis, name) as (follower, follower_roles):
+                    server.stop()
+                    server.start()
+                    await eventually(lambda: bool(refenced), "the lease taken back")
+                    await asyncio.sleep(1.5)  # the quiet period, and campaigns after it
+                    assert leader.is_leader and not follower.is_leader
+                    assert follower_roles.events == []
+                    assert len(roles.events) == 1  # elected once, never demoted
+                    assert refenced[-1] > roles.events[0] and leader.fence == refenced[-1]
+            finally:
+                await leader.stop()
         finally:
             await redis.aclose()
 
