@@ -302,6 +302,10 @@ def _slow_updates(dropped: int) -> SlowConsumer:
     )
 
 
+def _seq_of(item: StoredEntry) -> int:
+    return item.seq
+
+
 @strawberry.type
 class OrdersSubscription:
     @strawberry.subscription(
@@ -346,6 +350,7 @@ class OrdersSubscription:
             overflow_error=_slow_updates,
             scope=("orders", owner),
             release=releaser(lease),
+            position=_seq_of,
         )
 
     @strawberry.subscription(

@@ -41,8 +41,9 @@ from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
 from server.market.timeframes import Timeframe
+from server.scaleout.event_stream import StreamingBus, StreamWriter
 from server.scaleout.node import Node
-from server.scaleout.setup import join, redis_bus
+from server.scaleout.setup import Parts, join, redis_bus
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.broker_accounts import BrokerAccounts
@@ -126,15 +127,19 @@ class Runtime:
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
         history, rest = _history(settings, database)
+        # What must reach every process's subscribers once committed (order updates,
+        # fired alerts) is also announced on the deployment's event stream.
+        events = StreamWriter(_redis(settings)) if isinstance(bus, RedisBus) else None
+        committed: Bus = bus if events is None else StreamingBus(bus, events)
         bar_writer, delivery, screen, analytics, alerts = _analytics(
-            settings, database, bus, history
+            settings, database, bus, history, committed=committed
         )
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
         trading = _trading(
             settings,
             database,
-            bus,
+            committed,
             state=state,
             directory=directory,
             limiter=limiter,
@@ -158,14 +163,9 @@ class Runtime:
         alerts.trades = delivery.trades = AlertOrders(trading.service, alerts.limits_for)
         runtime = cls(services=None, database=database, feed=feed, simulator=simulator)  # type: ignore[arg-type]
         nodes: list[Node] = []
-
-        async def hand_over() -> None:
-            # After the core has stopped and drained: only then may another process
-            # take the lease and rebuild from what this one wrote.
-            for node in nodes:
-                await node.stop()
-
-        stack.push_async_callback(hand_over)
+        # After the core has stopped and drained: only then may another process take
+        # the lease and rebuild from what this one wrote.
+        stack.push_async_callback(_hand_over, nodes)
         # The stateful core (feed, writers, restored sessions, trading, armed alerts)
         # runs in one process of a deployment: here at once, or once elected.
         core = contextlib.AsyncExitStack()
@@ -188,20 +188,20 @@ class Runtime:
         runtime.background.append(auth_listener)
         stack.push_async_callback(_cancel, [auth_listener])
         node = None
-        if not isinstance(bus, RedisBus):
+        if not isinstance(bus, RedisBus) or events is None:
             await start_core()
         else:
-            node = join(
-                settings,
-                stack,
-                redis=_redis(settings),
-                bus=bus,
-                state=state,
-                tracker=tracker,
-                database=database,
-                start_core=start_core,
+            parts = Parts(
+                _redis(settings),
+                bus,
+                state,
+                tracker,
+                database,
+                events,
+                trading.ledger.recent,
+                start_core,
             )
-            nodes.append(node)
+            nodes.append(node := await join(settings, stack, parts))
         # Serve once revocations are heard (bounded: without the listener every check
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
@@ -253,6 +253,11 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the feed, then the tasks, writers, simulator and database."""
         await self.stack.aclose()
+
+
+async def _hand_over(nodes: list[Node]) -> None:
+    for node in nodes:
+        await node.stop()
 
 
 def _feed(
@@ -337,11 +342,17 @@ def _bus(settings: Settings, stack: contextlib.AsyncExitStack) -> Bus:
 
 
 def _analytics(
-    settings: Settings, database: Database, bus: Bus, history: HistoryProvider
+    settings: Settings,
+    database: Database,
+    bus: Bus,
+    history: HistoryProvider,
+    *,
+    committed: Bus,
 ) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
-    """Bars, indicators and alerts after the screen, with their writers."""
+    """Bars, indicators and alerts after the screen, with their writers (fired alerts
+    published on ``committed``)."""
     bar_writer = _bar_writer(settings, database)
-    delivery = AlertDelivery(database.pool, bus)
+    delivery = AlertDelivery(database.pool, committed)
     screen = FeedScreen(screen_policy(settings))
     rates = FiringRates()
     analytics = Analytics(

@@ -1,7 +1,8 @@
 """Which operations a follower serves itself, and which it relays to the leader.
 
 A follower holds a faithful copy of the market's latest quotes and trades (every event
-the leader publishes reaches it through the Redis bus) and shares accounts, keys and
+the leader publishes reaches it through the Redis bus), delivers the order updates and
+fired alerts the leader committed (``event_stream``), and shares accounts, keys and
 preferences through PostgreSQL. Anything else (bars and indicators of the forming bar,
 day statistics, alerts, orders, positions, analyses) lives in the leader's memory.
 
@@ -48,7 +49,11 @@ LOCAL: dict[str, frozenset[str]] = {
             "__typename",
         }
     ),
-    "subscription": frozenset({"quotes", "quoteBatches", "trades", "feedStatus", "__typename"}),
+    "subscription": frozenset(
+        {"quotes", "quoteBatches", "trades", "feedStatus", "__typename"}
+        # Committed by the leader, delivered here from the database (event_stream).
+        | {"orderUpdates", "alertEvents"}
+    ),
 }
 
 

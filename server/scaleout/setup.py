@@ -9,18 +9,22 @@ import contextlib
 import logging
 import os
 import signal
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from server.delivery.redis_bus import RedisBus
 from server.delivery.redis_wire import market_codecs
 from server.market.state import MarketState
+from server.scaleout.event_stream import StreamReader, StreamWriter
 from server.scaleout.market_copy import FollowerCopy, LeaderWriter
 from server.scaleout.node import DEMOTED_EXIT_CODE, Node
 from server.settings import Settings
 from server.storage.database import Database
 from server.storage.fence import claim
+from server.storage.order_rows import StoredEntry
 from streams.feed_status import FeedStatusTracker
 
 log = logging.getLogger(__name__)
@@ -51,101 +55,133 @@ def advertised(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def join(
+@dataclass
+class Parts:
+    """What a member of a deployment drives, built by ``Runtime``."""
+
+    redis: Redis
+    bus: RedisBus
+    state: MarketState
+    tracker: FeedStatusTracker
+    database: Database
+    #: The leader's notices of committed events, and the order ledger's recent entries.
+    notices: StreamWriter
+    recent: dict[str, deque[StoredEntry]]
+    start_core: Callable[[], Awaitable[None]]
+
+
+async def join(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
-    *,
-    redis: Redis,
-    bus: RedisBus,
-    state: MarketState,
-    tracker: FeedStatusTracker,
-    database: Database,
-    start_core: Callable[[], Awaitable[None]],
+    parts: Parts,
     request_exit: Callable[[], None] | None = None,
 ) -> Node:
-    """This process as a member of the deployment: a follower (its market copy fed by
-    the bus) until elected; then it starts the core (``start_core``) and only then
-    serves what needs the leader. It campaigns once ``Node.start`` is called, when the
-    server listens (``Runtime.serving``): building the app blocks the event loop for
-    seconds on a busy machine, and a lease held meanwhile would run out unrenewed."""
-    copy = FollowerCopy(
-        redis, bus, state, tracker, settings.symbols, bus_connected=lambda: bus.connected
-    )
-    writer = LeaderWriter(redis, state, tracker)
-    tasks: list[asyncio.Task[None]] = []
-    stop = request_exit or _terminate
+    """This process as a member of the deployment: a follower until elected, then the
+    leader. It campaigns once ``Node.start`` is called, when the server listens
+    (``Runtime.serving``): building the app blocks the event loop for seconds on a busy
+    machine, and a lease held meanwhile would run out unrenewed."""
+    member = _Member(settings, parts, request_exit or _terminate)
+    await member.reader.start()
+    # Stopped before the core; the lease itself is handed over by ``Node.stop``, which
+    # the caller runs after the core has stopped and its writers have drained.
+    stack.push_async_callback(member.close)
+    return member.node
 
-    async def become_leader(fence: int) -> None:
+
+class _Member:
+    def __init__(self, settings: Settings, parts: Parts, stop: Callable[[], None]) -> None:
+        self.parts = parts
+        self._stop = stop
+        bus = parts.bus
+        self.copy = FollowerCopy(
+            parts.redis,
+            bus,
+            parts.state,
+            parts.tracker,
+            settings.symbols,
+            bus_connected=lambda: bus.connected,
+        )
+        self.writer = LeaderWriter(parts.redis, parts.state, parts.tracker)
+        # Until elected, committed order updates and alerts come from the leader.
+        self.reader = StreamReader(parts.redis, parts.database.pool, bus, parts.recent)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.elected = False
+        self.node = Node(
+            parts.redis,
+            advertise_url=advertised(settings),
+            ttl_ms=settings.leader_ttl_ms,
+            on_elected=self.on_elected,
+            on_demoted=self.on_demoted,
+            on_refenced=self.on_refenced,
+        )
+        bus.on_connection = self.copy.on_connection
+        self.copy.attach()
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        self.tasks.append(asyncio.ensure_future(work))
+        self.tasks[-1].set_name(name)
+
+    def _fail(self) -> None:
+        self.node.serving = False
+        _stopping(DEMOTED_EXIT_CODE)
+        self._stop()
+
+    def on_elected(self, fence: int) -> None:
+        self.elected = True
+        self.parts.bus.fence = fence  # readers refuse what an older leader still publishes
+        self.copy.detach()  # this process's ingest applies what it publishes from now on
+        self._spawn(self._become_leader(fence), "become-leader")
+
+    async def _become_leader(self, fence: int) -> None:
+        parts = self.parts
         try:
             # First make every write of an older leader fail, then rebuild from what
             # it wrote (server.storage.fence).
-            await claim(database, fence, node.election.holder_id)
-            await start_core()
+            await claim(parts.database, fence, self.node.election.holder_id)
+            # What the old leader committed last is delivered here before this
+            # process commits anything itself; from here on it announces.
+            await self.reader.stop()
+            await self.reader.catch_up()
+            parts.notices.enabled = True
+            self._spawn(parts.notices.run(), "event-stream-writer")
+            await parts.start_core()
         except Exception:
             log.exception("elected, but the core did not start; stepping down")
-            _stopping(DEMOTED_EXIT_CODE)
-            stop()
+            self._fail()
             return
-        tasks.append(asyncio.create_task(writer.run(), name="market-snapshot"))
-        node.serving = True
-        log.info("serving as the leader (fence %d)", node.election.fence)
+        self._spawn(self.writer.run(), "market-snapshot")
+        self.node.serving = True
+        log.info("serving as the leader (fence %d)", self.node.election.fence)
 
-    elected: list[int] = []
+    def on_refenced(self, fence: int) -> None:
+        # Redis lost the lease and we took it back with a new token: publish with it,
+        # and make it the database's fence too.
+        self.parts.bus.fence = fence
+        self._spawn(self._refence(fence), "refence")
 
-    def on_elected(fence: int) -> None:
-        elected.append(fence)
-        bus.fence = fence  # readers refuse anything an older leader still publishes
-        copy.detach()  # this process's ingest applies what it publishes from now on
-        tasks.append(asyncio.create_task(become_leader(fence), name="become-leader"))
-
-    async def refence(fence: int) -> None:
+    async def _refence(self, fence: int) -> None:
         try:
-            await claim(database, fence, node.election.holder_id)
+            await claim(self.parts.database, fence, self.node.election.holder_id)
         except Exception:
             log.exception("could not claim the new fence %d; stepping down", fence)
-            _stopping(DEMOTED_EXIT_CODE)
-            stop()
+            self._fail()
 
-    def on_refenced(fence: int) -> None:
-        # Redis lost the lease and we took it back with a new token: publish with it,
-        # and make it the database's fence too (the old one would refuse our writes
-        # only if someone else had claimed since, which the take-back rules out).
-        bus.fence = fence
-        tasks.append(asyncio.create_task(refence(fence), name="refence"))
-
-    def on_demoted() -> None:
-        bus.fence = 0
-        if not elected or node.stopping:
+    def on_demoted(self) -> None:
+        self.parts.bus.fence = 0
+        if not self.elected or self.node.stopping:
             return  # never led, or handing over at shutdown
         # Elected once: the core runs or is starting, and only a restart puts it down.
-        node.serving = False
         log.warning("lost the leader's lease: this process stops, to restart as a follower")
-        _stopping(DEMOTED_EXIT_CODE)
-        stop()
+        self._fail()
 
-    node = Node(
-        redis,
-        advertise_url=advertised(settings),
-        ttl_ms=settings.leader_ttl_ms,
-        on_elected=on_elected,
-        on_demoted=on_demoted,
-        on_refenced=on_refenced,
-    )
-    bus.on_connection = copy.on_connection
-    copy.attach()
-
-    async def close() -> None:
-        for task in tasks:
+    async def close(self) -> None:
+        await self.reader.stop()
+        for task in self.tasks:
             task.cancel()
-        for task in tasks:
+        for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await copy.close()
-
-    # Stopped before the core; the lease itself is handed over by ``Node.stop``, which
-    # the caller runs after the core has stopped and its writers have drained.
-    stack.push_async_callback(close)
-    return node
+        await self.copy.close()
 
 
 def _stopping(code: int) -> None:

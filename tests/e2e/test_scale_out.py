@@ -41,6 +41,10 @@ ALERT_EVENTS = "subscription { alertEvents { alertId symbol key } }"
 ORDER_UPDATES = (
     "subscription { orderUpdates { cursor kind order { id status } fill { qty price } } }"
 )
+ORDER_UPDATES_AFTER = (
+    "subscription($after: String) { orderUpdates(after: $after) "
+    "{ cursor kind order { id status } fill { qty price } } }"
+)
 CREATE_ALERT = """mutation($i: AlertInput!) { createAlert(input: $i) { id } }"""
 GAPS = '{ barGaps(symbol: "AMZN") { from to reason } }'
 
@@ -111,12 +115,29 @@ async def test_three_processes_serve_one_market(
                 assert "errors" not in body, body
                 placed.append(body["data"]["placeOrder"]["id"])
             filled: set[str] = set()
+            cursors: list[str] = []
             while filled != set(placed):
                 update = (await next_of(on_b, updates, timeout(3)))["orderUpdates"]
+                cursors.append(update["cursor"])
                 if update["kind"] == "FILL":
                     assert update["fill"]["qty"] == "3"
                     filled.add(update["order"]["id"])
-            del on_c
+            assert len(cursors) == len(set(cursors)), "an update came twice"
+            await on_b.complete(updates)
+
+            # Resumed on C from the last cursor B received, while another order is
+            # placed through B: what came meanwhile first, nothing twice, no gap.
+            answer = await b.post(PLACE, token, input=MARKET_BUY)
+            assert "errors" not in answer, answer
+            third = answer["data"]["placeOrder"]["id"]
+            resumed = await on_c.subscribe(ORDER_UPDATES_AFTER, {"after": cursors[-1]})
+            seen: list[dict[str, Any]] = []
+            while not any(u["kind"] == "FILL" and u["order"]["id"] == third for u in seen):
+                seen.append((await next_of(on_c, resumed, timeout(3)))["orderUpdates"])
+            assert all(u["order"]["id"] == third for u in seen), seen
+            resumed_cursors = [u["cursor"] for u in seen]
+            assert len(resumed_cursors) == len(set(resumed_cursors))
+            assert not set(resumed_cursors) & set(cursors)
 
 
 async def test_the_leader_killed_another_takes_over_and_quotes_flow_again(
