@@ -28,6 +28,7 @@ from server.auth.users import AuthSettings, UserService
 from server.delivery.bus import Bus, InProcessBus
 from server.delivery.firings import AlertDelivery
 from server.delivery.hub import MarketHub
+from server.delivery.leadership import process_id
 from server.delivery.redis_bus import RedisBus
 from server.history.polygon import PolygonHistory
 from server.history.provider import ChainedHistory, HistoryProvider
@@ -37,6 +38,8 @@ from server.ingest import Ingest
 from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
+from server.limits.shared_quota import SharedQuota
+from server.limits.usage import SubscriptionQuota
 from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
@@ -184,9 +187,7 @@ class Runtime:
             alerts=alerts,
         )
 
-        auth_listener = asyncio.create_task(listener.run(), name="auth-listener")
-        runtime.background.append(auth_listener)
-        stack.push_async_callback(_cancel, [auth_listener])
+        _start_every_process(stack, runtime, listener, access)
         node = None
         if not isinstance(bus, RedisBus) or events is None:
             await start_core()
@@ -253,6 +254,20 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the feed, then the tasks, writers, simulator and database."""
         await self.stack.aclose()
+
+
+def _start_every_process(
+    stack: contextlib.AsyncExitStack,
+    runtime: Runtime,
+    listener: StandingListener,
+    access: AccessControl,
+) -> None:
+    """What runs in every process, leader or not: revocations heard, quotas shared."""
+    tasks = [asyncio.create_task(listener.run(), name="auth-listener")]
+    if access.shared is not None:
+        tasks.append(asyncio.create_task(access.shared.run(), name="quota-sync"))
+    runtime.background.extend(tasks)
+    stack.push_async_callback(_cancel, tasks)
 
 
 async def _hand_over(nodes: list[Node]) -> None:
@@ -594,7 +609,11 @@ def _identity(
         auth_settings,
         standing,
     )
-    access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
+    shared = None
+    if settings.redis_url is not None:
+        # Tier quotas counted over every process of the deployment.
+        shared = SharedQuota(SubscriptionQuota(), _redis(settings), process_id())
+    access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous, shared=shared)
     connections = Connections(access.recheck)
     users.on_change = connections.on_change
     listener = StandingListener(

@@ -1,10 +1,9 @@
 """Per-user usage: concurrent subscriptions and symbols, and daily counters.
 
-``SubscriptionQuota`` counts what is open *in this process*. That is the right scope
-for subscriptions: a subscription lives on one WebSocket, in one process, and is
-released when it ends, so there is nothing to share and nothing to leak if another
-process dies. With several server processes a user could hold the limit once per
-process; the load balancer's stickiness (or a lower per-process limit) bounds that.
+``SubscriptionQuota`` counts what is open *in this process*: a subscription lives on
+one WebSocket, in one process, and is released when it ends. With several processes
+(``REDIS_URL``), ``server.limits.shared_quota`` adds the other processes' counts, so a
+user cannot hold a tier's limit once per process.
 
 Daily counters (analyses per day) are different: a user could otherwise get the daily
 quota once per process, and again after every restart. ``InProcessDailyCounter`` is
@@ -82,6 +81,12 @@ class SubscriptionQuota:
 
     def __init__(self) -> None:
         self._users: dict[str, _UserUsage] = {}
+        #: Told the user whose count went down (``shared_quota`` publishes it).
+        self.on_change: Callable[[str], None] | None = None
+
+    def users(self) -> list[str]:
+        """Users with a subscription open in this process."""
+        return list(self._users)
 
     def acquire(self, user_id: str, symbols: Iterable[str], limits: TierLimits) -> Lease:
         """Take one subscription streaming ``symbols``, or raise ``LimitExceeded``.
@@ -131,6 +136,8 @@ class SubscriptionQuota:
                 del usage.symbols[symbol]
         if usage.subscriptions == 0:
             del self._users[lease.user_id]  # idle users cost no memory
+        if self.on_change is not None:
+            self.on_change(lease.user_id)
 
 
 class DailyCounter(Protocol):

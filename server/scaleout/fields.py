@@ -31,7 +31,9 @@ from graphql import (
 #: Root fields a follower serves from its own state (per operation type).
 LOCAL: dict[str, frozenset[str]] = {
     "query": frozenset(
-        {"quote", "quotes", "trades", "symbols", "feedStatus", "me", "apiKeys", "__typename"}
+        # Not ``me`` (it counts the caller's armed alerts, which the leader holds), nor
+        # ``trades`` (the recent trades: a follower has only those since it started).
+        {"quote", "quotes", "symbols", "feedStatus", "apiKeys", "__typename"}
         | {"__schema", "__type"}
     ),
     "mutation": frozenset(
