@@ -101,5 +101,3 @@ async def test_without_redis_each_process_keeps_its_own_limit() -> None:
                 await a.acquire(dave, ["AMZN"], FREE)
     finally:
         await gone.aclose()
-
-
