@@ -201,6 +201,8 @@ class Runtime:
                 events,
                 trading.ledger.recent,
                 start_core,
+                feed,
+                hub,
             )
             nodes.append(node := await join(settings, stack, parts))
         # Serve once revocations are heard (bounded: without the listener every check

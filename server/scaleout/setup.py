@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from server.delivery.hub import MarketHub
 from server.delivery.redis_bus import RedisBus
 from server.delivery.redis_wire import market_codecs
 from server.market.state import MarketState
+from server.scaleout.demand import Demand
 from server.scaleout.event_stream import StreamReader, StreamWriter
 from server.scaleout.market_copy import FollowerCopy, LeaderWriter
 from server.scaleout.node import DEMOTED_EXIT_CODE, Node
@@ -26,6 +28,8 @@ from server.storage.database import Database
 from server.storage.fence import claim
 from server.storage.order_rows import StoredEntry
 from streams.feed_status import FeedStatusTracker
+from streams.polygon_feed import PolygonFeed
+from streams.polygon_protocol import topics_for
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ class Parts:
     notices: StreamWriter
     recent: dict[str, deque[StoredEntry]]
     start_core: Callable[[], Awaitable[None]]
+    #: The upstream feed (run by the leader) and the hub whose interest it follows.
+    feed: PolygonFeed
+    hub: MarketHub
 
 
 async def join(
@@ -82,6 +89,7 @@ async def join(
     machine, and a lease held meanwhile would run out unrenewed."""
     member = _Member(settings, parts, request_exit or _terminate)
     await member.reader.start()
+    member.start()
     # Stopped before the core; the lease itself is handed over by ``Node.stop``, which
     # the caller runs after the core has stopped and its writers have drained.
     stack.push_async_callback(member.close)
@@ -116,6 +124,18 @@ class _Member:
         )
         bus.on_connection = self.copy.on_connection
         self.copy.attach()
+        feed = parts.feed
+        self.demand = Demand(
+            parts.redis,
+            self.node.election.holder_id.rsplit(" ", 1)[-1],
+            settings.symbols,
+            want=lambda symbols: feed.want(t for s in symbols for t in topics_for(s)),
+            unwant=lambda symbols: feed.unwant(t for s in symbols for t in topics_for(s)),
+        )
+        parts.hub.on_interest = self.demand.on_interest
+
+    def start(self) -> None:
+        self._spawn(self.demand.run(), "subscription-demand")
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         self.tasks.append(asyncio.ensure_future(work))
@@ -143,6 +163,7 @@ class _Member:
             await self.reader.stop()
             await self.reader.catch_up()
             parts.notices.enabled = True
+            self.demand.leading = True
             self._spawn(parts.notices.run(), "event-stream-writer")
             await parts.start_core()
         except Exception:

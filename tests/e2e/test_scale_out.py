@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from streams.polygon_server import start_simulated_server
@@ -27,7 +28,9 @@ from tests.support.deployment import (
     PLACE,
     Process,
     deployment,
+    process,
     redis_server,
+    wait_role,
 )
 from tests.support.graphql_ws import GraphQLWS, graphql_ws
 from tests.support.redis import RedisServer
@@ -46,6 +49,8 @@ ORDER_UPDATES_AFTER = (
     "{ cursor kind order { id status } fill { qty price } } }"
 )
 CREATE_ALERT = """mutation($i: AlertInput!) { createAlert(input: $i) { id } }"""
+FEED_TOPICS = "{ feedStatus { topics } }"
+MSFT_QUOTES = 'subscription { quotes(symbols: ["MSFT"]) { symbol bidPrice } }'
 GAPS = '{ barGaps(symbol: "AMZN") { from to reason } }'
 
 
@@ -184,3 +189,41 @@ async def test_the_leader_killed_another_takes_over_and_quotes_flow_again(
                     headers=auth,
                 )
                 assert "errors" not in answer.json(), answer.json()
+
+
+async def test_a_followers_symbol_outside_the_universe_is_subscribed_upstream_while_wanted(
+    fresh_database_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The leader subscribes upstream to what any process's clients stream, and drops it
+    when the last one leaves."""
+    extra = {"POLYGON_API_KEY": "any-key-the-fake-accepts"}
+    async with await start_simulated_server(["AMZN", "MSFT"], 5, 40.0) as upstream:
+        url = upstream.url
+        async with process("a", fresh_database_url, redis_server.url, url, tmp_path, **extra) as a:
+            await wait_role(a, "leader", timeout(3))
+            # A symbol this deployment knows (as Polygon's reference data would add it),
+            # outside the universe it always streams.
+            conn = await asyncpg.connect(fresh_database_url)
+            try:
+                await conn.execute(
+                    "INSERT INTO symbols (symbol, source) VALUES ('MSFT', 'reference')"
+                )
+            finally:
+                await conn.close()
+            async with process(
+                "b", fresh_database_url, redis_server.url, url, tmp_path, **extra
+            ) as b:
+                await wait_role(b, "follower", timeout(1))
+
+                async def topics() -> list[str]:
+                    body = await a.server.http.post("/graphql", json={"query": FEED_TOPICS})
+                    return list(body.json()["data"]["feedStatus"]["topics"])
+
+                assert "Q.MSFT" not in await topics()
+                async with graphql_ws(b.ws) as on_b:
+                    op = await on_b.subscribe(MSFT_QUOTES)
+                    first = (await next_of(on_b, op, timeout(3)))["quotes"]
+                    assert first["symbol"] == "MSFT"
+                    assert "Q.MSFT" in await topics()
+                    await on_b.complete(op)
+                await until(topics, lambda t: "Q.MSFT" not in t, "MSFT dropped", timeout(2))

@@ -108,15 +108,17 @@ async def leader_of(procs: tuple[Process, ...], limit: float) -> Process:
 
 @asynccontextmanager
 async def deployment(
-    db_url: str, redis_url: str, upstream: str, tmp: Path, names: tuple[str, ...]
+    db_url: str, redis_url: str, upstream: str, tmp: Path, names: tuple[str, ...], **extra: str
 ) -> AsyncIterator[tuple[Process, ...]]:
     """The first process leads (started alone, waited for), the others follow."""
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(process(names[0], db_url, redis_url, upstream, tmp))
+        first = await stack.enter_async_context(
+            process(names[0], db_url, redis_url, upstream, tmp, **extra)
+        )
         await wait_role(first, "leader", timeout(3))
         rest = await asyncio.gather(
             *(
-                stack.enter_async_context(process(n, db_url, redis_url, upstream, tmp))
+                stack.enter_async_context(process(n, db_url, redis_url, upstream, tmp, **extra))
                 for n in names[1:]
             )
         )
