@@ -75,6 +75,11 @@ async def relay(
     the new one and the request goes there once."""
     headers = {k: v for k in _FORWARDED if (v := request.headers.get(k)) is not None}
     headers[RELAYED] = "1"
+    if request.client is not None:
+        # The leader believes it only from TICKGRAPH_TRUSTED_PROXIES (list the
+        # deployment's network there): otherwise every client of this process shares
+        # one per-address bucket on the leader.
+        headers["x-forwarded-for"] = request.client.host
     if (cid := correlation_id()) is not None:
         headers["x-request-id"] = cid
     try:

@@ -43,6 +43,7 @@ class Upstream:
         init_payload: dict[str, Any] | None,
         deliver: Deliver,
         *,
+        client_ip: str | None = None,
         open_timeout_s: float = 5.0,
     ) -> None:
         scheme = "wss" if leader.startswith("https:") else "ws"
@@ -50,6 +51,9 @@ class Upstream:
         self.leader = leader
         self._init = init_payload
         self._deliver = deliver
+        self._headers = {RELAYED: "1"}
+        if client_ip is not None:
+            self._headers["x-forwarded-for"] = client_ip  # see relay_http
         self._timeout = open_timeout_s
         self.active: set[str] = set()
         self._socket: ClientConnection | None = None
@@ -97,7 +101,7 @@ class Upstream:
                 socket = await connect(
                     self._url,
                     subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                    additional_headers={RELAYED: "1"},
+                    additional_headers=self._headers,
                     max_size=None,
                     compression=None,
                 )

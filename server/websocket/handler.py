@@ -234,8 +234,12 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         if upstream is None or upstream.leader != target or upstream.closed:
             if upstream is not None:
                 await upstream.close()
+            client = cast(Any, self.context).request.client
             upstream = self._upstream = Upstream(
-                target, self._init_payload, self.outbox.send_and_wait
+                target,
+                self._init_payload,
+                self.outbox.send_and_wait,
+                client_ip=client.host if client is not None else None,
             )
         await upstream.subscribe(operation_id, payload)
 
