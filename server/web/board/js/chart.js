@@ -220,7 +220,8 @@ export function startChart(ctx) {
       loaded = true;
       for (const event of early) apply(event);
       showLegend(data[data.length - 1]);
-      chart.timeScale().setVisibleLogicalRange({ from: Math.max(0, data.length - 150), to: data.length + 4 });
+      // The newest 150 bars, right-aligned even when there are fewer (a new symbol).
+      chart.timeScale().setVisibleLogicalRange({ from: data.length - 150, to: data.length + 4 });
       say(status, data.length ? "" : `No ${timeframe} bars of ${symbol} yet: they appear as it trades.`);
     } catch (error) {
       if (gen === generation) say(status, describe(error), "error");

@@ -87,7 +87,7 @@ export function startStatus(ctx) {
     board.classList.toggle("stale", stale);
     banner.hidden = !problem || socketState.name === "connecting" && !socketState.attempt;
     banner.dataset.level = socketIssue || feedIssue ? "bad" : "warn";
-    if (problem) setText(banner, problem + (stale ? " Prices, P&L and orders shown may be out of date." : ""));
+    setText(banner, problem ? problem + (stale ? " Prices, P&L and orders shown may be out of date." : "") : "");
   }
 
   render();

@@ -36,6 +36,8 @@ export class Socket extends EventTarget {
     this.ws = null;
     this.acked = false;
     this.attempt = 0;
+    /** Connections acknowledged so far (the first, then one per reconnect). */
+    this.connections = 0;
     this.stopped = false;
     this.timers = {};
     this.state = { name: "connecting", attempt: 0 };
@@ -117,6 +119,7 @@ export class Socket extends EventTarget {
         clearTimeout(this.timers.ack);
         this.acked = true;
         this.attempt = 0;
+        this.connections += 1;
         this.setState({ name: "open" });
         for (const each of this.ops.values()) this.send(each);
         this.ping();
