@@ -40,6 +40,7 @@ SCRIPTS = (
 
 _TEMPLATE = (Path(__file__).parent / "graphiql.html").read_text()
 
+
 def render(assets: Assets) -> str:
     """The page, with each file's URL and integrity; ``AssetsUnavailable`` if one is
     not installed."""

@@ -25,6 +25,7 @@ WebSocket to <code>/graphql</code> with the <code>graphql-transport-ws</code> su
 </html>
 """
 
+
 def render_missing(what: str, problem: AssetsUnavailable) -> str:
     command = html.escape(FIX_COMMAND)
     hint = (
