@@ -146,7 +146,7 @@ async def test_a_limit_order_fills_and_an_alert_fires(browser: Any, market: Mark
         await page.fill("#ticket [name=limitPrice]", limit)
         await page.click("#ticket-submit")
         await wait_until(
-            page, "() => document.querySelector('#ticket-status').textContent.includes('FILLED')"
+            page, "() => document.querySelector('#ticket-status').textContent.includes(': FILLED')"
         )
         await wait_until(page, "() => document.querySelectorAll('#fills-table tbody tr').length")
         await wait_until(

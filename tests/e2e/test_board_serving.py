@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 import httpx
 
@@ -75,16 +74,3 @@ async def test_with_the_board_off_root_goes_to_graphiql(make_settings: SettingsF
                 module = await http.get("/board/js/main.js")
     assert root.status_code == 307 and root.headers["location"] == "/graphql"
     assert module.status_code == 404
-
-
-async def test_a_missing_chart_library_is_explained_on_the_page(
-    make_settings: SettingsFactory, tmp_path: Path
-) -> None:
-    async with await start_simulated_server(["AAPL"], seed=1, rate=5.0) as upstream:
-        settings = make_settings(upstream, symbols=("AAPL",))
-        async with running_server(settings, vendor_dir=tmp_path / "nothing") as srv:
-            async with httpx.AsyncClient(base_url=srv.http) as http:
-                page = await http.get("/")
-    assert page.status_code == 503
-    assert "The board is not installed on this server" in page.text
-    assert "npm ci" in page.text and "<script" not in page.text

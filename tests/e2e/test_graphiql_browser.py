@@ -154,7 +154,7 @@ async def test_the_files_are_served_from_the_manifest_only(server: RunningServer
     assert other.status_code == 404 and outside.status_code == 404
 
 
-async def test_missing_files_are_explained_on_the_page(
+async def test_missing_files_are_explained_on_the_pages(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     async with await start_simulated_server(["AAPL"], seed=1, rate=5.0) as upstream:
@@ -162,7 +162,11 @@ async def test_missing_files_are_explained_on_the_page(
         async with running_server(settings, vendor_dir=tmp_path / "nothing") as srv:
             async with httpx.AsyncClient(base_url=srv.http) as http:
                 page = await http.get("/graphql", headers={"accept": "text/html"})
+                board = await http.get("/")
                 api = await http.post("/graphql", json={"query": "{ feedStatus { state } }"})
     assert "GraphiQL is not installed on this server" in page.text
+    # The board too (tests/e2e/test_board_serving.py serves it when its files are there).
+    assert board.status_code == 503 and "<script" not in board.text
+    assert "The board is not installed on this server" in board.text
     assert "./dev serve" in page.text and "npm ci" in page.text
     assert api.json()["data"]["feedStatus"]["state"]  # the API itself works

@@ -36,6 +36,7 @@ export function startBlotter(ctx) {
   const status = byId("blotter-status");
   const tables = { positions: byId("positions-table"), orders: byId("orders-table"), fills: byId("fills-table") };
   const orders = new Map();
+  ctx.orders = orders; // the newest state of each order, for the ticket
   const positions = new Map();
   const fills = [];
   let cursor = null;

@@ -22,6 +22,12 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Listen until the returned function is called. */
+export function on(target, type, handler) {
+  target.addEventListener(type, handler);
+  return () => target.removeEventListener(type, handler);
+}
+
 /** Set text only when it changed (no needless layout on every tick). */
 export function setText(node, text) {
   const value = String(text);

@@ -42,6 +42,8 @@ class Context extends EventTarget {
     this.plan = plan;
     /** The newest quote of each streamed symbol (the watchlist's subscription). */
     this.quotes = new Map();
+    /** The newest state of each of the user's orders (the blotter's). */
+    this.orders = new Map();
     this.symbol = localStorage.getItem(SYMBOL_KEY) || "AAPL";
     this.notify = notify;
   }

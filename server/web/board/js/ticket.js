@@ -4,12 +4,12 @@
 // limit far from the last trade (PRICE_OUT_OF_BAND) can be confirmed and sent again.
 
 import { describe } from "./api.js";
-import { byId, el, say, setText } from "./dom.js";
+import { byId, el, on, say, setText } from "./dom.js";
 import { digitsFor, price } from "./format.js";
 
 const PLACE = `mutation PlaceOrder($input: OrderInput!, $key: String, $confirm: Boolean!) {
   placeOrder(input: $input, idempotencyKey: $key, confirm: $confirm) {
-    id symbol side type status qty limitPrice stopPrice orderClass } }`;
+    id symbol side type status qty limitPrice stopPrice orderClass filledQty avgFillPrice updatedAt } }`;
 const DECIMAL = /^\d{1,14}(\.\d{1,9})?$/;
 const NEEDS = {
   MARKET: [], LIMIT: ["limit"], STOP: ["stop"], STOP_LIMIT: ["limit", "stop"],
@@ -71,8 +71,10 @@ export function startTicket(ctx) {
     try {
       const key = idempotencyKey();
       const { placeOrder: o } = await ctx.request(PLACE, { input: order, key, confirm: confirmed });
-      placed = o;
-      showPlaced(o.status);
+      // Its updates may have come first (the blotter keeps them): show the newest.
+      const known = ctx.orders.get(o.id);
+      placed = known && known.updatedAt >= o.updatedAt ? { ...o, ...known } : o;
+      showPlaced();
     } catch (error) {
       say(status, describe(error), "error");
       if (error.code === "PRICE_OUT_OF_BAND") {
@@ -84,9 +86,11 @@ export function startTicket(ctx) {
     }
   }
 
-  function showPlaced(state) {
+  function showPlaced(reason = null) {
     const o = placed;
     const at = o.limitPrice ? ` @ ${o.limitPrice}` : o.stopPrice ? ` stop ${o.stopPrice}` : "";
+    const filled = o.avgFillPrice ? ` ${o.filledQty} at ${o.avgFillPrice}` : "";
+    const state = `${o.status.replace("_", " ")}${filled}${reason ? ` (${reason})` : ""}`;
     say(status, `${o.side} ${o.qty} ${o.symbol} ${o.type}${at}: ${state}`, o.status === "REJECTED" ? "error" : "ok");
   }
 
@@ -94,9 +98,8 @@ export function startTicket(ctx) {
   function onOrderUpdate(event) {
     const u = event.detail;
     if (!placed || u.order.id !== placed.id) return;
-    placed = { ...placed, status: u.order.status };
-    const filled = u.order.avgFillPrice ? ` ${u.order.filledQty} at ${u.order.avgFillPrice}` : "";
-    showPlaced(`${u.order.status.replace("_", " ")}${filled}${u.reason ? ` (${u.reason})` : ""}`);
+    placed = { ...placed, ...u.order };
+    showPlaced(u.reason);
   }
 
   function onSubmit(event) {
@@ -152,22 +155,18 @@ export function startTicket(ctx) {
     layout();
   };
   const onConfirm = () => { if (pending) send(pending, true); };
-  form.addEventListener("click", onSide);
-  form.addEventListener("input", layout);
-  form.addEventListener("submit", onSubmit);
-  confirm.addEventListener("click", onConfirm);
-  ctx.addEventListener("symbol", follow);
-  ctx.addEventListener("quote", onQuote);
-  ctx.addEventListener("orderupdate", onOrderUpdate);
+  const listeners = [
+    on(form, "click", onSide),
+    on(form, "input", layout),
+    on(form, "submit", onSubmit),
+    on(confirm, "click", onConfirm),
+    on(ctx, "symbol", follow),
+    on(ctx, "quote", onQuote),
+    on(ctx, "orderupdate", onOrderUpdate),
+  ];
   follow();
 
   return () => {
-    ctx.removeEventListener("quote", onQuote);
-    ctx.removeEventListener("orderupdate", onOrderUpdate);
-    form.removeEventListener("click", onSide);
-    form.removeEventListener("input", layout);
-    form.removeEventListener("submit", onSubmit);
-    confirm.removeEventListener("click", onConfirm);
-    ctx.removeEventListener("symbol", follow);
+    for (const off of listeners) off();
   };
 }
