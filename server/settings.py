@@ -162,6 +162,9 @@ class Settings:
     ws_init_timeout_s: float = 5.0
     ws_trade_queue: int = 1000
     graphiql: bool = True
+    #: The live trading board at ``/`` (it uses only the public API, so it is on in
+    #: every environment; off leaves ``/`` to GraphiQL or a JSON index).
+    board: bool = True
     #: Prometheus metrics at ``/metrics``; with a token, scrapes must present it as a
     #: bearer credential. Off by default in production unless a token is set (the
     #: figures say who trades how much).
@@ -349,6 +352,7 @@ class Settings:
             graphiql=reader.get(
                 "TICKGRAPH_GRAPHIQL", _bool, environment is Environment.DEVELOPMENT
             ),
+            board=reader.get("TICKGRAPH_BOARD", _bool, defaults.board),
             metrics=reader.get(
                 "TICKGRAPH_METRICS",
                 _bool,

@@ -169,4 +169,6 @@ def start_line(settings: Settings, sock: socket.socket, graphiql_problem: object
         where = f"GraphQL: {base}/graphql; GraphiQL is unavailable: {graphiql_problem}"
     else:
         where = f"GraphiQL: {base}/graphql"
+    if settings.board:
+        where = f"board: {base}/; {where}"
     return f"tickgraph listening on {base} ({where})"

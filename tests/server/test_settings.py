@@ -15,6 +15,14 @@ def test_embedded_defaults() -> None:
     assert s.database_url is None and s.redis_url is None and s.polygon_api_key is None
     assert s.environment is Environment.DEVELOPMENT and s.graphiql and not s.log_json
     assert s.describe()["database"] == "embedded"
+    assert s.board  # the board uses only the public API: on in every environment
+
+
+def test_the_board_can_be_turned_off() -> None:
+    assert Settings.from_env({"TICKGRAPH_ENV": "production"}).board
+    assert not Settings.from_env({"TICKGRAPH_BOARD": "false"}).board
+    with pytest.raises(SettingsError, match="TICKGRAPH_BOARD"):
+        Settings.from_env({"TICKGRAPH_BOARD": "maybe"})
 
 
 def test_values_are_parsed_and_overrides_win() -> None:
