@@ -65,6 +65,7 @@ from server.delivery.execution import (
 )
 from server.delivery.outbox import Flusher, Lane, Outbox
 from server.delivery.registry import StreamRegistry
+from streams.events import Received
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,8 @@ class Group:
         if key_of is None:
             # Every item, in order, now.
             payload = self._live_payload(item)
+            if type(item) is Received:
+                self.mux.flusher.stamp(item.received_ns)
             position = self.feed.position
             at = position(item) if position is not None else 0
             for member in self.members:
@@ -374,6 +377,7 @@ class Group:
     def prepare(self) -> None:
         """At the flush: execute each key's newest item once, into every member's lane."""
         pending, self._pending = self._pending, {}
+        stamp = self.mux.flusher.stamp
         for key, (item, seq) in pending.items():
             try:
                 payload = self._live_payload(item, count=False)
@@ -381,6 +385,8 @@ class Group:
                 # A render bug costs this item only, not the rest of the flush.
                 log.exception("rendering a subscription item failed")
                 continue
+            if type(item) is Received:
+                stamp(item.received_ns)
             for member in self.members:
                 # A member that joined after the item arrived has it in its snapshot.
                 if seq > member.joined:
@@ -412,6 +418,9 @@ class Group:
         if not batch:
             return
         payload = self.encode(self.feed.render(batch, False, 0))
+        first = batch[0]
+        if type(first) is Received:  # the window's oldest item
+            self.mux.flusher.stamp(first.received_ns)
         partial: dict[int, bytes | None] = {}
         for member in self.members:
             offset, member.batch_offset = member.batch_offset, 0

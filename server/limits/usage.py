@@ -141,12 +141,13 @@ class SubscriptionQuota:
 
 
 class DailyCounter(Protocol):
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         """Use one of ``limit`` for today; return how many are left.
 
         Raises ``RateLimited`` (``retryAfter``: until 00:00 UTC) when today's are used
         up, and ``LimitExceeded`` when ``limit`` is 0. ``what`` names the thing counted
-        in the error message ("analyses").
+        in the error message ("analyses"); ``tier`` whose limit it is (it labels the
+        refusal in /metrics).
         """
         ...
 
@@ -163,11 +164,12 @@ def _refuse_none_included(limit: int, what: str) -> None:
         raise LimitExceeded(f"this tier includes no {what}", resource=what, limit=0)
 
 
-def _exhausted(limit: int, what: str, until_reset_s: float) -> RateLimited:
+def _exhausted(limit: int, what: str, until_reset_s: float, tier: str) -> RateLimited:
     return RateLimited(
         f"the daily limit of {limit} {what} is used up; it resets at 00:00 UTC",
         retry_after_s=until_reset_s,
         kind=f"daily_{what}",
+        tier=tier,
         scope=what,
         limit=limit,
     )
@@ -181,7 +183,7 @@ class InProcessDailyCounter:
         self._day = 0
         self._used: dict[str, int] = {}
 
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         _refuse_none_included(limit, what)
         day, until_reset = _day_and_reset(self._clock())
         if day != self._day:
@@ -190,7 +192,7 @@ class InProcessDailyCounter:
             self._used.clear()
         used = self._used.get(key, 0)
         if used >= limit:
-            raise _exhausted(limit, what, until_reset)
+            raise _exhausted(limit, what, until_reset, tier)
         self._used[key] = used + 1
         return limit - used - 1
 
@@ -238,7 +240,7 @@ class RedisDailyCounter:
         self._guard = RedisGuard("daily counter", fail_mode, timeout_s, retry_interval_s)
         self._local = InProcessDailyCounter(clock=clock)
 
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         _refuse_none_included(limit, what)
         day, until_reset = _day_and_reset(self._clock())
         redis_key = f"{self._prefix}{key}:{day}"
@@ -250,8 +252,8 @@ class RedisDailyCounter:
         except RedisDown:
             if self._guard.fail_mode is FailMode.OPEN:
                 return limit
-            return await self._local.take(key, limit, what=what)
+            return await self._local.take(key, limit, what=what, tier=tier)
         allowed, used = int_reply(raw, 2)
         if not allowed:
-            raise _exhausted(limit, what, until_reset)
+            raise _exhausted(limit, what, until_reset, tier)
         return limit - used

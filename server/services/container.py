@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from server.delivery.hub import MarketHub
 from server.delivery.multiplex import Multiplexer
-from server.delivery.registry import StreamRegistry
+from server.delivery.registry import SocketCounts, StreamRegistry
 from server.market.directory import SymbolDirectory
 from server.market.state import MarketState
 from server.settings import Settings
@@ -53,6 +53,8 @@ class Services:
     broker_accounts: BrokerAccounts | None = None
     #: With several processes (REDIS_URL): this one's role, and the relay's client.
     node: Node | None = None
+    #: Every WebSocket of this process, anonymous ones included (for /metrics).
+    sockets: SocketCounts = field(default_factory=SocketCounts)
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

@@ -27,6 +27,7 @@ from server.errors import Unavailable
 from server.settings import Settings
 from server.storage.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from server.storage.migrations import apply_migrations
+from server.storage.timing import QueryStats, timed_connection_class
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Database:
         embedded: EmbeddedPostgres | None = None,
         applied_migrations: tuple[str, ...] = (),
         dsn: str | None = None,
+        queries: QueryStats | None = None,
     ) -> None:
         #: The asyncpg pool (asyncpg ships no type information, hence ``Any``).
         self.pool: Any = pool
@@ -86,6 +88,8 @@ class Database:
         self._embedded = embedded
         self._closed = False
         self._dsn = dsn
+        #: Latency and errors of the pool's statements (``server.storage.timing``).
+        self.queries = queries if queries is not None else QueryStats()
 
     @classmethod
     async def open(
@@ -115,8 +119,9 @@ class Database:
             dsn = settings.database_url.reveal()
 
         description = redact_dsn(dsn)
+        queries = QueryStats()
         try:
-            pool = await _create_pool(dsn, kind, description, connect_timeout)
+            pool = await _create_pool(dsn, kind, description, connect_timeout, queries)
             try:
                 async with pool.acquire() as conn:
                     applied = await apply_migrations(conn, migrations_dir)
@@ -135,7 +140,15 @@ class Database:
             description,
             ", ".join(names) or "none (up to date)",
         )
-        return cls(pool, kind, description, embedded=embedded, applied_migrations=names, dsn=dsn)
+        return cls(
+            pool,
+            kind,
+            description,
+            embedded=embedded,
+            applied_migrations=names,
+            dsn=dsn,
+            queries=queries,
+        )
 
     @property
     def dsn(self) -> str | None:
@@ -222,7 +235,11 @@ CONNECT_ARGS: dict[str, float] = {
 
 
 async def _create_pool(
-    dsn: str, kind: DatabaseKind, description: str, connect_timeout: float
+    dsn: str,
+    kind: DatabaseKind,
+    description: str,
+    connect_timeout: float,
+    queries: QueryStats,
 ) -> Any:
     """Create the pool, retrying transient failures until ``connect_timeout`` has passed.
 
@@ -230,6 +247,7 @@ async def _create_pool(
     file, a fresh deploy): the first attempts may find it still starting.
     """
     secrets = _secrets_in(dsn)
+    connection_class = timed_connection_class(queries)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + connect_timeout
     delay = 0.05
@@ -245,6 +263,7 @@ async def _create_pool(
                     max_size=POOL_MAX_SIZE,
                     max_inactive_connection_lifetime=MAX_INACTIVE_CONNECTION_LIFETIME_S,
                     server_settings={"application_name": APPLICATION_NAME},
+                    connection_class=connection_class,
                     **CONNECT_ARGS,
                 ),
                 remaining,

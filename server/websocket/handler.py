@@ -34,6 +34,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from server.auth.access import Caller
 from server.delivery.multiplex import SUBSCRIBER, Multiplexer, Subscriber
 from server.delivery.outbox import Outbox
+from server.delivery.registry import SocketCounts
 from server.scaleout.fields import needs_leader
 from server.scaleout.relay_http import RELAYED
 from server.scaleout.relay_ws import Upstream, unavailable
@@ -51,6 +52,7 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         self.outbox = Outbox(writer_for(cast(Any, self.websocket).ws), self.mux.flusher)
         self._subscribers: dict[str, Subscriber] = {}
         self._connections: Connections | None = services.connections
+        self._sockets: SocketCounts = services.sockets
         self._expiry: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self.revoked = False
@@ -58,6 +60,15 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         self._node = services.node
         self._init_payload: dict[str, Any] | None = None
         self._upstream: Upstream | None = None
+
+    async def handle(self) -> None:
+        sockets = self._sockets
+        sockets.opened += 1
+        sockets.open += 1
+        try:
+            await super().handle()
+        finally:
+            sockets.open -= 1
 
     # -- the connection as a session ---------------------------------------------------
 
