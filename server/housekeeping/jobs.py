@@ -54,6 +54,8 @@ async def _key_due(ctx: JobContext, _age_s: float | None) -> bool:
 
 async def _rotate_key(ctx: JobContext) -> str:
     path = ctx.settings.data_dir / KEY_FILE_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"no key file {path} yet: the server creates it at first start")
     ring = await asyncio.to_thread(rotate_key_file, path)
     if ctx.keyring is not None:
         # This process signs with the new key at once; the others follow the file
