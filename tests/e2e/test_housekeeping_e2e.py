@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from server.auth.tokens import KEY_FILE_NAME, KeyRing
@@ -12,6 +11,7 @@ from tests.server.housekeeping.support import insert_refresh_token, token_exists
 from tests.support.cli import clean_env, run_cli
 from tests.support.postgres import settings_for
 from tests.support.server import running_server
+from tests.support.server_process import until
 from tests.support.timing import TIMEOUT
 
 
@@ -25,9 +25,7 @@ async def test_a_running_server_purges_on_its_schedule(
         pool = server.runtime.database.pool
         old = await insert_refresh_token(pool, expired_days_ago=30)
         valid = await insert_refresh_token(pool, expired_days_ago=-1)
-        async with asyncio.timeout(TIMEOUT * 2):
-            while await token_exists(pool, old):
-                await asyncio.sleep(0.1)
+        await until(lambda: token_exists(pool, old), lambda e: not e, "the purge", TIMEOUT * 2)
         assert await token_exists(pool, valid)
         row = await pool.fetchrow(
             "SELECT outcome, detail FROM housekeeping_runs WHERE job = 'purge-refresh-tokens'"

@@ -4,8 +4,9 @@ separate processes have) against one database."""
 from __future__ import annotations
 
 import asyncio
-import os
 import dataclasses
+import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest_asyncio
 from server.housekeeping import Housekeeping, Job, JobContext, Outcome, run_round
 from server.storage.database import Database
 from tests.support.postgres import settings_for
+from tests.support.server_process import until
 from tests.support.timing import TIMEOUT
 
 
@@ -55,9 +57,7 @@ async def test_two_runners_at_once_one_runs_the_round(
     job = counting_job(3600.0, started, gate)
     a, b = contexts(two_databases, tmp_path)
     first = asyncio.create_task(run_round(job, a))
-    async with asyncio.timeout(TIMEOUT):
-        while not started:
-            await asyncio.sleep(0.01)
+    await until(lambda: asyncio.sleep(0.01, started), bool, "the first round", TIMEOUT)
     # While the first holds the job's lock, the second gets no round.
     busy = await run_round(job, b)
     assert busy.outcome is Outcome.BUSY
@@ -94,14 +94,14 @@ async def test_schedulers_out_of_phase_run_each_round_once(
     await asyncio.sleep(interval / 2)  # out of phase
     tasks += runners[1].start()
     try:
-        async with asyncio.timeout(TIMEOUT * 2):
-            while len(started) < 6:
-                await asyncio.sleep(0.05)
+        await until(
+            lambda: asyncio.sleep(0.05, started), lambda s: len(s) >= 6, "6 rounds", TIMEOUT * 2
+        )
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(started)]
     # Rounds are an interval apart by the database's clock; allow for the two clocks.
     assert min(gaps) >= interval - 0.05, gaps
     assert sum(r.rounds["test-counting"] for r in runners) == len(started)
