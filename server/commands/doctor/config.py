@@ -47,14 +47,18 @@ def check(settings: Settings, environ: Mapping[str, str]) -> list[Finding]:
     return [ok(AREA, summary), *findings]
 
 
+def feed_on_loopback(settings: Settings) -> bool:
+    """Whether POLYGON_WS_URL is on this machine (a replay or a local fake)."""
+    host = settings.polygon_endpoint.feed.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _secrets(settings: Settings, environ: Mapping[str, str]) -> list[Finding]:
     out: list[Finding] = []
-    feed = settings.polygon_endpoint.feed.rsplit(":", 1)[0].strip("[]")
-    loopback = feed in ("localhost", "::1") or feed.startswith("127.")
     if (
         settings.market_source is MarketSource.POLYGON
         and settings.polygon_api_key == Secret(LOCAL_REPLAY_KEY)
-        and not loopback
+        and not feed_on_loopback(settings)
     ):
         out.append(
             fail(

@@ -20,6 +20,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from server.commands.doctor.config import feed_on_loopback
 from server.commands.doctor.finding import Finding, describe_error, fail, ok, warn
 from server.settings import LOCAL_REPLAY_KEY, MarketSource, Secret, Settings
 
@@ -33,7 +34,7 @@ async def check(settings: Settings, timeout_s: float) -> list[Finding]:
         return [ok(AREA, "simulated market (no POLYGON_API_KEY or POLYGON_WS_URL)")]
     assert settings.polygon_api_key is not None
     url = settings.polygon_endpoint.url
-    local = settings.polygon_api_key == Secret(LOCAL_REPLAY_KEY) or _loopback(settings)
+    local = settings.polygon_api_key == Secret(LOCAL_REPLAY_KEY) or feed_on_loopback(settings)
     key = settings.polygon_api_key.reveal() if local else None
     try:
         said = await asyncio.wait_for(_converse(url, key), timeout_s)
@@ -51,11 +52,6 @@ async def check(settings: Settings, timeout_s: float) -> list[Finding]:
     if refused is not None:
         return [fail(AREA, f"{reached}; {refused}")]
     return [ok(AREA, f"{reached}; API key accepted by {settings.polygon_rest_url}")]
-
-
-def _loopback(settings: Settings) -> bool:
-    host = settings.polygon_endpoint.feed.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 async def _converse(url: str, key: str | None) -> str | None:
