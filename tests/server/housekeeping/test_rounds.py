@@ -86,8 +86,18 @@ async def test_schedulers_out_of_phase_run_each_round_once(
     """Two processes' timers, each checking every interval (but out of phase): the job
     runs about once per interval in all, never twice within one."""
     interval = 0.5
-    started: list[float] = []
-    job = counting_job(interval, started)
+    stamps: list[float] = []  # each round's start as the database recorded it
+
+    async def run(ctx: JobContext) -> str:
+        stamps.append(
+            await ctx.pool.fetchval(
+                "SELECT extract(epoch FROM started_at)::float8 FROM housekeeping_runs "
+                "WHERE job = 'test-phases'"
+            )
+        )
+        return "done"
+
+    job = Job("test-phases", "records its rounds", lambda _s: interval, run)
     a, b = contexts(two_databases, tmp_path)
     runners = [Housekeeping(a, [job]), Housekeeping(b, [job])]
     tasks = runners[0].start()
@@ -95,16 +105,18 @@ async def test_schedulers_out_of_phase_run_each_round_once(
     tasks += runners[1].start()
     try:
         await until(
-            lambda: asyncio.sleep(0.05, started), lambda s: len(s) >= 6, "6 rounds", TIMEOUT * 2
+            lambda: asyncio.sleep(0.05, stamps), lambda s: len(s) >= 6, "6 rounds", TIMEOUT * 2
         )
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    gaps = [b - a for a, b in itertools.pairwise(started)]
-    # Rounds are an interval apart by the database's clock; allow for the two clocks.
-    assert min(gaps) >= interval - 0.05, gaps
-    assert sum(r.rounds["test-counting"] for r in runners) == len(started)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= interval, gaps
+    # Every round is counted by the process that ran it, except one cancelled at the
+    # end while its outcome was being written (in ``stamps``, not yet counted).
+    counted = sum(r.rounds["test-phases"] for r in runners)
+    assert len(stamps) - 1 <= counted <= len(stamps)
 
 
 async def test_a_failing_round_is_recorded_and_not_retried_until_due(
