@@ -15,8 +15,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.http.view import TickgraphGraphQL
+from server.observability.access_log import AccessLogMiddleware
 from server.observability.correlation import CorrelationMiddleware
 from server.observability.endpoint import metrics_routes
 from server.runtime import Runtime
@@ -153,10 +155,7 @@ def create_app(
         routes=[*routes, *metrics_routes(settings, lambda: runtime_ref.get("runtime"))],
         lifespan=lifespan,
         # Outermost first: the correlation id is set before anything else runs or logs.
-        middleware=[
-            Middleware(CorrelationMiddleware),
-            Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
-        ],
+        middleware=_middleware(settings),
     )
     app.state.runtime_ref = runtime_ref
     #: Why GraphiQL cannot work (its files are missing), or None; the CLI says so.
@@ -164,3 +163,19 @@ def create_app(
     #: Why the board cannot work, or None (also None when it is off).
     app.state.board_problem = board.problem if board is not None else None
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: the correlation id (it sees the socket's peer, which decides
+    whether a proxy's X-Request-ID is believed), then X-Forwarded-For/-Proto from the
+    trusted proxies only, then the access log (with the client's address as forwarded)."""
+    layers = [Middleware(CorrelationMiddleware, trusted_proxies=settings.trusted_proxies)]
+    if settings.trusted_proxies:
+        # Here rather than uvicorn's own option, which runs before any of our layers.
+        layers.append(
+            Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+        )
+    if settings.access_log:
+        layers.append(Middleware(AccessLogMiddleware, probes=settings.access_log_probes))
+    layers.append(Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes))
+    return layers

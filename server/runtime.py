@@ -34,6 +34,7 @@ from server.history.polygon import PolygonHistory
 from server.history.provider import ChainedHistory, HistoryProvider
 from server.history.simulated import SimulatedHistory
 from server.history.stored import StoredHistory
+from server.housekeeping import JOBS, Housekeeping, JobContext
 from server.ingest import Ingest
 from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
@@ -61,7 +62,7 @@ from server.services.orders.requests import TradingConfig
 from server.services.orders.restore import restore as restore_trading
 from server.services.orders.service import OrderService
 from server.settings import MarketSource, Settings
-from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
+from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
 from server.trading.calendar import CONTINUOUS, NYSE
@@ -187,7 +188,9 @@ class Runtime:
             alerts=alerts,
         )
 
-        _start_every_process(stack, runtime, listener, access)
+        _start_every_process(
+            stack, runtime, listener, access, _housekeeping(settings, database, users)
+        )
         node = None
         if not isinstance(bus, RedisBus) or events is None:
             await start_core()
@@ -263,9 +266,12 @@ def _start_every_process(
     runtime: Runtime,
     listener: StandingListener,
     access: AccessControl,
+    housekeeping: list[asyncio.Task[None]],
 ) -> None:
-    """What runs in every process, leader or not: revocations heard, quotas shared."""
-    tasks = [asyncio.create_task(listener.run(), name="auth-listener")]
+    """What runs in every process, leader or not: revocations heard, quotas shared,
+    housekeeping (each round runs in one process of the deployment, whichever takes
+    its lock: a job keeps its schedule whichever processes are alive)."""
+    tasks = [asyncio.create_task(listener.run(), name="auth-listener"), *housekeeping]
     if access.shared is not None:
         tasks.append(asyncio.create_task(access.shared.run(), name="quota-sync"))
     runtime.background.extend(tasks)
@@ -343,7 +349,6 @@ async def _start_core(
         asyncio.create_task(analytics.run_clock(), name="bar-clock"),
         asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
         asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
-        *_retention(settings, database),
     ]
     runtime.background.extend(tasks)
     core.push_async_callback(_cancel, tasks)
@@ -560,28 +565,14 @@ def _bar_writer(settings: Settings, database: Database) -> BarWriter:
     return BarWriter(database.pool, timeframes=stored)
 
 
-def _retention(settings: Settings, database: Database) -> list[asyncio.Task[None]]:
-    if not settings.second_bars_days:
+def _housekeeping(
+    settings: Settings, database: Database, users: UserService
+) -> list[asyncio.Task[None]]:
+    """Purges and rotations on a schedule, each round in one process of the deployment."""
+    if not settings.housekeeping:
         return []
-    days = settings.second_bars_days
-    return [asyncio.create_task(_prune_seconds(database, days), name="bar-retention")]
-
-
-async def _prune_seconds(database: Database, days: int, every_s: float = 3600.0) -> None:
-    """Keep ``days`` days of 1-second bars, counted back from the newest one stored (so
-    a replayed past is kept like a live present)."""
-    while True:
-        try:
-            newest = await database.pool.fetchval(
-                "SELECT max(start_ms) FROM bars WHERE timeframe = '1s'"
-            )
-            if newest is not None:
-                gone = await prune_seconds(database.pool, newest - days * 86_400_000)
-                if gone:
-                    log.info("deleted %d 1-second bars older than %d days", gone, days)
-        except Exception:
-            log.warning("could not prune 1-second bars", exc_info=True)
-        await asyncio.sleep(every_s)
+    ctx = JobContext(settings, database.pool, users.tokens.keyring)
+    return Housekeeping(ctx, JOBS).start()
 
 
 def screen_policy(settings: Settings) -> ScreenPolicy:

@@ -26,7 +26,7 @@ import asyncpg
 from server.errors import Unavailable
 from server.settings import Settings
 from server.storage.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
-from server.storage.migrations import apply_migrations
+from server.storage.migrations import Progress, apply_migrations
 from server.storage.timing import QueryStats, timed_connection_class
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class Database:
         *,
         migrations_dir: Path | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        progress: Progress | None = None,
     ) -> Database:
         """Connect, migrate and return the database of ``settings``.
 
@@ -124,7 +125,7 @@ class Database:
             pool = await _create_pool(dsn, kind, description, connect_timeout, queries)
             try:
                 async with pool.acquire() as conn:
-                    applied = await apply_migrations(conn, migrations_dir)
+                    applied = await apply_migrations(conn, migrations_dir, progress=progress)
             except BaseException:
                 await _close_pool(pool)
                 raise
