@@ -148,6 +148,17 @@ class TickgraphCollector(Collector):
         )
         if services.bus is not None:
             yield from bus_families(services.bus)
+        node = services.node
+        if node is not None:
+            # Several processes: exactly one should say 1 (alert on the sum != 1).
+            yield gauge(
+                "tickgraph_leader", "1 while this process leads the deployment", node.serving
+            )
+            yield gauge(
+                "tickgraph_leader_fence",
+                "This process's fencing token while it leads",
+                node.election.fence,
+            )
 
     # --- delivery -------------------------------------------------------------------
 

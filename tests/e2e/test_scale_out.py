@@ -75,6 +75,12 @@ async def test_three_processes_serve_one_market(
             graphql_ws(b.ws, payload={"token": token}) as on_b,
             graphql_ws(c.ws, payload={"token": token}) as on_c,
         ):
+            # Exactly one process leads; each exports its Redis bus.
+            for proc, leads in ((a, 1.0), (b, 0.0), (c, 0.0)):
+                text = (await proc.server.http.get("/metrics")).text
+                assert f"tickgraph_leader {leads}" in text, proc.name
+                assert "tickgraph_bus_connected 1.0" in text, proc.name
+
             # Ticks the leader ingested, on a follower (the current quote first).
             quotes = await on_b.subscribe(QUOTES)
             first = (await next_of(on_b, quotes, timeout(2)))["quotes"]
