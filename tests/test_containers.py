@@ -139,7 +139,13 @@ def test_compose_runs_two_replicas_with_redis_7_postgres_and_prometheus() -> Non
         env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
     )
     assert env["REDIS_URL"].startswith("redis://redis:6379")
-    assert services[REPLICAS[0]]["environment"] == services[REPLICAS[1]]["environment"]
+    # One deployment: the same settings, each advertising its own address (the one the
+    # other relays to), on the port it listens on.
+    envs = [dict(services[name]["environment"]) for name in REPLICAS]
+    for name, replica in zip(REPLICAS, envs, strict=True):
+        assert replica.pop("TICKGRAPH_ADVERTISE_URL") == f"http://{name}:{env['TICKGRAPH_PORT']}"
+        assert services[name]["restart"] == "unless-stopped"  # a deposed leader exits 75
+    assert envs[0] == envs[1]
 
 
 def test_every_variable_set_in_compose_is_a_setting() -> None:
@@ -148,8 +154,16 @@ def test_every_variable_set_in_compose_is_a_setting() -> None:
         env = compose()["services"][name]["environment"]
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables the server never reads: {unknown}"
-        # The values written out (not interpolated from the host) are valid settings.
-        Settings.from_env({k: str(v) for k, v in env.items() if "${" not in str(v)})
+        # The values written out, and the defaults of those interpolated from the host,
+        # are valid settings (what must come from the host, ${NAME:?...}, is left out).
+        written = {k: _with_defaults(str(v)) for k, v in env.items()}
+        Settings.from_env({k: v for k, v in written.items() if "${" not in v})
+
+
+def _with_defaults(value: str) -> str:
+    """``value`` with each ``${NAME:-default}`` replaced by its default, as compose does
+    when the host leaves NAME unset."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", lambda m: m.group(1), value)
 
 
 def test_replicas_share_keys_and_trust_only_the_balancer_network() -> None:

@@ -56,6 +56,7 @@ from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
 from server.scaleout.relay_http import RELAYED, relay, unavailable, wants_leader
 from server.settings import Environment, Settings, normalize_origin
+from server.storage.database import is_outage
 from server.websocket.handler import MultiplexingTransportWSHandler
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,13 @@ class TickgraphGraphQL(GraphQL[Context, None]):
                 response = refusal(status, error.message, **(error.extensions or {}))
             except TickgraphError as exc:
                 response = error_response(exc)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                # The database went away while we checked who is calling (revocations
+                # cannot be heard): refuse, and say when to come back.
+                log.warning("database unavailable for a request: %s: %s", type(exc).__name__, exc)
+                response = unavailable("The database is unavailable; try again shortly.")
             await response(scope, receive, send)
         finally:
             _CALLER.reset(charged)

@@ -27,6 +27,7 @@ from server.errors import LimitExceeded
 from server.limits.limiter import FailMode, LuaScript, RedisDown, RedisGuard, int_reply
 from server.limits.tiers import TierLimits
 from server.limits.usage import Lease, SubscriptionQuota, Usage
+from server.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -91,24 +92,15 @@ class SharedQuota:
         self._process = process
         self._ttl_ms = ttl_ms
         self._guard = RedisGuard("subscription quota", FailMode.LOCAL, timeout_s, 1.0)
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         local.on_change = self._changed
 
     async def acquire(self, user_id: str, symbols: Iterable[str], limits: TierLimits) -> Lease:
         """As ``SubscriptionQuota.acquire``, over every process of the deployment."""
-        lock, users = self._locks.get(user_id, (asyncio.Lock(), 0))
-        self._locks[user_id] = (lock, users + 1)
-        try:
-            async with lock:  # one script per user at a time: it sees our true count
-                return await self._acquire(user_id, symbols, limits)
-        finally:
-            lock, users = self._locks[user_id]
-            if users == 1:
-                del self._locks[user_id]
-            else:
-                self._locks[user_id] = (lock, users - 1)
+        async with self._locks(user_id):  # one script per user at a time: it sees our count
+            return await self._acquire(user_id, symbols, limits)
 
     async def _acquire(self, user_id: str, symbols: Iterable[str], limits: TierLimits) -> Lease:
         before = self.local.usage(user_id)

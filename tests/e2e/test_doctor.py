@@ -11,11 +11,15 @@ from pathlib import Path
 
 from server.auth.tokens import KEY_FILE_NAME, KeyRing
 from server.storage.database import Database
+from server.storage.migrations import load_migrations
 from streams.polygon_server import PolygonProtocolServer, start_simulated_server
 from tests.support.cli import clean_env, run_cli
 from tests.support.fake_alpaca import FakeAlpaca
 from tests.support.postgres import settings_for
 from tests.support.redis import free_port
+
+#: The migrations this version ships.
+SHIPPED = len(load_migrations())
 
 FAKE_SECRET = "doctor-secret-" + "x" * 30
 
@@ -56,7 +60,7 @@ async def test_everything_reachable_is_ok(
     found = by_area(out)
     assert list(found) == ["configuration", "database", "redis", "feed", "broker"]
     assert all(status == "ok" for lines in found.values() for status, _ in lines), out
-    assert "migrations current (10 applied)" in found["database"][0][1]
+    assert f"migrations current ({SHIPPED} applied)" in found["database"][0][1]
     assert "answers PING (Redis 7." in found["redis"][0][1]
     assert found["feed"][0][1] == f"replay at {upstream.url} reachable, authenticated"
     assert "account ACTIVE" in found["broker"][0][1]
@@ -102,7 +106,7 @@ async def test_a_refused_feed_key_and_pending_migrations(
     assert code == 1
     assert found["feed"] == [("fail", f"{upstream.url}: the API key was refused (auth_failed)")]
     status, message = found["database"][0]
-    assert status == "warn" and "10 migration(s) pending (0001_core.sql," in message
+    assert status == "warn" and f"{SHIPPED} migration(s) pending (0001_core.sql," in message
     assert "the-wrong-key-456" not in out
 
 
