@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import ConnectionPool
+
 from loadtests.redis_bus_receiver import percentiles_us
 from server.delivery.bus import InProcessBus
 from server.delivery.redis_bus import RedisBus
-from server.delivery.redis_wire import market_codecs
+from server.delivery.redis_wire import Replies, market_codecs
 from streams.events import Quote, Received
 from tests.support.redis import RedisServer
 
@@ -117,6 +119,13 @@ class Receiver:
         self.proc.stdin.write(line.encode() + b"\n")
         await self.proc.stdin.drain()
 
+    async def begin(self, line: str) -> None:
+        """Start a round (``count N`` / ``latency N``) and wait until the receiver has."""
+        await self.send(line)
+        answer = await asyncio.wait_for(self._line(), 30)
+        if answer != "started":
+            raise RuntimeError(f"receiver answered {answer!r} to {line!r}")
+
     async def result(self, timeout: float) -> dict[str, Any]:
         """The round's report: when it has everything, or what it has after ``timeout``."""
         try:
@@ -143,8 +152,7 @@ async def through_redis(
     bus = RedisBus(url, market_codecs())
     bus.start()
     try:
-        await receiver.send(f"count {len(items)}")
-        await asyncio.sleep(0.05)  # the receiver has read its line
+        await receiver.begin(f"count {len(items)}")
         start_ns = time.time_ns()
         for i in range(0, len(items), TURN):
             for topic, item in items[i : i + TURN]:
@@ -186,8 +194,7 @@ async def latency_redis(url: str, receiver: Receiver, rate: int, seconds: float)
     bus = RedisBus(url, market_codecs())
     bus.start()
     try:
-        await receiver.send(f"latency {round(rate * seconds) + rate}")  # more than will come
-        await asyncio.sleep(0.05)
+        await receiver.begin(f"latency {round(rate * seconds) + rate}")  # more than will come
         sent = await paced(bus.publish, rate, seconds)
         await asyncio.sleep(0.5)
         got = await receiver.result(0)
@@ -204,6 +211,18 @@ async def latency_local(rate: int, seconds: float) -> dict[str, Any]:
     return {"published": sent, "received": len(samples), **percentiles_us(samples)}
 
 
+async def fast_replies(url: str) -> bool:
+    """Whether the bus reads replies straight from hiredis (``Replies.fast``)."""
+    pool = ConnectionPool.from_url(url, protocol=2)
+    conn = pool.make_connection()
+    try:
+        await conn.connect()
+        return Replies(conn).fast
+    finally:
+        await pool.disconnect()
+        await conn.disconnect()
+
+
 def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     return round(statistics.median(values), 1) if values else None
@@ -216,6 +235,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         receiver = await Receiver.start(server.url, [*topics, LATENCY_TOPIC], args.loop)
         try:
+            fast = await fast_replies(server.url)
             local: list[float] = []
             redis: list[dict[str, Any]] = []
             for _ in range(args.repeats):  # interleaved: both see the same machine load
@@ -241,6 +261,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "symbols": args.symbols,
             "repeats": args.repeats,
             "loop": args.loop,
+            "replies_from_hiredis": fast,
             "cpu_count": os.cpu_count(),
             "load_average": os.getloadavg(),
             "python": sys.version.split()[0],

@@ -7,8 +7,9 @@ It subscribes to ``--topics``, waits until Redis has acknowledged every subscrip
 and prints ``ready``. Then, per round, the parent writes one line:
 
 ``count N``
-    count deliveries; at the N-th, print ``{"count", "first_ns", "last_ns"}`` (epoch
-    ns, ``time.time_ns``: the clock the feed stamps ``received_ns`` with).
+    answer ``started``, count deliveries; at the N-th, print ``{"count", "first_ns",
+    "last_ns"}`` (epoch ns, ``time.time_ns``: the clock the feed stamps
+    ``received_ns`` with).
 ``latency N``
     the same, and keep ``time.time_ns() - received_ns`` of each delivery; the report
     adds its p50/p99/max in µs.
@@ -106,6 +107,7 @@ async def run(url: str, topics: list[str]) -> None:
             verb = line[0]
             if verb in ("count", "latency"):
                 current[0] = Round(int(line[1]), keep_latency=verb == "latency")
+                print("started", flush=True)
             elif verb == "done":
                 current[0].report()
             elif verb == "quit":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections import deque
@@ -49,7 +48,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server.delivery.bus import Handler, InProcessBus
 from server.delivery.redis_wire import (
     HEADER_SIZE,
+    NOT_READY,
     Codec,
+    Replies,
     command,
     command_prefix,
     envelope,
@@ -264,21 +265,23 @@ class RedisBus:
 
     async def _write_loop(self) -> None:
         conn: AbstractConnection | None = None
+        replies: Replies | None = None
         try:
             while True:
                 if not self._out:
                     self._wake.clear()
                     await self._wake.wait()
-                if conn is None:
+                if conn is None or replies is None:
                     conn = await self._connect("publisher", self._write_backoff)
+                    replies = Replies(conn)
                 batch = list(self._out)
                 self._out.clear()
                 try:
                     await conn.send_packed_command(batch, check_health=False)
-                    # One deadline for the batch's replies, not one timer per reply.
+                    # One deadline for the batch's replies, not one timer per reply,
+                    # and the replies taken many per socket read.
                     async with asyncio.timeout(self._reply_timeout):
-                        for _ in batch:
-                            await conn.read_response(timeout=math.inf)
+                        await replies.read(len(batch))
                 except _DISCONNECTED as exc:
                     # Whether Redis took them is unknown; pub/sub is at-most-once.
                     self.dropped += len(batch)
@@ -316,10 +319,19 @@ class RedisBus:
                 await self._send_subscriptions(conn)
                 self.connected = True
                 self._notify(True)
+                replies = Replies(conn)
                 while True:
-                    reply = await conn.read_response(timeout=math.inf)
+                    # Every message already read is dispatched without an await
+                    # between them; then one read of the socket (up to 64 KiB, a few
+                    # hundred messages), and a yield so that a subscriber kept busy
+                    # by Redis never starves the loop's other tasks.
+                    reply = replies.next()
+                    while reply is not NOT_READY:
+                        self._dispatch(reply)
+                        reply = replies.next()
+                    await asyncio.sleep(0)
+                    await replies.fill()
                     self._last_rx = time.monotonic()
-                    self._dispatch(reply)
             except _DISCONNECTED as exc:
                 log.warning("redis bus subscriber lost its connection: %s", exc)
             finally:

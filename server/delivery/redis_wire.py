@@ -16,6 +16,7 @@ pack every command again in Python.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any, Protocol
 
@@ -84,3 +85,80 @@ def publish_frame(prefix: bytes, header: bytes, payload: bytes) -> bytes:
 def command(*parts: bytes) -> bytes:
     """Any command as RESP (subscriptions, PING: not on the hot path)."""
     return b"*%d\r\n" % len(parts) + b"".join(bulk(p) for p in parts)
+
+
+class Replies:
+    """The replies on one redis-py connection, many per socket read.
+
+    ``conn.read_response`` costs an await, a timeout guard and redis-py's checks per
+    reply; the bus reads tens of thousands of replies per second (a publish batch's
+    acknowledgements, a subscriber's messages), so it takes them straight from the
+    connection's hiredis reader: ``next()`` returns a reply already parsed from what
+    was read, ``fill()`` reads the next chunk of the socket into the parser. This leans
+    on redis-py's hiredis parser (``_AsyncHiredisParser._reader``, ``read_from_socket``,
+    ``NOT_ENOUGH_DATA``); when those are not there (no hiredis, another redis-py) it
+    falls back to one ``read_response`` per reply, slower but the same replies, and
+    ``fast`` says which path is in use (a test pins it).
+    """
+
+    __slots__ = ("_conn", "_fill", "_gets", "_pending", "fast")
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._pending: list[Any] = []
+        parser = getattr(conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)
+        fill = getattr(parser, "read_from_socket", None)
+        self.fast = (
+            _NOT_ENOUGH_DATA is not None
+            and reader is not None
+            and fill is not None
+            and callable(getattr(reader, "gets", None))
+        )
+        self._gets = reader.gets if self.fast and reader is not None else None
+        self._fill = fill
+
+    def next(self) -> Any:
+        """The next complete reply, or ``NOT_READY`` when more must be read first.
+        Error replies are raised (``redis.exceptions.ResponseError``)."""
+        if self._gets is None:
+            return self._pending.pop(0) if self._pending else NOT_READY
+        reply = self._gets()
+        if reply is _NOT_ENOUGH_DATA:
+            return NOT_READY
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def fill(self) -> None:
+        """Read more from the socket (waits until there is something to read)."""
+        if self._gets is None:
+            self._pending.append(await self._conn.read_response(timeout=math.inf))
+            return
+        assert self._fill is not None
+        await self._fill()
+
+    async def read(self, count: int) -> None:
+        """Read and check ``count`` replies (a publish batch's acknowledgements)."""
+        left = count
+        while left:
+            if self.next() is NOT_READY:
+                await self.fill()
+            else:
+                left -= 1
+
+
+#: ``Replies.next()`` has no complete reply yet.
+NOT_READY: Any = object()
+
+
+def _not_enough_data() -> object | None:
+    try:
+        from redis._parsers import hiredis
+    except ImportError:
+        return None
+    sentinel: object | None = getattr(hiredis, "NOT_ENOUGH_DATA", None)
+    return sentinel if getattr(hiredis, "HIREDIS_AVAILABLE", False) else None
+
+
+_NOT_ENOUGH_DATA = _not_enough_data()
