@@ -214,7 +214,7 @@ async def latency_local(rate: int, seconds: float) -> dict[str, Any]:
 async def fast_replies(url: str) -> bool:
     """Whether the bus reads replies straight from hiredis (``Replies.fast``)."""
     pool = ConnectionPool.from_url(url, protocol=2)
-    conn = pool.make_connection()
+    conn = pool.make_connection()  # type: ignore[no-untyped-call]
     try:
         await conn.connect()
         return Replies(conn).fast

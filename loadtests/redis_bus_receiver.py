@@ -42,7 +42,10 @@ def percentiles_us(samples_ns: list[int]) -> dict[str, float | None]:
     if not samples_ns:
         return {"p50": None, "p99": None, "max": None}
     ordered = sorted(samples_ns)
-    at = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))]  # noqa: E731
+
+    def at(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
     return {
         "p50": round(at(0.5) / 1000, 1),
         "p99": round(at(0.99) / 1000, 1),

@@ -19,7 +19,9 @@ repeat, so both see the same machine:
 
 Subscribers, windows and figures are the fan-out harness's (``loadtests.fanout_*``):
 each subscribes once to ``--symbols-per-client`` symbols; ``deliveries_per_s`` counts
-quotes that arrived during the window; ``feed_latency_ms`` runs from the replay's
+quotes that arrived during the window; ``server_cpu_percent`` is both servers' CPU
+over the window (100 = one core) and ``deliveries_per_server_cpu_s`` what a second of
+their CPU delivers; ``feed_latency_ms`` runs from the replay's
 send to the subscriber's read, so on the follower it includes the Redis hop. Each
 layout's figures are medians over ``--repeats``; ``ratio`` is two ÷ one.
 
@@ -179,6 +181,28 @@ def plans_for(
     return PhasePlans(fast=plans), ip + client_layout.addresses(phase.clients)
 
 
+@dataclass
+class Deployment(Server):
+    """The server under test as the fan-out harness samples it at each window's edges:
+    here both processes, CPU and memory summed (in the ``one`` layout the follower
+    still receives and decodes every event from the bus: it is part of the cost)."""
+
+    pids: tuple[int, ...] = ()
+
+    def sample(self) -> ProcSample | None:
+        samples = [sample_process(pid) for pid in self.pids]
+        if any(s is None for s in samples):
+            return None
+        present = [s for s in samples if s is not None]
+        return ProcSample(
+            at=max(s.at for s in present),
+            cpu_s=sum(s.cpu_s for s in present),
+            rss_bytes=sum(s.rss_bytes for s in present),
+            hwm_bytes=sum(s.hwm_bytes for s in present),
+            threads=sum(s.threads for s in present),
+        )
+
+
 def cpu(first: ProcSample | None, last: ProcSample | None) -> float | None:
     if first is None or last is None or last.at <= first.at:
         return None
@@ -197,19 +221,26 @@ async def measure(  # noqa: PLR0917 (one call site, every argument distinct)
     await prime(source, phase.symbols)
     plans, ip = plans_for(layout, phase, members, args, ip)
     leader = members[0]
-    server = Server(leader.pid, source, None, upstream, leader.port)
+    server = Deployment(
+        leader.pid, source, None, upstream, leader.port, pids=tuple(m.pid for m in members)
+    )
     before = [sample_process(m.pid) for m in members]
     report = await run_phase(phase, plans, server, progress_s=args.progress)
     after = [sample_process(m.pid) for m in members]
     windows = report.get("windows") or [{}]
     window = windows[0]
     figures = headline(window)
+    both = figures.get("server_cpu_percent")
     figures.update(
+        # Deliveries per second of CPU of the two servers: what a delivery costs.
+        deliveries_per_server_cpu_s=(
+            round(figures["deliveries_per_s"] / (both / 100)) if both else None
+        ),
         layout=layout,
         subscribed=report.get("connections", {}).get("subscribed"),
         feed_latency_ms=window.get("feed_latency_ms"),
-        # Over the whole phase (connecting included): the per-window figure above
-        # covers the leader only.
+        # Per process, over the whole phase (connecting included); ``server_cpu_percent``
+        # is both processes over the measured window.
         phase_cpu_percent={
             m.name: cpu(b, a) for m, b, a in zip(members, before, after, strict=True)
         },
@@ -237,6 +268,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "deliveries_per_s": median(rows, "deliveries_per_s"),
         "delivered_fraction": median(rows, "delivered_fraction"),
+        "servers_cpu_percent": median(rows, "server_cpu_percent"),
+        "deliveries_per_server_cpu_s": median(rows, "deliveries_per_server_cpu_s"),
         "feed_latency_p50_ms": median_feed(rows, "p50"),
         "feed_latency_p99_ms": median_feed(rows, "p99"),
         "repeats": rows,
