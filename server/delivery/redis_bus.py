@@ -48,14 +48,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server.delivery.bus import Handler, InProcessBus
 from server.delivery.redis_wire import (
     HEADER_SIZE,
-    NOT_READY,
     Codec,
     Replies,
     command,
     command_prefix,
     envelope,
     publish_frame,
-    read_envelope,
+    unpack_header,
 )
 from streams.backoff import Backoff
 
@@ -68,11 +67,12 @@ _DISCONNECTED = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
 class _Remote:
     """A topic carried by Redis: its codec, channel bytes and local handlers."""
 
-    __slots__ = ("channel", "codec", "handlers", "prefix")
+    __slots__ = ("channel", "codec", "decode", "handlers", "prefix")
 
     def __init__(self, name: str, codec: Codec, publish_command: bytes) -> None:
         self.channel = name.encode()
         self.codec = codec
+        self.decode = codec.decode  # looked up once, not per message
         self.prefix = command_prefix(publish_command, self.channel)
         self.handlers: tuple[Handler, ...] = ()
 
@@ -320,15 +320,17 @@ class RedisBus:
                 self.connected = True
                 self._notify(True)
                 replies = Replies(conn)
+                message_kind, receive = self._message_kind, self._receive
                 while True:
                     # Every message already read is dispatched without an await
                     # between them; then one read of the socket (up to 64 KiB, a few
                     # hundred messages), and a yield so that a subscriber kept busy
                     # by Redis never starves the loop's other tasks.
-                    reply = replies.next()
-                    while reply is not NOT_READY:
-                        self._dispatch(reply)
-                        reply = replies.next()
+                    for reply in replies.drain():
+                        if reply[0] == message_kind:
+                            receive(reply[1], reply[2])
+                        else:
+                            self._dispatch(reply)
                     await asyncio.sleep(0)
                     await replies.fill()
                     self._last_rx = time.monotonic()
@@ -393,7 +395,7 @@ class RedisBus:
         remote = self._by_channel.get(channel)
         if remote is None or not remote.handlers or len(data) < HEADER_SIZE:
             return
-        origin, fence = read_envelope(data)
+        origin, fence = unpack_header(data)
         if origin == self.origin:
             return  # delivered locally when it was published
         if fence < self._fence_seen:
@@ -401,7 +403,7 @@ class RedisBus:
             return
         self._fence_seen = fence
         try:
-            message = remote.codec.decode(memoryview(data)[HEADER_SIZE:])
+            message = remote.decode(memoryview(data)[HEADER_SIZE:])
         except Exception:
             # Logged once per burst of them: a misbehaving publisher must not turn
             # into a flood of tracebacks.
