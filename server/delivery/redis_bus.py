@@ -53,7 +53,7 @@ from server.delivery.redis_wire import (
     command,
     command_prefix,
     envelope,
-    publish_frame,
+    publish_head,
     unpack_header,
 )
 from streams.backoff import Backoff
@@ -67,14 +67,26 @@ _DISCONNECTED = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
 class _Remote:
     """A topic carried by Redis: its codec, channel bytes and local handlers."""
 
-    __slots__ = ("channel", "codec", "decode", "handlers", "prefix")
+    __slots__ = ("_head", "_size", "channel", "codec", "decode", "encode", "handlers", "prefix")
 
     def __init__(self, name: str, codec: Codec, publish_command: bytes) -> None:
         self.channel = name.encode()
         self.codec = codec
-        self.decode = codec.decode  # looked up once, not per message
+        self.encode = codec.encode  # looked up once, not per message
+        self.decode = codec.decode
         self.prefix = command_prefix(publish_command, self.channel)
         self.handlers: tuple[Handler, ...] = ()
+        self._size = -1
+        self._head = b""
+
+    def frame(self, header: bytes, payload: bytes) -> bytes:
+        """``SPUBLISH channel header+payload``: the command up to the message's bytes
+        is kept for the last message size (a topic's events mostly encode to the same
+        few sizes), so most frames are one join of four parts."""
+        size = len(header) + len(payload)
+        if size != self._size:
+            self._size, self._head = size, publish_head(self.prefix, size)
+        return b"".join((self._head, header, payload, b"\r\n"))
 
 
 class RedisBus:
@@ -139,7 +151,7 @@ class RedisBus:
     # -- the Bus port -------------------------------------------------------------
 
     def publish(self, topic: str, message: Any) -> None:
-        remote = self._route(topic)
+        remote = self._remote.get(topic) or self._route(topic)
         if remote is None:
             self._local.publish(topic, message)
             return
@@ -149,7 +161,7 @@ class RedisBus:
         out = self._out
         if len(out) == out.maxlen:
             self.dropped += 1
-        out.append(publish_frame(remote.prefix, self._header, remote.codec.encode(message)))
+        out.append(remote.frame(self._header, remote.encode(message)))
         if not self._wake.is_set():
             self._wake.set()
 

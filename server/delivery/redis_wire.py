@@ -76,9 +76,10 @@ def command_prefix(command: bytes, channel: bytes) -> bytes:
     return b"*3\r\n" + bulk(command) + bulk(channel)
 
 
-def publish_frame(prefix: bytes, header: bytes, payload: bytes) -> bytes:
-    """One complete ``SPUBLISH channel header+payload`` command, joined once."""
-    return b"".join((prefix, b"$%d\r\n" % (len(header) + len(payload)), header, payload, b"\r\n"))
+def publish_head(prefix: bytes, size: int) -> bytes:
+    """A publish command up to its message's bytes: ``prefix`` and the bulk-string
+    header of a ``size``-byte message (the message and ``\\r\\n`` follow)."""
+    return prefix + b"$%d\r\n" % size
 
 
 def command(*parts: bytes) -> bytes:
