@@ -49,7 +49,7 @@ from typing import Any
 
 from loadtests.fanout import DEFAULT_RECORDING
 from loadtests.fanout_clients import ProcessPlan
-from loadtests.fanout_measure import PhasePlans, Server, log, prime, run_phase
+from loadtests.fanout_measure import PhasePlans, Server, cpu_percent, log, prime, run_phase
 from loadtests.fanout_pacing import PacedQuoteSource
 from loadtests.fanout_scenarios import (
     BASE_SYMBOL,
@@ -61,6 +61,7 @@ from loadtests.fanout_scenarios import (
     split_processes,
 )
 from loadtests.fanout_server import (
+    _SCRUBBED_PREFIXES,
     ProcSample,
     clone_symbols,
     describe_upstream,
@@ -73,7 +74,6 @@ from server.auth.tokens import KeyRing
 from tests.support.redis import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-_SCRUBBED_PREFIXES = ("TICKGRAPH_", "POLYGON_", "DATABASE_URL", "REDIS_URL", "ALPACA_")
 LAYOUTS = ("one", "two")
 
 
@@ -203,12 +203,6 @@ class Deployment(Server):
         )
 
 
-def cpu(first: ProcSample | None, last: ProcSample | None) -> float | None:
-    if first is None or last is None or last.at <= first.at:
-        return None
-    return round(100.0 * (last.cpu_s - first.cpu_s) / (last.at - first.at), 1)
-
-
 async def measure(  # noqa: PLR0917 (one call site, every argument distinct)
     layout: str,
     phase: Phase,
@@ -242,7 +236,7 @@ async def measure(  # noqa: PLR0917 (one call site, every argument distinct)
         # Per process, over the whole phase (connecting included); ``server_cpu_percent``
         # is both processes over the measured window.
         phase_cpu_percent={
-            m.name: cpu(b, a) for m, b, a in zip(members, before, after, strict=True)
+            m.name: cpu_percent(b, a) for m, b, a in zip(members, before, after, strict=True)
         },
     )
     if "error" in report:
