@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections import deque
@@ -50,11 +49,12 @@ from server.delivery.bus import Handler, InProcessBus
 from server.delivery.redis_wire import (
     HEADER_SIZE,
     Codec,
+    Replies,
     command,
     command_prefix,
     envelope,
-    publish_frame,
-    read_envelope,
+    publish_head,
+    unpack_header,
 )
 from streams.backoff import Backoff
 
@@ -67,13 +67,26 @@ _DISCONNECTED = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
 class _Remote:
     """A topic carried by Redis: its codec, channel bytes and local handlers."""
 
-    __slots__ = ("channel", "codec", "handlers", "prefix")
+    __slots__ = ("_head", "_size", "channel", "codec", "decode", "encode", "handlers", "prefix")
 
     def __init__(self, name: str, codec: Codec, publish_command: bytes) -> None:
         self.channel = name.encode()
         self.codec = codec
+        self.encode = codec.encode  # looked up once, not per message
+        self.decode = codec.decode
         self.prefix = command_prefix(publish_command, self.channel)
         self.handlers: tuple[Handler, ...] = ()
+        self._size = -1
+        self._head = b""
+
+    def frame(self, header: bytes, payload: bytes) -> bytes:
+        """``SPUBLISH channel header+payload``: the command up to the message's bytes
+        is kept for the last message size (a topic's events mostly encode to the same
+        few sizes), so most frames are one join of four parts."""
+        size = len(header) + len(payload)
+        if size != self._size:
+            self._size, self._head = size, publish_head(self.prefix, size)
+        return b"".join((self._head, header, payload, b"\r\n"))
 
 
 class RedisBus:
@@ -138,7 +151,7 @@ class RedisBus:
     # -- the Bus port -------------------------------------------------------------
 
     def publish(self, topic: str, message: Any) -> None:
-        remote = self._route(topic)
+        remote = self._remote.get(topic) or self._route(topic)
         if remote is None:
             self._local.publish(topic, message)
             return
@@ -148,7 +161,7 @@ class RedisBus:
         out = self._out
         if len(out) == out.maxlen:
             self.dropped += 1
-        out.append(publish_frame(remote.prefix, self._header, remote.codec.encode(message)))
+        out.append(remote.frame(self._header, remote.encode(message)))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -264,21 +277,23 @@ class RedisBus:
 
     async def _write_loop(self) -> None:
         conn: AbstractConnection | None = None
+        replies: Replies | None = None
         try:
             while True:
                 if not self._out:
                     self._wake.clear()
                     await self._wake.wait()
-                if conn is None:
+                if conn is None or replies is None:
                     conn = await self._connect("publisher", self._write_backoff)
+                    replies = Replies(conn)
                 batch = list(self._out)
                 self._out.clear()
                 try:
                     await conn.send_packed_command(batch, check_health=False)
-                    # One deadline for the batch's replies, not one timer per reply.
+                    # One deadline for the batch's replies, not one timer per reply,
+                    # and the replies taken many per socket read.
                     async with asyncio.timeout(self._reply_timeout):
-                        for _ in batch:
-                            await conn.read_response(timeout=math.inf)
+                        await replies.read(len(batch))
                 except _DISCONNECTED as exc:
                     # Whether Redis took them is unknown; pub/sub is at-most-once.
                     self.dropped += len(batch)
@@ -316,10 +331,21 @@ class RedisBus:
                 await self._send_subscriptions(conn)
                 self.connected = True
                 self._notify(True)
+                replies = Replies(conn)
+                message_kind, receive = self._message_kind, self._receive
                 while True:
-                    reply = await conn.read_response(timeout=math.inf)
+                    # Every message already read is dispatched without an await
+                    # between them; then one read of the socket (up to 64 KiB, a few
+                    # hundred messages), and a yield so that a subscriber kept busy
+                    # by Redis never starves the loop's other tasks.
+                    for reply in replies.drain():
+                        if reply[0] == message_kind:
+                            receive(reply[1], reply[2])
+                        else:
+                            self._dispatch(reply)
+                    await asyncio.sleep(0)
+                    await replies.fill()
                     self._last_rx = time.monotonic()
-                    self._dispatch(reply)
             except _DISCONNECTED as exc:
                 log.warning("redis bus subscriber lost its connection: %s", exc)
             finally:
@@ -381,7 +407,7 @@ class RedisBus:
         remote = self._by_channel.get(channel)
         if remote is None or not remote.handlers or len(data) < HEADER_SIZE:
             return
-        origin, fence = read_envelope(data)
+        origin, fence = unpack_header(data)
         if origin == self.origin:
             return  # delivered locally when it was published
         if fence < self._fence_seen:
@@ -389,7 +415,7 @@ class RedisBus:
             return
         self._fence_seen = fence
         try:
-            message = remote.codec.decode(memoryview(data)[HEADER_SIZE:])
+            message = remote.decode(memoryview(data)[HEADER_SIZE:])
         except Exception:
             # Logged once per burst of them: a misbehaving publisher must not turn
             # into a flood of tracebacks.
