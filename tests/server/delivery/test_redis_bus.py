@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 from server.delivery.redis_bus import RedisBus
-from server.delivery.redis_wire import envelope, market_codecs
+from server.delivery.redis_wire import Replies, envelope, market_codecs
 from streams.events import Quote, Received, Trade
 from tests.support.redis import running_redis
 from tests.support.timing import TIMEOUT, eventually
@@ -258,3 +258,17 @@ async def test_plain_pub_sub_for_redis_6(redis_url: str, sharded: bool) -> None:
         await b.wait_subscribed(["Q.RB6"], TIMEOUT)
         a.publish("Q.RB6", quote("RB6", 1))
         await eventually(lambda: got == [quote("RB6", 1)], "the event over PUBLISH")
+
+
+async def test_replies_are_read_straight_from_hiredis(redis_url: str) -> None:
+    """The bus's throughput rests on reading many replies per socket read from redis-py's
+    hiredis parser (``Replies``); it falls back silently to one await per reply, so an
+    upgrade of redis-py that removes what it uses must fail here, not halve throughput."""
+    pool = ConnectionPool.from_url(redis_url, protocol=2)
+    conn = pool.make_connection()
+    try:
+        await conn.connect()
+        assert Replies(conn).fast
+    finally:
+        await conn.disconnect()
+        await pool.aclose()
