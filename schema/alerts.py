@@ -468,7 +468,7 @@ class AlertsSubscription:
         assert services.bus is not None
         bus = services.bus
         owner = _owner(info)
-        lease = admit_subscription(info, [])
+        lease = await admit_subscription(info, [])
         topic = alert_topic(owner)
 
         return Feed(

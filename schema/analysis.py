@@ -119,7 +119,7 @@ async def _stream(info: Info, symbol: str | None, question: str | None) -> Chunk
     service = _service(info)
     caller = info.context.caller
     user_id = caller.user().user_id
-    lease = admit_subscription(info, [])
+    lease = await admit_subscription(info, [])
     release = releaser(lease)
     try:
         run = await service.start(

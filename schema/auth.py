@@ -175,7 +175,7 @@ class AuthQuery:
         principal = _caller(info).user()
         services = info.context.services
         user = await _users(info).me(principal.user_id)
-        usage = services.access.quota.usage(str(user.id)) if services.access else None
+        usage = await services.access.usage(str(user.id)) if services.access else None
         alerts = services.alerts.engine.open_count(str(user.id)) if services.alerts else 0
         limits = limits_for(TierRecord(user.tier))
         return Me(

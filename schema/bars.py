@@ -379,7 +379,7 @@ class BarsSubscription:
     ) -> AsyncIterable[BarEvent]:
         services = info.context.services
         sym = services.directory.resolve(symbol, stream=True)
-        lease = admit_subscription(info, [sym])
+        lease = await admit_subscription(info, [sym])
         analytics = _analytics(services)
         hub = services.hub
 
@@ -422,7 +422,7 @@ class BarsSubscription:
         services = info.context.services
         sym = services.directory.resolve(symbol, stream=True)
         chosen = _specs(specs)
-        lease = admit_subscription(info, [sym])
+        lease = await admit_subscription(info, [sym])
         analytics = _analytics(services)
         slots: list[IndicatorSlot] = []
 

@@ -5,7 +5,9 @@
 * A request error (the document does not parse or validate, the operation cannot be
   chosen, the variables do not fit) is the client's mistake: it gets its code from
   ``schema.request_errors`` and is not logged as a failure either.
-* Anything else is a bug or an outage: it is logged once with a short reference
+* The database down or restarting is an outage, not a bug: SERVICE_UNAVAILABLE with
+  ``retryAfter``, logged as a warning.
+* Anything else is a bug: it is logged once with a short reference
   id, and the client gets ``extensions.code = "INTERNAL"`` with the same reference.
   In production the message is replaced, so internals never leak.
 """
@@ -23,6 +25,7 @@ from strawberry.types import ExecutionContext
 from schema.request_errors import REQUEST_CODES, mark, operation_message, request_error_code
 from server.errors import TickgraphError
 from server.observability import correlation
+from server.storage.database import is_outage
 
 log = logging.getLogger("tickgraph.errors")
 
@@ -59,6 +62,22 @@ class ErrorReporting(MaskErrors):
     def _report(self, error: GraphQLError) -> GraphQLError:
         reference = uuid.uuid4().hex[:12]
         original = error.original_error
+        if original is not None and is_outage(original):
+            # Not a bug: the database is down or restarting. Say so, and when to retry.
+            log.warning(
+                "database unavailable in %s: %s: %s",
+                ".".join(map(str, error.path or ())) or "operation",
+                type(original).__name__,
+                original,
+            )
+            return GraphQLError(
+                message="The database is unavailable; try again shortly.",
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": "SERVICE_UNAVAILABLE", "retryAfter": 1},
+            )
         log.error(
             "unexpected error in %s (reference %s)",
             ".".join(map(str, error.path or ())) or "operation",

@@ -77,7 +77,7 @@ class FeedQuery:
 class FeedSubscription:
     @strawberry.subscription(description="The current status first, then every change of state.")
     async def feed_status(self, info: Info) -> AsyncIterable[FeedStatus]:
-        lease = admit_subscription(info, [])
+        lease = await admit_subscription(info, [])
         tracker = info.context.services.feed_status
         return Feed(
             attach=tracker.listen,

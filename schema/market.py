@@ -305,7 +305,7 @@ class MarketSubscription:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
         throttle_s = _throttle_seconds(throttle_ms)
-        lease = admit_subscription(info, syms)
+        lease = await admit_subscription(info, syms)
         return Feed(
             attach=_attach(services, "Q", syms),
             render=_render_quote,
@@ -330,7 +330,7 @@ class MarketSubscription:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
         window_s = _window_seconds(window_ms)
-        lease = admit_subscription(info, syms)
+        lease = await admit_subscription(info, syms)
         current = _last_quotes(services, syms)
         return Feed(
             attach=_attach(services, "Q", syms),
@@ -354,7 +354,7 @@ class MarketSubscription:
     async def trades(self, info: Info, symbols: list[str]) -> AsyncIterable[Trade]:
         services = info.context.services
         syms = services.directory.resolve_many(symbols, limit=MAX_SYMBOLS_PER_REQUEST, stream=True)
-        lease = admit_subscription(info, syms)
+        lease = await admit_subscription(info, syms)
         state = services.state
         return Feed(
             attach=_attach(services, "T", syms),

@@ -302,6 +302,10 @@ def _slow_updates(dropped: int) -> SlowConsumer:
     )
 
 
+def _seq_of(item: StoredEntry) -> int:
+    return item.seq
+
+
 @strawberry.type
 class OrdersSubscription:
     @strawberry.subscription(
@@ -324,7 +328,7 @@ class OrdersSubscription:
                     f"more than {MAX_RESUME} updates since this cursor: read `orders` first",
                     limit=MAX_RESUME,
                 )
-        lease = admit_subscription(info, [])
+        lease = await admit_subscription(info, [])
         bus = info.context.services.bus
         assert bus is not None
         topic = orders_topic(owner)
@@ -346,6 +350,7 @@ class OrdersSubscription:
             overflow_error=_slow_updates,
             scope=("orders", owner),
             release=releaser(lease),
+            position=_seq_of,
         )
 
     @strawberry.subscription(
@@ -355,7 +360,7 @@ class OrdersSubscription:
     )
     async def positions(self, info: Info, throttle_ms: int = 250) -> AsyncIterable[Position]:
         await _service(info).user(_owner(info))
-        return _portfolio_feed(info, throttle_ms, _render_position, per_symbol=True)
+        return await _portfolio_feed(info, throttle_ms, _render_position, per_symbol=True)
 
     @strawberry.subscription(
         description="Your account, revalued as your positions' symbols trade and quote and as "
@@ -371,10 +376,10 @@ class OrdersSubscription:
             return Account.of(account, valuation, broker=broker)
 
         await service.user(_owner(info))
-        return _portfolio_feed(info, throttle_ms, render, per_symbol=False)
+        return await _portfolio_feed(info, throttle_ms, render, per_symbol=False)
 
 
-def _portfolio_feed(
+async def _portfolio_feed(
     info: Info, throttle_ms: int, render: Callable[[Any, bool, int], Any], *, per_symbol: bool
 ) -> Feed:
     if not 0 <= throttle_ms <= 60_000:
@@ -383,7 +388,7 @@ def _portfolio_feed(
     owner = _owner(info)
     services = info.context.services
     assert services.bus is not None
-    lease = admit_subscription(info, [])
+    lease = await admit_subscription(info, [])
     watch = PortfolioWatch(
         service,
         owner,

@@ -14,14 +14,14 @@ from schema.context import Info
 from server.limits.usage import Lease
 
 
-def admit_subscription(info: Info, symbols: Sequence[str]) -> Lease | None:
-    """Take a subscription (and its symbols) from the caller's tier quota;
-    ``RateLimited`` when the quota is used up."""
+async def admit_subscription(info: Info, symbols: Sequence[str]) -> Lease | None:
+    """Take a subscription (and its symbols) from the caller's tier quota, over every
+    process of the deployment; ``LimitExceeded`` when the quota is used up."""
     context = info.context
     access = context.services.access
     if access is None:
         return None
-    return access.subscribe(context.caller, list(symbols))
+    return await access.subscribe(context.caller, list(symbols))
 
 
 def releaser(lease: Lease | None, *also: Callable[[], None]) -> Callable[[], None]:

@@ -1,4 +1,5 @@
-"""The ``tickgraph`` command: serve, replay, record, migrate, schema."""
+"""The ``tickgraph`` command: serve, replay, record, migrate, doctor, housekeeping,
+admin, schema."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from server.exits import EXIT_CONFIG, EXIT_STATUSES
 from server.settings import MarketSource, Settings, SettingsError
+from streams.progress import add_progress_flag, progress_bar, progress_wanted
 
 log = logging.getLogger("tickgraph")
 
@@ -73,8 +75,15 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("migrate", help="apply database migrations and exit")
+    p = sub.add_parser(
+        "migrate",
+        help="apply database migrations and exit",
+        description="Apply the pending schema migrations to the database of DATABASE_URL "
+        "(or the embedded one) and exit. The server does this at start-up too; several "
+        "processes starting at once apply each migration exactly once.",
+    )
     p.add_argument("--data-dir", help="local state, embedded database [TICKGRAPH_DATA_DIR]")
+    add_progress_flag(p)
     p.set_defaults(handler=_migrate)
 
 
@@ -124,11 +133,14 @@ def _serve(args: argparse.Namespace) -> int:
     from server.logging_setup import configure
 
     configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
+    from server.scaleout.setup import ExitStatus
     from server.serving import loop_factory
     from server.startup import serve
 
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-        return runner.run(serve(settings, setting_names(args)))
+        code = runner.run(serve(settings, setting_names(args)))
+    # A process that lost the leader's lease asks its supervisor to start it again.
+    return code or ExitStatus.code
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -137,14 +149,25 @@ def _migrate(args: argparse.Namespace) -> int:
 
     configure(settings.log_level, json=settings.log_json, secrets=settings.secret_values())
 
-    async def run() -> None:
+    async def run() -> tuple[str, ...]:
         from server.storage.database import Database
 
-        db = await Database.open(settings)
-        await db.close()
+        with progress_bar(
+            progress_wanted(args.progress), desc="migrate", unit=" files", total=0
+        ) as bar:
 
-    asyncio.run(run())
-    print("migrations applied")
+            def progress(done: int, total: int, current: str | None) -> None:
+                bar.total = total
+                bar.n = done
+                bar.set_postfix_str(current or "", refresh=False)
+                bar.refresh()
+
+            db = await Database.open(settings, progress=progress)
+        await db.close()
+        return db.applied_migrations
+
+    applied = asyncio.run(run())
+    print(f"migrations applied: {', '.join(applied)}" if applied else "migrations up to date")
     return 0
 
 
@@ -167,16 +190,22 @@ def _record_defaults(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from server.commands.doctor import add_doctor_command
+    from server.commands.housekeeping import add_housekeeping_command
     from streams.commands import add_record_command, add_replay_command
 
     parser = argparse.ArgumentParser(
-        prog="tickgraph", description="Real-time market data and trading over GraphQL."
+        prog="tickgraph",
+        description="Real-time market data and trading over GraphQL.",
+        epilog="`tickgraph COMMAND --help` describes a command; without one, tickgraph serves.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     add_replay_command(sub)
     add_record_command(sub)
     _add_migrate(sub)
+    add_doctor_command(sub)
+    add_housekeeping_command(sub)
     _add_admin(sub)
     _add_schema(sub)
     return parser

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from server.delivery.bus import Bus
 from server.market.state import MarketState
 from streams.conditions import ALL, flags_for
-from streams.events import CHANNEL_OF, MarketEvent, Received, Status, Trade
+from streams.events import CHANNEL_OF, MarketEvent, Quote, Received, Status, Trade
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_protocol import Reject, RejectReason, decode_frame
 from streams.screening import HELD, FeedScreen
@@ -58,7 +58,8 @@ class Ingest:
         """A new upstream connection: sequence numbers and the feed clock start over."""
         self._state.reset_sequences()
         self.screen.new_session()
-        self._drain_screen()
+        # What the screen held is applied now: counted like any applied event.
+        self._status.events += self._drain_screen()
 
     def on_frame(self, data: str | bytes, received_ns: int) -> None:
         try:
@@ -81,7 +82,7 @@ class Ingest:
         publish = self._bus.publish
         after = self.on_applied
         recv_ms = received_ns // 1_000_000
-        applied = 0
+        applied = trades = quotes = 0
         for ev in decoded.events:
             kind = type(ev)
             if kind is Trade:
@@ -102,19 +103,30 @@ class Ingest:
                 if after is not None:
                     after(item)
                 applied += 1
+                # By kind, in locals: the tracker is told once per frame (/metrics).
+                if kind is Trade:
+                    trades += 1
+                elif kind is Quote:
+                    quotes += 1
             elif verdict is not HELD:
                 self._reject(verdict)
         if applied:
-            self._status.count_events(applied, received_ns)
+            self._status.count_events(applied, received_ns, trades, quotes)
 
     def _apply(self, item: Received, ev: MarketEvent) -> int:
         if not self._state.apply(item):
             self._reject(Reject(RejectReason.REORDERED, f"{ev.sym} q={ev.q}"))  # type: ignore[union-attr]
             return 0
-        self._bus.publish(f"{CHANNEL_OF[type(ev)]}.{ev.sym}", item)
+        kind = type(ev)
+        self._bus.publish(f"{CHANNEL_OF[kind]}.{ev.sym}", item)
         after = self.on_applied
         if after is not None:
             after(item)
+        # Released by the screen (rare): counted by kind here, the total by the caller.
+        if kind is Trade:
+            self._status.trades += 1
+        elif kind is Quote:
+            self._status.quotes += 1
         return 1
 
     def _drain_screen(self) -> int:

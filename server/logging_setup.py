@@ -28,6 +28,9 @@ from collections.abc import Iterable
 
 import orjson
 
+from server.observability.access_log import ACCESS_LOGGER
+from server.observability.access_log import BURST as ACCESS_BURST
+from server.observability.access_log import RATE as ACCESS_RATE
 from server.observability.correlation import CorrelationFilter
 
 # Record attributes that are not ours to ship: the standard ones, and uvicorn's
@@ -136,7 +139,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         cid = getattr(record, "cid", None)
-        record.cid_part = f" [{cid}]" if cid else ""
+        parent = getattr(record, "parent", None)
+        record.cid_part = (f" [{parent}>{cid}]" if parent else f" [{cid}]") if cid else ""
         return super().format(record)
 
 
@@ -159,8 +163,17 @@ class Throttle(logging.Filter):
     DEBUG lines are let through: an operator who asks for DEBUG asks for every line
     (tests and investigations read them one by one), and production runs at INFO."""
 
-    def __init__(self, *, burst: int = 20, rate: float = 1.0, max_keys: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        burst: int = 20,
+        rate: float = 1.0,
+        max_keys: int = 10_000,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__()
+        #: Loggers with a budget of their own.
+        self.exempt = exempt
         self.burst = float(burst)
         self.rate = rate
         self.max_keys = max_keys
@@ -168,7 +181,7 @@ class Throttle(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno <= logging.DEBUG:
+        if record.levelno <= logging.DEBUG or record.name in self.exempt:
             return True
         key = (record.name, record.msg, record.levelno)
         now = time.monotonic()
@@ -202,7 +215,9 @@ def configure(level: str, *, json: bool, secrets: Iterable[str | None] = ()) -> 
     )
     handler.setFormatter(RedactingFormatter(inner))
     handler.addFilter(CorrelationFilter())
-    handler.addFilter(Throttle())
+    # The access log has a budget of its own (server.observability.access_log).
+    handler.addFilter(Throttle(exempt=frozenset({ACCESS_LOGGER})))
+    logging.getLogger(ACCESS_LOGGER).filters[:] = [Throttle(burst=ACCESS_BURST, rate=ACCESS_RATE)]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,21 +25,29 @@ from server.auth.passwords import PasswordHashing
 from server.auth.standing import AccountStanding, StandingListener
 from server.auth.tokens import load_keyring
 from server.auth.users import AuthSettings, UserService
-from server.delivery.bus import InProcessBus
+from server.delivery.bus import Bus, InProcessBus
 from server.delivery.firings import AlertDelivery
 from server.delivery.hub import MarketHub
+from server.delivery.leadership import process_id
+from server.delivery.redis_bus import RedisBus
 from server.history.polygon import PolygonHistory
 from server.history.provider import ChainedHistory, HistoryProvider
 from server.history.simulated import SimulatedHistory
 from server.history.stored import StoredHistory
+from server.housekeeping import JOBS, Housekeeping, JobContext
 from server.ingest import Ingest
 from server.limits.firing_rates import FiringRates
 from server.limits.limiter import FailMode, InProcessLimiter, Limiter, RedisLimiter
 from server.limits.login_throttle import LoginThrottle
+from server.limits.shared_quota import SharedQuota
+from server.limits.usage import SubscriptionQuota
 from server.market.bars import BarBook
 from server.market.directory import SymbolDirectory, SymbolInfo
 from server.market.state import MarketState
 from server.market.timeframes import Timeframe
+from server.scaleout.event_stream import StreamingBus, StreamWriter
+from server.scaleout.node import Node
+from server.scaleout.setup import Parts, join, redis_bus
 from server.services.alert_recovery import AlertRecovery
 from server.services.alerts import AlertService, output_index
 from server.services.broker_accounts import BrokerAccounts
@@ -53,7 +62,7 @@ from server.services.orders.requests import TradingConfig
 from server.services.orders.restore import restore as restore_trading
 from server.services.orders.service import OrderService
 from server.settings import MarketSource, Settings
-from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session, prune_seconds
+from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
 from server.trading.calendar import CONTINUOUS, NYSE
@@ -75,8 +84,9 @@ class Runtime:
     services: Services
     database: Database
     feed: PolygonFeed
-    feed_task: asyncio.Task[None]
     simulator: PolygonProtocolServer | None = None
+    #: Set once this process runs the core (at once, or when elected).
+    feed_task: asyncio.Task[None] | None = None
     bar_writer: BarWriter | None = None
     delivery: AlertDelivery | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -117,19 +127,23 @@ class Runtime:
         url = f"{'wss' if secure else 'ws'}://{feed_host}/stocks"
 
         state = MarketState(settings.trades_kept)
-        bus = InProcessBus()
+        bus = _bus(settings, stack)
         hub = MarketHub(bus)
         tracker = FeedStatusTracker(source, url)
         history, rest = _history(settings, database)
+        # What must reach every process's subscribers once committed (order updates,
+        # fired alerts) is also announced on the deployment's event stream.
+        events = StreamWriter(_redis(settings)) if isinstance(bus, RedisBus) else None
+        committed: Bus = bus if events is None else StreamingBus(bus, events)
         bar_writer, delivery, screen, analytics, alerts = _analytics(
-            settings, database, bus, history
+            settings, database, bus, history, committed=committed
         )
         limiter = _limiter(settings)
         users, access, connections, listener = _identity(settings, database, limiter)
         trading = _trading(
             settings,
             database,
-            bus,
+            committed,
             state=state,
             directory=directory,
             limiter=limiter,
@@ -142,51 +156,58 @@ class Runtime:
             on_applied=_each(analytics.on_event, trading.feed.on_event),
             screen=screen,
         )
-        universe_topics = [t for s in settings.symbols for t in topics_for(s)]
-
-        def on_session() -> None:
-            # A new upstream connection: the time since our last event is a gap to
-            # backfill (read from the feed clock before it starts over), sequence
-            # numbers and the feed clock restart.
-            analytics.new_session()
-            ingest.new_session()
-
-        feed = PolygonFeed(
-            api_key=api_key,
-            feed=feed_host,
-            secure=secure,
-            on_frame=ingest.on_frame,
-            status=tracker,
-            backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
-            topics=universe_topics,
-            on_session=on_session,
+        feed = _feed(
+            settings,
+            ingest,
+            analytics=analytics,
+            tracker=tracker,
+            hub=hub,
+            upstream=(feed_host, secure, api_key),
         )
-        ingest.on_notice = feed.handle_status
-        universe = frozenset(settings.symbols)
-
-        def on_interest(symbol: str, wanted: bool) -> None:
-            # The universe is always subscribed upstream; other symbols only while wanted.
-            if symbol in universe:
-                return
-            (feed.want if wanted else feed.unwant)(topics_for(symbol))
-
-        hub.on_interest = on_interest
-        _start_writers(stack, bar_writer, delivery, settings.drain_stall_timeout_s)
-        await _restore_sessions(settings, database, analytics, screen)
         alerts.trades = delivery.trades = AlertOrders(trading.service, alerts.limits_for)
-        await _start_trading(stack, trading, database, settings)
-        armed = await alerts.start()
-        feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
-        background = [
-            asyncio.create_task(analytics.run_clock(), name="bar-clock"),
-            asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
-            asyncio.create_task(listener.run(), name="auth-listener"),
-            asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
-            *_retention(settings, database),
-        ]
-        stack.push_async_callback(_cancel, background)
-        stack.push_async_callback(_cancel, [feed_task])
-        stack.push_async_callback(feed.stop)
+        runtime = cls(services=None, database=database, feed=feed, simulator=simulator)  # type: ignore[arg-type]
+        nodes: list[Node] = []
+        # After the core has stopped and drained: only then may another process take
+        # the lease and rebuild from what this one wrote.
+        stack.push_async_callback(_hand_over, nodes)
+        # The stateful core (feed, writers, restored sessions, trading, armed alerts)
+        # runs in one process of a deployment: here at once, or once elected.
+        core = contextlib.AsyncExitStack()
+        stack.push_async_callback(core.aclose)
+
+        start_core = functools.partial(
+            _start_core,
+            core,
+            runtime,
+            settings=settings,
+            database=database,
+            writers=(bar_writer, delivery),
+            analytics=analytics,
+            screen=screen,
+            trading=trading,
+            alerts=alerts,
+        )
+
+        _start_every_process(
+            stack, runtime, listener, access, _housekeeping(settings, database, users)
+        )
+        node = None
+        if not isinstance(bus, RedisBus) or events is None:
+            await start_core()
+        else:
+            parts = Parts(
+                _redis(settings),
+                bus,
+                state,
+                tracker,
+                database,
+                events,
+                trading.ledger.recent,
+                start_core,
+                feed,
+                hub,
+            )
+            nodes.append(node := await join(settings, stack, parts))
         # Serve once revocations are heard (bounded: without the listener every check
         # reads the database, which is correct, only slower).
         with contextlib.suppress(TimeoutError):
@@ -219,27 +240,141 @@ class Runtime:
                 resolve_symbol=directory.resolve,
             ),
             broker_accounts=trading.accounts,
+            node=node,
         )
         # Subscriber-only indicators follow the forming bar once per delivery flush,
         # and delivery gives way to the feed whenever the feed is behind.
         analytics.settle_with(services.mux.flusher.prepare)
         services.mux.flusher.behind = feed.behind
-        log.info(
-            "tickgraph started (%d alerts armed)", armed, extra={"config": settings.describe()}
-        )
-        return cls(services, database, feed, feed_task, simulator, bar_writer, delivery, background)
+        runtime.services = services
+        log.info("tickgraph started", extra={"config": settings.describe()})
+        return runtime
+
+    def serving(self) -> None:
+        """The server listens: with REDIS_URL, this process now campaigns to lead."""
+        node = self.services.node
+        if node is not None:
+            node.start()
 
     async def stop(self) -> None:
         """Stop the feed, then the tasks, writers, simulator and database."""
         await self.stack.aclose()
 
 
+def _start_every_process(
+    stack: contextlib.AsyncExitStack,
+    runtime: Runtime,
+    listener: StandingListener,
+    access: AccessControl,
+    housekeeping: list[asyncio.Task[None]],
+) -> None:
+    """What runs in every process, leader or not: revocations heard, quotas shared,
+    housekeeping (each round runs in one process of the deployment, whichever takes
+    its lock: a job keeps its schedule whichever processes are alive)."""
+    tasks = [asyncio.create_task(listener.run(), name="auth-listener"), *housekeeping]
+    if access.shared is not None:
+        tasks.append(asyncio.create_task(access.shared.run(), name="quota-sync"))
+    runtime.background.extend(tasks)
+    stack.push_async_callback(_cancel, tasks)
+
+
+async def _hand_over(nodes: list[Node]) -> None:
+    for node in nodes:
+        await node.stop()
+
+
+def _feed(
+    settings: Settings,
+    ingest: Ingest,
+    *,
+    analytics: Analytics,
+    tracker: FeedStatusTracker,
+    hub: MarketHub,
+    upstream: tuple[str, bool, str],
+) -> PolygonFeed:
+    """The upstream feed: the universe always, other symbols while someone wants them."""
+    feed_host, secure, api_key = upstream
+
+    def on_session() -> None:
+        # A new upstream connection: the time since our last event is a gap to
+        # backfill (read from the feed clock before it starts over), sequence
+        # numbers and the feed clock restart.
+        analytics.new_session()
+        ingest.new_session()
+
+    feed = PolygonFeed(
+        api_key=api_key,
+        feed=feed_host,
+        secure=secure,
+        on_frame=ingest.on_frame,
+        status=tracker,
+        backoff=Backoff(settings.feed_backoff_initial_s, settings.feed_backoff_max_s),
+        topics=[t for s in settings.symbols for t in topics_for(s)],
+        on_session=on_session,
+    )
+    ingest.on_notice = feed.handle_status
+    universe = frozenset(settings.symbols)
+
+    def on_interest(symbol: str, wanted: bool) -> None:
+        if symbol in universe:
+            return
+        (feed.want if wanted else feed.unwant)(topics_for(symbol))
+
+    hub.on_interest = on_interest
+    return feed
+
+
+async def _start_core(
+    core: contextlib.AsyncExitStack,
+    runtime: Runtime,
+    *,
+    settings: Settings,
+    database: Database,
+    writers: tuple[BarWriter, AlertDelivery],
+    analytics: Analytics,
+    screen: FeedScreen,
+    trading: _Trading,
+    alerts: AlertService,
+) -> None:
+    """Start the stateful core on ``core``: the writers, the sessions and the trading
+    book rebuilt from the database, the armed alerts, then the feed and the clocks."""
+    bar_writer, delivery = writers
+    _start_writers(core, bar_writer, delivery, settings.drain_stall_timeout_s)
+    await _restore_sessions(settings, database, analytics, screen)
+    await _start_trading(core, trading, database, settings)
+    armed = await alerts.start()
+    feed = runtime.feed
+    runtime.feed_task = asyncio.create_task(feed.run(), name="polygon-feed")
+    tasks = [
+        asyncio.create_task(analytics.run_clock(), name="bar-clock"),
+        asyncio.create_task(alerts.run_expiry(), name="alert-expiry"),
+        asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
+    ]
+    runtime.background.extend(tasks)
+    core.push_async_callback(_cancel, tasks)
+    core.push_async_callback(_cancel, [runtime.feed_task])
+    core.push_async_callback(feed.stop)
+    runtime.bar_writer, runtime.delivery = bar_writer, delivery
+    log.info("market and trading core started (%d alerts armed)", armed)
+
+
+def _bus(settings: Settings, stack: contextlib.AsyncExitStack) -> Bus:
+    """In this process alone, or shared through Redis by several (``server.scaleout``)."""
+    return redis_bus(settings, stack) if settings.redis_url is not None else InProcessBus()
+
+
 def _analytics(
-    settings: Settings, database: Database, bus: InProcessBus, history: HistoryProvider
+    settings: Settings,
+    database: Database,
+    bus: Bus,
+    history: HistoryProvider,
+    *,
+    committed: Bus,
 ) -> tuple[BarWriter, AlertDelivery, FeedScreen, Analytics, AlertService]:
-    """Bars, indicators and alerts after the screen, with their writers."""
+    """Bars, indicators and alerts after the screen, with their writers (fired alerts
+    published on ``committed``)."""
     bar_writer = _bar_writer(settings, database)
-    delivery = AlertDelivery(database.pool, bus)
+    delivery = AlertDelivery(database.pool, committed)
     screen = FeedScreen(screen_policy(settings))
     rates = FiringRates()
     analytics = Analytics(
@@ -270,7 +405,7 @@ class _Trading:
 def _trading(
     settings: Settings,
     database: Database,
-    bus: InProcessBus,
+    bus: Bus,
     *,
     state: MarketState,
     directory: SymbolDirectory,
@@ -430,28 +565,14 @@ def _bar_writer(settings: Settings, database: Database) -> BarWriter:
     return BarWriter(database.pool, timeframes=stored)
 
 
-def _retention(settings: Settings, database: Database) -> list[asyncio.Task[None]]:
-    if not settings.second_bars_days:
+def _housekeeping(
+    settings: Settings, database: Database, users: UserService
+) -> list[asyncio.Task[None]]:
+    """Purges and rotations on a schedule, each round in one process of the deployment."""
+    if not settings.housekeeping:
         return []
-    days = settings.second_bars_days
-    return [asyncio.create_task(_prune_seconds(database, days), name="bar-retention")]
-
-
-async def _prune_seconds(database: Database, days: int, every_s: float = 3600.0) -> None:
-    """Keep ``days`` days of 1-second bars, counted back from the newest one stored (so
-    a replayed past is kept like a live present)."""
-    while True:
-        try:
-            newest = await database.pool.fetchval(
-                "SELECT max(start_ms) FROM bars WHERE timeframe = '1s'"
-            )
-            if newest is not None:
-                gone = await prune_seconds(database.pool, newest - days * 86_400_000)
-                if gone:
-                    log.info("deleted %d 1-second bars older than %d days", gone, days)
-        except Exception:
-            log.warning("could not prune 1-second bars", exc_info=True)
-        await asyncio.sleep(every_s)
+    ctx = JobContext(settings, database.pool, users.tokens.keyring)
+    return Housekeeping(ctx, JOBS).start()
 
 
 def screen_policy(settings: Settings) -> ScreenPolicy:
@@ -481,7 +602,11 @@ def _identity(
         auth_settings,
         standing,
     )
-    access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous)
+    shared = None
+    if settings.redis_url is not None:
+        # Tier quotas counted over every process of the deployment.
+        shared = SharedQuota(SubscriptionQuota(), _redis(settings), process_id())
+    access = AccessControl(users, limiter, allow_anonymous=settings.allow_anonymous, shared=shared)
     connections = Connections(access.recheck)
     users.on_change = connections.on_change
     listener = StandingListener(

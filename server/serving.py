@@ -34,9 +34,9 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "timeout_graceful_shutdown": 5,
         # X-Forwarded-For is believed only from the proxies the operator named: from
         # anyone else it would let a client choose its own address (a fresh rate-limit
-        # bucket per request). uvicorn's own default trusts 127.0.0.1.
-        "proxy_headers": bool(settings.trusted_proxies),
-        "forwarded_allow_ips": list(settings.trusted_proxies),
+        # bucket per request). uvicorn's own default trusts 127.0.0.1. The app applies
+        # it itself (server.app), after the correlation layer has seen the real peer.
+        "proxy_headers": False,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

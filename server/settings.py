@@ -95,6 +95,11 @@ class Settings:
 
     database_url: Secret | None = None
     redis_url: Secret | None = None
+    #: With REDIS_URL: where the other processes reach this one (the leader's address
+    #: is how followers relay to it); empty means http://<host>:<port>.
+    advertise_url: str = ""
+    #: With REDIS_URL: the leader's lease; a dead leader is replaced within about this.
+    leader_ttl_ms: int = 3000
 
     market_source: MarketSource = MarketSource.SIMULATED
     polygon_api_key: Secret | None = None
@@ -157,6 +162,9 @@ class Settings:
     ws_init_timeout_s: float = 5.0
     ws_trade_queue: int = 1000
     graphiql: bool = True
+    #: The live trading board at ``/`` (it uses only the public API, so it is on in
+    #: every environment; off leaves ``/`` to GraphiQL or a JSON index).
+    board: bool = True
     #: Prometheus metrics at ``/metrics``; with a token, scrapes must present it as a
     #: bearer credential. Off by default in production unless a token is set (the
     #: figures say who trades how much).
@@ -173,9 +181,21 @@ class Settings:
     ws_max_message_bytes: int = 65_536
     ws_compression: bool = False
     max_request_bytes: int = 1_048_576
-    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDR
-    #: networks). Empty: the client address is the socket's peer, always.
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto (and X-Request-ID, as the
+    #: parent of our correlation id) are believed (IPs or CIDR networks). Empty: the
+    #: client address is the socket's peer, always.
     trusted_proxies: tuple[str, ...] = ()
+    #: One log line per HTTP request; ``access_log_probes`` adds /healthz, /readyz and
+    #: /metrics, which probes and scrapers call every few seconds.
+    access_log: bool = True
+    access_log_probes: bool = False
+
+    #: Scheduled housekeeping (server.housekeeping), run once per deployment.
+    housekeeping: bool = True
+    token_purge_interval_s: float = 3600.0
+    #: Age of the JWT key file's active key that triggers a rotation; 0: never.
+    key_rotation_interval_s: float = 30 * 86_400.0
+    bar_prune_interval_s: float = 3600.0
 
     @classmethod
     def from_env(
@@ -231,6 +251,10 @@ class Settings:
                 "DATABASE_URL", _url(("postgres", "postgresql")), None, echo=False
             ),
             redis_url=reader.get("REDIS_URL", _url(("redis", "rediss", "unix")), None, echo=False),
+            advertise_url=reader.get("TICKGRAPH_ADVERTISE_URL", _http_url, ""),
+            leader_ttl_ms=reader.get(
+                "TICKGRAPH_LEADER_TTL_MS", _int_range(500, 60_000), defaults.leader_ttl_ms
+            ),
             market_source=source,
             polygon_api_key=polygon_key,
             polygon_endpoint=endpoint,
@@ -340,6 +364,7 @@ class Settings:
             graphiql=reader.get(
                 "TICKGRAPH_GRAPHIQL", _bool, environment is Environment.DEVELOPMENT
             ),
+            board=reader.get("TICKGRAPH_BOARD", _bool, defaults.board),
             metrics=reader.get(
                 "TICKGRAPH_METRICS",
                 _bool,
@@ -376,13 +401,52 @@ class Settings:
                 defaults.max_request_bytes,
             ),
             trusted_proxies=reader.get("TICKGRAPH_TRUSTED_PROXIES", _networks, ()),
+            access_log=reader.get("TICKGRAPH_ACCESS_LOG", _bool, defaults.access_log),
+            access_log_probes=reader.get(
+                "TICKGRAPH_ACCESS_LOG_PROBES", _bool, defaults.access_log_probes
+            ),
+            housekeeping=reader.get("TICKGRAPH_HOUSEKEEPING", _bool, defaults.housekeeping),
+            token_purge_interval_s=reader.get(
+                "TICKGRAPH_TOKEN_PURGE_INTERVAL",
+                _float_range(1.0, 7 * 86_400.0),
+                defaults.token_purge_interval_s,
+            ),
+            key_rotation_interval_s=reader.get(
+                "TICKGRAPH_KEY_ROTATION_INTERVAL",
+                _float_range(0.0, 3650 * 86_400.0),
+                defaults.key_rotation_interval_s,
+            ),
+            bar_prune_interval_s=reader.get(
+                "TICKGRAPH_BAR_PRUNE_INTERVAL",
+                _float_range(1.0, 7 * 86_400.0),
+                defaults.bar_prune_interval_s,
+            ),
         )
         if settings.feed_backoff_max_s < settings.feed_backoff_initial_s:
             reader.problems.append(
                 "TICKGRAPH_FEED_BACKOFF_MAX: must not be below TICKGRAPH_FEED_BACKOFF_INITIAL"
             )
+        if 0 < settings.key_rotation_interval_s < settings.access_token_ttl_s:
+            # A rotated-out key verifies for two more rotations; under one access-token
+            # lifetime apart, tokens still in use would stop verifying.
+            reader.problems.append(
+                "TICKGRAPH_KEY_ROTATION_INTERVAL: must be 0 (never) or at least "
+                "TICKGRAPH_ACCESS_TOKEN_TTL"
+            )
         if (settings.alpaca_api_key_id is None) != (settings.alpaca_api_secret_key is None):
             reader.problems.append("ALPACA_API_KEY_ID/ALPACA_API_SECRET_KEY: set both or neither")
+        if settings.redis_url is not None:
+            # REDIS_URL makes this process one of a deployment (docs/scale-out.md).
+            if settings.database_url is None:
+                reader.problems.append(
+                    "REDIS_URL: the processes of a deployment share one PostgreSQL; "
+                    "set DATABASE_URL too"
+                )
+            if settings.port == 0 and not settings.advertise_url:
+                reader.problems.append(
+                    "TICKGRAPH_ADVERTISE_URL: with REDIS_URL and an ephemeral port (0), "
+                    "say where the other processes reach this one"
+                )
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings

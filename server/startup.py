@@ -121,6 +121,7 @@ async def _start_and_serve(settings: Settings, names: Names, sockets: list[socke
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no start event
             await asyncio.sleep(0.02)
         if server.started:
+            runtime.serving()
             # Tests and scripts read this line to find a port chosen with --port 0.
             print(start_line(settings, sockets[0], app.state.graphiql_problem), flush=True)
         try:
@@ -168,4 +169,6 @@ def start_line(settings: Settings, sock: socket.socket, graphiql_problem: object
         where = f"GraphQL: {base}/graphql; GraphiQL is unavailable: {graphiql_problem}"
     else:
         where = f"GraphiQL: {base}/graphql"
+    if settings.board:
+        where = f"board: {base}/; {where}"
     return f"tickgraph listening on {base} ({where})"

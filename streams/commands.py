@@ -28,10 +28,13 @@ from typing import Final
 from streams.polygon_server import (
     Faults,
     PolygonProtocolServer,
+    RecordingSource,
     start_replay_server,
     start_simulated_server,
 )
+from streams.progress import add_progress_flag, progress_bar, progress_wanted
 from streams.recorder import RecordResult, record
+from streams.recording import count_lines
 
 DEFAULT_REPLAY_PORT: Final = 9100
 #: Symbols of the built-in simulated market when recording it without ``--symbols``.
@@ -196,6 +199,7 @@ def add_replay_command(
         action="store_true",
         help="a new authenticated client evicts the others (max_connections)",
     )
+    add_progress_flag(parser)
     parser.set_defaults(handler=replay_handler)
     return parser
 
@@ -250,10 +254,34 @@ async def run_replay(
             flush=True,
         )
         with _signals_set(stop, install_signals):
-            await _serve_until(server, stop)
+            shown = asyncio.create_task(_show_playback(server, args))
+            try:
+                await _serve_until(server, stop)
+            finally:
+                shown.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shown
     finally:
         await server.close()
     return 0
+
+
+async def _show_playback(server: PolygonProtocolServer, args: argparse.Namespace) -> None:
+    """The playback position (lines of the file read), redrawn a few times a second."""
+    if not progress_wanted(getattr(args, "progress", None)):
+        return
+    source = server.source
+    if not isinstance(source, RecordingSource):
+        return
+    total = await asyncio.to_thread(count_lines, args.file)
+    with progress_bar(True, desc="replay", unit=" lines", total=total or None) as bar:
+        while True:
+            read = source.stats.lines
+            position = read % total if total and args.loop else read
+            bar.n = min(position, total) if total else position
+            bar.set_postfix(loops=source.stats.loops, connections=server.connections, refresh=False)
+            bar.refresh()
+            await asyncio.sleep(0.25)
 
 
 async def _serve_until(server: PolygonProtocolServer, stop: asyncio.Event) -> None:
@@ -323,6 +351,7 @@ def add_record_command(
     parser.add_argument(
         "--seed", type=_int, default=1, help="seed of the simulated market (no --url/--api-key)"
     )
+    add_progress_flag(parser)
     parser.set_defaults(handler=record_handler, url=None, api_key=None)
     return parser
 
@@ -367,8 +396,21 @@ async def run_record(
     else:
         url = args.url or DEFAULT_POLYGON_URL
         api_key = args.api_key or "local"  # a local replay accepts any key
+    shown = progress_wanted(getattr(args, "progress", None))
     try:
-        with _signals_set(stop, install_signals):
+        with (
+            _signals_set(stop, install_signals),
+            progress_bar(shown, desc="record", unit=" frames", total=args.max_frames) as bar,
+        ):
+            events = 0
+
+            def on_frame(n: int) -> None:
+                nonlocal events
+                events += n
+                bar.update(1)
+                if bar.n % 100 == 0:  # the postfix is formatted text: not per frame
+                    bar.set_postfix(events=events, refresh=False)
+
             return await record(
                 url,
                 api_key,
@@ -377,6 +419,7 @@ async def run_record(
                 duration_s=args.duration,
                 max_frames=args.max_frames,
                 stop=stop,
+                on_frame=on_frame,
             )
     finally:
         if simulated is not None:

@@ -55,6 +55,9 @@ class FeedStatusTracker:
         self._listeners: list[Listener] = []
         # Counters live outside the frozen snapshot: they change on every event.
         self.events = 0
+        #: Of ``events``: trades and quotes (the rest are aggregates), for /metrics.
+        self.trades = 0
+        self.quotes = 0
         self.last_event_ns: int | None = None
         self.rejected: dict[str, int] = {}
 
@@ -131,8 +134,12 @@ class FeedStatusTracker:
 
     # --- counters, called by the ingest ------------------------------------------------
 
-    def count_events(self, n: int, received_ns: int) -> None:
+    def count_events(self, n: int, received_ns: int, trades: int = 0, quotes: int = 0) -> None:
+        """``n`` events of one frame applied, ``trades`` and ``quotes`` of them (counted
+        per frame by the ingest, so the per-kind split costs nothing per event here)."""
         self.events += n
+        self.trades += trades
+        self.quotes += quotes
         self.last_event_ns = received_ns
 
     def count_reject(self, reason: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -49,8 +49,15 @@ def client_endpoint(url: str) -> tuple[str, str, bool]:
 class _Sink:
     """The raw-mode processor: counts frames and writes the data ones."""
 
-    def __init__(self, writer: RecordingWriter, max_frames: int | None, stop: asyncio.Event):
+    def __init__(
+        self,
+        writer: RecordingWriter,
+        max_frames: int | None,
+        stop: asyncio.Event,
+        on_frame: Callable[[int], None] | None = None,
+    ):
         self.writer = writer
+        self.on_frame = on_frame
         self.max_frames = max_frames
         self.stop = stop
         self.frames = 0
@@ -69,6 +76,8 @@ class _Sink:
         self.frames += 1
         self.events += len(decoded.events)
         self.rejected += len(decoded.rejects)
+        if self.on_frame is not None:
+            self.on_frame(len(decoded.events))
         if self.max_frames is not None and self.frames >= self.max_frames:
             self.stop.set()
 
@@ -84,11 +93,13 @@ async def record(
     max_reconnects: int | None = 5,
     stop: asyncio.Event | None = None,
     append: bool = False,
+    on_frame: Callable[[int], None] | None = None,
 ) -> RecordResult:
     """Record ``topics`` from ``url`` into ``out`` until a limit is reached or ``stop`` is set.
 
     Without ``duration_s``, ``max_frames`` or ``stop`` it records until cancelled or the
-    server closes cleanly. Errors of the client (``AuthError``, reconnects exhausted)
+    server closes cleanly. ``on_frame`` is told the number of events of each data frame
+    written (progress). Errors of the client (``AuthError``, reconnects exhausted)
     propagate; the file is closed properly in every case.
     """
     feed, market, secure = client_endpoint(url)
@@ -103,7 +114,7 @@ async def record(
         max_reconnects=max_reconnects,
     )
     with RecordingWriter(out, append=append) as writer:
-        sink = _Sink(writer, max_frames, stop)
+        sink = _Sink(writer, max_frames, stop, on_frame)
         await _run_until_stopped(client, sink, stop, duration_s)
         result = RecordResult(
             path=out,

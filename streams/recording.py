@@ -115,6 +115,12 @@ def _decode_line(number: int, line: bytes, stats: ReadStats) -> RecordedFrame | 
     return RecordedFrame(events, max(event_time_ms(ev) for ev in events), number)
 
 
+def count_lines(path: Path) -> int:
+    """Non-blank lines of a recording (a replay's progress is ``ReadStats.lines`` of
+    this); reads the whole file."""
+    return sum(1 for _ in _raw_lines(path, ReadStats()))
+
+
 def read_frames(path: Path, stats: ReadStats | None = None) -> Iterator[RecordedFrame]:
     """Stream the frames of one recording, once, in file order."""
     stats = stats if stats is not None else ReadStats()

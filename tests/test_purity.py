@@ -33,6 +33,7 @@ PURE_MODULES = (
     "streams/conditions.py",
     "streams/screening.py",
     "brokers/port.py",
+    "server/observability/histogram.py",
     # The analysis core: snapshot, result, check, the offline analyst, prompt, pricing.
     # Its I/O (the Anthropic analyst, news, the service) is in the other modules there.
     *(
@@ -53,6 +54,7 @@ PURE_MODULES = (
             "result",
             "snapshot",
             "snapshot_build",
+            "stats",
         )
     ),
 )

@@ -34,7 +34,7 @@ from typing import Any
 from brokers.alpaca.errors import BrokerUnavailable, NotSent, Refused, Uncertain
 from brokers.alpaca.pacing import Pacing
 from brokers.alpaca.reconcile import Correction, Reconciler, read_order
-from brokers.alpaca.rest import AlpacaRest, Credentials, RestConfig
+from brokers.alpaca.rest import AlpacaRest, Credentials, RestConfig, RestStats
 from brokers.alpaca.stream import TradeUpdatesStream
 from brokers.alpaca.tracker import Tracked, Tracker
 from brokers.alpaca.wire import (
@@ -85,12 +85,13 @@ class AlpacaBroker:
         seq_start: int | None = None,
         on_correction: Callable[[Correction], None] = _log_correction,
         on_positions: Callable[[dict[str, Any]], None] | None = None,
+        stats: RestStats | None = None,
     ) -> None:
         self.config = config or AlpacaConfig()
         #: Recorded with each order and account: a live account is another account.
         self.name = "alpaca-live" if credentials.live else "alpaca"
         # 190, not 200: a margin for clocks and for a window Alpaca may count otherwise.
-        self.rest = AlpacaRest(credentials, pacing or Pacing(190), self.config.rest)
+        self.rest = AlpacaRest(credentials, pacing or Pacing(190), self.config.rest, stats)
         # Above every seq an earlier run of this broker can have used.
         start = seq_start if seq_start is not None else time.time_ns() // 1000
         self.tracker = Tracker(seq=itertools.count(start))

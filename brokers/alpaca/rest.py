@@ -35,6 +35,7 @@ from alpaca.trading.client import TradingClient
 
 from brokers.alpaca.errors import NotSent, Refused, Unauthorized, Uncertain
 from brokers.alpaca.pacing import Pacing, retry_after
+from server.observability.histogram import LatencyHistogram
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,40 @@ class RestConfig:
     threads: int = 4
 
 
+class RestStats:
+    """Alpaca REST requests of this process, for /metrics: one instance shared by every
+    account's client, so linking and unlinking accounts never makes a count go back.
+
+    Each attempt is counted once by (method, outcome) and timed from the moment it
+    leaves for the worker thread to its answer (waits for a pacing slot excluded).
+    Outcomes: ``ok``, ``refused`` (4xx: Alpaca said no), ``unauthorized``,
+    ``throttled`` (429, retried), ``uncertain`` (timeout, reset, 5xx: may have been
+    processed), ``not_sent`` (never reached Alpaca), ``cancelled``, ``error`` (ours)."""
+
+    __slots__ = ("attempts", "latency")
+
+    def __init__(self) -> None:
+        self.attempts: dict[tuple[str, str], int] = {}
+        self.latency = LatencyHistogram()
+
+    def record(self, method: str, outcome: str, elapsed_ns: int) -> None:
+        key = (method, outcome)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        self.latency.record_ns(elapsed_ns)
+
+
 class AlpacaRest:
     def __init__(
-        self, credentials: Credentials, pacing: Pacing, config: RestConfig | None = None
+        self,
+        credentials: Credentials,
+        pacing: Pacing,
+        config: RestConfig | None = None,
+        stats: RestStats | None = None,
     ) -> None:
         self.credentials = credentials
         self.pacing = pacing
         self.config = config or RestConfig()
+        self.stats = stats if stats is not None else RestStats()
         self._clients: queue.SimpleQueue[TradingClient] = queue.SimpleQueue()
         self._executor = ThreadPoolExecutor(
             self.config.threads, thread_name_prefix=f"alpaca-{credentials.key_id[:6]}"
@@ -114,27 +142,41 @@ class AlpacaRest:
                 await asyncio.sleep(wait)
             client = self._client()
             self.requests += 1
+            outcome = "ok"
+            started = time.monotonic_ns()
             try:
                 async with asyncio.timeout(deadline_s):
                     result = await loop.run_in_executor(
                         self._executor, self._blocking, client, method, path, data
                     )
             except TimeoutError:
+                outcome = "uncertain"
                 self._failed()
                 raise Uncertain(f"{method} {path}: no answer in {deadline_s:.0f} s") from None
             except _Throttled as throttled:
+                outcome = "throttled"
                 self._clients.put(client)
                 self.failing_since = None
                 self.pacing.pause(time.monotonic(), throttled.wait_s)
                 log.warning("alpaca: 429 on %s %s; pausing %.1f s", method, path, throttled.wait_s)
                 continue
-            except (Uncertain, NotSent):
+            except (Uncertain, NotSent) as exc:
+                outcome = "uncertain" if isinstance(exc, Uncertain) else "not_sent"
                 self._failed()
                 raise  # the client is dropped with its connection
-            except Refused:
+            except Refused as exc:
+                outcome = "unauthorized" if isinstance(exc, Unauthorized) else "refused"
                 self._clients.put(client)
                 self.failing_since = None
                 raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"  # by its caller (shutdown, an unlink)
+                raise
+            except BaseException:
+                outcome = "error"  # a bug of ours: not Alpaca's answer
+                raise
+            finally:
+                self.stats.record(method, outcome, time.monotonic_ns() - started)
             self._clients.put(client)
             self.failing_since = None
             return result

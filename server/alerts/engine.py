@@ -368,6 +368,10 @@ class AlertEngine:
         self._owners: Counter[str] = Counter()  # open (not done/expired) alerts
         self._seq = 0
         self._event = 0
+        #: Events offered for evaluation (trades, quotes, indicator values, closes):
+        #: one increment per event, for /metrics. ``conditions_examined`` says how many
+        #: of them moved a value onto or across some condition's threshold.
+        self.evaluations = 0
         self._tiebreak = 0
         self._expiry: list[tuple[int, int, _Alert]] = []
         self._required: dict[IndicatorKey, int] = {}
@@ -380,6 +384,12 @@ class AlertEngine:
 
     def __len__(self) -> int:
         return len(self._alerts)
+
+    @property
+    def conditions_examined(self) -> int:
+        """Evaluation points that looked at conditions (the rest were settled by the
+        index's bracket alone): the engine's event number."""
+        return self._event
 
     def __contains__(self, alert_id: object) -> bool:
         return alert_id in self._alerts
@@ -527,6 +537,7 @@ class AlertEngine:
     # ------------------------------------------------------------------ events
 
     def on_trade(self, symbol: str, price: float, t_ms: int) -> list[Fired]:
+        self.evaluations += 1
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -547,6 +558,7 @@ class AlertEngine:
         return self._finish(st, t_ms, cands, ev)
 
     def on_quote(self, symbol: str, bid: float, ask: float, t_ms: int) -> list[Fired]:
+        self.evaluations += 1
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -594,6 +606,7 @@ class AlertEngine:
         """One indicator's outputs (``None`` while warming up). Provisional values (a
         forming bar's, at the time of the trade that moved it) are an evaluation point;
         final ones (a bar's close) only set the values (see ``on_indicators``)."""
+        self.evaluations += 1
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -626,6 +639,7 @@ class AlertEngine:
         never on one new and one old. ``final`` values (delivered at a bar's close,
         before ``on_bar_close``) are observed but fire nothing: a close is an evaluation
         point of oncePerBarClose alerts only."""
+        self.evaluations += 1
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)
@@ -648,6 +662,7 @@ class AlertEngine:
         evaluated on the current values, then the closes are recorded in the
         movingUp/Down histories. ``t_ms`` is the bar's end: the time its firings carry.
         Tick trigger modes are not evaluated here (a close is no market event)."""
+        self.evaluations += 1
         st = self._symbols.get(symbol)
         if st is None:
             st = self._symbol(symbol)

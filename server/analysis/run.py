@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from server.analysis.result import (
     Usage,
 )
 from server.analysis.snapshot import Snapshot, SymbolSnapshot
+from server.analysis.stats import AnalysisStats
 from server.errors import InvalidSymbol, TickgraphError
 from server.storage import analyses as store
 from server.storage.analyses import Status
@@ -57,6 +59,9 @@ class Host(Protocol):
 
     @property
     def closing(self) -> bool: ...
+
+    @property
+    def stats(self) -> AnalysisStats: ...
 
     def now(self) -> datetime: ...
 
@@ -91,6 +96,7 @@ class AnalysisRun:
         self._wrote = False
         self._snapshot_json: bytes | None = None
         self._fingerprint: str | None = None
+        self._admitted_ns = time.monotonic_ns()
 
     async def chunks(self) -> AsyncGenerator[Chunk, None]:
         service = self._service
@@ -187,6 +193,12 @@ class AnalysisRun:
         message = None
         if error is not None:
             message = error.message if isinstance(error, TickgraphError) else "internal error"
+        # Only our own codes label the count (a foreign exception's ``code`` is anything).
+        label = "none" if error is None else "INTERNAL"
+        if isinstance(error, TickgraphError):
+            label = error.code
+        elapsed_ns = time.monotonic_ns() - self._admitted_ns
+        self._service.stats.ended("cached" if cached else status.value, label, usage, elapsed_ns)
         await store.finish(
             self._service.pool,
             self.id,
@@ -215,6 +227,7 @@ class AnalysisRun:
         if self._recorded:
             return
         self._recorded = True
+        self._service.stats.ended(Status.CANCELLED.value, "CANCELLED", None, None)
         # Charged when the analyst had started writing, unless the server is shutting down.
         charged = self._wrote and not self._service.closing
 

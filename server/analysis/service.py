@@ -61,6 +61,7 @@ from server.analysis.snapshot import (
     Snapshot,
     SymbolSnapshot,
 )
+from server.analysis.stats import AnalysisStats
 from server.errors import InvalidInput, InvalidSymbol, LimitExceeded
 from server.limits.errors import RateLimited
 from server.limits.tiers import TierLimits
@@ -156,6 +157,8 @@ class AnalysisService:
         self._runs: set[asyncio.Task[None]] = set()
         self._records: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Requests, ends, tokens and durations over this process's life (/metrics).
+        self.stats = AnalysisStats()
 
     # What a run needs (``server.analysis.run.Host``).
 
@@ -201,6 +204,7 @@ class AnalysisService:
         text = clean_question(question)
         subject = self._resolve(symbol) if symbol is not None else PORTFOLIO
         if limits.read_only or limits.analyses_per_day <= 0:
+            self.stats.requested("not_included")
             raise LimitExceeded(
                 f"the {limits.name} tier includes no analyses", resource="analyses", limit=0
             )
@@ -222,6 +226,7 @@ class AnalysisService:
             now=now,
         )
         if reservation.refused is Refusal.CONCURRENCY:
+            self.stats.requested("concurrency")
             raise LimitExceeded(
                 f"at most {self.settings.max_running} analyses may run at once; wait for "
                 "one to finish",
@@ -230,6 +235,7 @@ class AnalysisService:
                 current=reservation.running,
             )
         if reservation.refused is Refusal.QUOTA:
+            self.stats.requested("quota")
             raise RateLimited(
                 f"the daily limit of {limits.analyses_per_day} analyses is used up"
                 + (" (some are still running)" if reservation.running else "")
@@ -240,6 +246,7 @@ class AnalysisService:
                 scope="analyses",
                 limit=limits.analyses_per_day,
             )
+        self.stats.requested("admitted")
         return AnalysisRun(
             self, analysis_id, user_id, subject, text, margin_multiplier=limits.margin_multiplier
         )

@@ -20,8 +20,9 @@ from server.auth.principal import Principal
 from server.auth.users import UserService
 from server.limits.errors import RateLimited
 from server.limits.limiter import RateLimiter
+from server.limits.shared_quota import SharedQuota
 from server.limits.tiers import ANONYMOUS, Tier, TierLimits, limits_for
-from server.limits.usage import Lease, SubscriptionQuota
+from server.limits.usage import Lease, SubscriptionQuota, Usage
 
 API_KEY_PREFIX = "tg_"
 #: A request costs one unit of its caller's rate, plus one per started KiB of GraphQL
@@ -109,11 +110,14 @@ class AccessControl:
         *,
         allow_anonymous: bool,
         quota: SubscriptionQuota | None = None,
+        shared: SharedQuota | None = None,
     ) -> None:
         self.users = users
         self.limiter = limiter
         self.allow_anonymous = allow_anonymous
-        self.quota = quota or SubscriptionQuota()
+        self.quota = shared.local if shared is not None else quota or SubscriptionQuota()
+        #: With several processes: the quota counted over all of them.
+        self.shared = shared
 
     async def caller(
         self,
@@ -183,5 +187,12 @@ class AccessControl:
                 tier=limits.name,
             )
 
-    def subscribe(self, caller: Caller, symbols: list[str]) -> Lease:
+    async def subscribe(self, caller: Caller, symbols: list[str]) -> Lease:
+        if self.shared is not None:
+            return await self.shared.acquire(caller.subject, symbols, caller.limits)
         return self.quota.acquire(caller.subject, symbols, caller.limits)
+
+    async def usage(self, user_id: str) -> Usage:
+        if self.shared is not None:
+            return await self.shared.usage(user_id)
+        return self.quota.usage(user_id)

@@ -124,6 +124,8 @@ class KeyRing:
         self.source = source
         self.reload_interval_s = reload_interval_s
         self._last_reload = time.monotonic()
+        self._last_stat = self._last_reload
+        self._file_version = _file_version(source)
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -185,6 +187,16 @@ class KeyRing:
         return tuple(e.kid for e in self._entries)
 
     def signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        """The active key. A ring read from a file follows it: when the file changed (a
+        rotation by the housekeeping of any process on the host), it is re-read, at most
+        one ``stat`` per ``reload_interval_s``, so every process signs with the new key
+        within seconds and never keeps signing with a key rotated out of the file."""
+        if self.source is not None:
+            now = time.monotonic()
+            if now - self._last_stat >= self.reload_interval_s:
+                self._last_stat = now
+                if _file_version(self.source) != self._file_version:
+                    self.reload()
         entry = self._entries[0]
         assert entry.private is not None  # guaranteed by _entries()
         return entry.kid, entry.private
@@ -203,6 +215,7 @@ class KeyRing:
         if self.source is None:
             return False
         self._last_reload = time.monotonic()
+        version = _file_version(self.source)
         try:
             entries = _entries(_read_key_file(self.source))
         except KeyRingError as exc:
@@ -217,6 +230,7 @@ class KeyRing:
                 len(entries) - 1,
             )
         self._entries = entries
+        self._file_version = version
         return changed
 
     def rotated(
@@ -248,6 +262,17 @@ class KeyRing:
             self.source is not None
             and time.monotonic() - self._last_reload >= self.reload_interval_s
         )
+
+
+def _file_version(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or rewritten (inode, size, mtime)."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def load_keyring(private_keys: Secret | None, data_dir: Path) -> KeyRing:

@@ -76,3 +76,8 @@ class InProcessBus:
 
     def topics(self) -> list[str]:
         return sorted(self._handlers)
+
+    def stats(self) -> dict[str, int]:
+        """The bus's counters by name, for ``/metrics`` (which reads any bus that has
+        ``stats()``: see ``server.observability.metrics``)."""
+        return {"published": self.published, "handler_errors": self.handler_errors}

@@ -65,6 +65,7 @@ from server.delivery.execution import (
 )
 from server.delivery.outbox import Flusher, Lane, Outbox
 from server.delivery.registry import StreamRegistry
+from streams.events import Received
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ class Feed:
     * ``window_s``: coalesce the items of each window into one list, rendered once.
     * ``scope``: who may share a group: ``None`` for public data, else e.g. the user.
     * ``release()``: give back what this subscriber holds (its quota lease...).
+    * ``position(item)``: for a stream whose items carry an increasing cursor (the
+      order ledger's seq): the group takes in each position once, and a member is not
+      sent a live item at or below the last position of its snapshot. A source that
+      cannot order its snapshot and its live items by the event loop alone (the
+      database read before joining, live items from another process) stays exact.
     """
 
     attach: Callable[[Sink], Callable[[], None]]
@@ -139,6 +145,7 @@ class Feed:
     scope: Hashable = None
     symbols: tuple[str, ...] = ()
     release: Callable[[], None] = _nothing
+    position: Callable[[Any], int] | None = None
 
     def __aiter__(self) -> _Membership:
         return _Membership(self)
@@ -185,7 +192,7 @@ class _Membership:
 
 
 class Member:
-    __slots__ = ("_left", "batch_offset", "ended", "feed", "group", "joined", "lane")
+    __slots__ = ("_left", "batch_offset", "ended", "feed", "floor", "group", "joined", "lane")
 
     def __init__(self, group: Group, feed: Feed, subscriber: Subscriber) -> None:
         self.group = group
@@ -198,6 +205,8 @@ class Member:
         self.joined = group.seq
         #: Items of the forming batch that arrived before it joined (likewise).
         self.batch_offset = 0
+        #: The last position of its snapshot (``Feed.position``).
+        self.floor = -1
         queued = feed.key is None
         self.lane: Lane = subscriber.outbox.lane(
             subscriber.operation_id,
@@ -261,6 +270,8 @@ class Group:
         self._timer: asyncio.TimerHandle | None = None
         #: Every item taken in gets the next number (see Member.joined).
         self.seq = 0
+        #: The last ``Feed.position`` taken in.
+        self._position = -1
         self._held: dict[Hashable, tuple[Any, int]] = {}
         self._next_at = 0.0
         self._batch: list[Any] = []
@@ -288,11 +299,14 @@ class Group:
     def add(self, feed: Feed, subscriber: Subscriber) -> Member:
         member = Member(self, feed, subscriber)
         key = feed.key
+        position = feed.position
         for item in feed.snapshot():
             # Keyed apart from live data: a live update arriving before the next flush
             # follows the snapshot instead of replacing it, so "snapshot first" holds.
             lane_key = (_SNAPSHOT, key(item)) if key else None
             member.lane.put(lane_key, self._snapshot_payload(item), item)
+            if position is not None:
+                member.floor = max(member.floor, position(item))
         member.batch_offset = len(self._batch)
         self.members.append(member)
         return member
@@ -321,8 +335,13 @@ class Group:
     # --- events ----------------------------------------------------------------
 
     def _on_item(self, item: Any) -> None:
-        self.seq += 1
         feed = self.feed
+        if feed.position is not None:
+            position = feed.position(item)
+            if position <= self._position:
+                return  # delivered already
+            self._position = position
+        self.seq += 1
         if feed.window_s:
             self._batch.append(item)
             if self._timer is None:
@@ -337,8 +356,12 @@ class Group:
         if key_of is None:
             # Every item, in order, now.
             payload = self._live_payload(item)
+            if type(item) is Received:
+                self.mux.flusher.stamp(item.received_ns)
+            position = self.feed.position
+            at = position(item) if position is not None else 0
             for member in self.members:
-                if seq > member.joined:
+                if seq > member.joined and (position is None or at > member.floor):
                     member.lane.put(None, payload, item)
             return
         # The newest per key, executed at the flush (``prepare``).
@@ -354,6 +377,7 @@ class Group:
     def prepare(self) -> None:
         """At the flush: execute each key's newest item once, into every member's lane."""
         pending, self._pending = self._pending, {}
+        stamp = self.mux.flusher.stamp
         for key, (item, seq) in pending.items():
             try:
                 payload = self._live_payload(item, count=False)
@@ -361,6 +385,8 @@ class Group:
                 # A render bug costs this item only, not the rest of the flush.
                 log.exception("rendering a subscription item failed")
                 continue
+            if type(item) is Received:
+                stamp(item.received_ns)
             for member in self.members:
                 # A member that joined after the item arrived has it in its snapshot.
                 if seq > member.joined:
@@ -392,6 +418,9 @@ class Group:
         if not batch:
             return
         payload = self.encode(self.feed.render(batch, False, 0))
+        first = batch[0]
+        if type(first) is Received:  # the window's oldest item
+            self.mux.flusher.stamp(first.received_ns)
         partial: dict[int, bytes | None] = {}
         for member in self.members:
             offset, member.batch_offset = member.batch_offset, 0

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 import orjson
+
+from server.observability.histogram import LatencyHistogram
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,12 @@ class Flusher:
         "_waiting_for_budget",
         "after_flush",
         "behind",
+        "latency",
+        "messages",
         "min_interval_s",
+        "oldest_stamp_ns",
         "prepare_share",
+        "writes",
     )
 
     def __init__(self, min_interval_s: float = 0.001, prepare_share: float = PREPARE_SHARE) -> None:
@@ -130,6 +137,23 @@ class Flusher:
         self.after_flush: list[Callable[[], None]] = []
         #: Whether the feed is behind now (the runtime sets the feed's ``behind``).
         self.behind: Callable[[], bool] = _never
+        # For /metrics, kept per flush and per write, never per event or per member.
+        #: Messages written, and the writes (one per connection per flush) they took.
+        self.messages = 0
+        self.writes = 0
+        #: The oldest upstream receive time (``Received.received_ns``) among the market
+        #: data put in lanes since the last flush (0: none); groups note it
+        #: (``stamp``) once per item, not per member.
+        self.oldest_stamp_ns = 0
+        #: Feed stamp → socket write: one sample per flush that wrote market data, the
+        #: age of its oldest item (the flush's worst case).
+        self.latency = LatencyHistogram()
+
+    def stamp(self, received_ns: int) -> None:
+        """Market data received upstream at ``received_ns`` goes out with the next flush."""
+        oldest = self.oldest_stamp_ns
+        if not oldest or received_ns < oldest:
+            self.oldest_stamp_ns = received_ns
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty[outbox] = None
@@ -183,13 +207,27 @@ class Flusher:
         self._scheduled = False
         self._handle = None
         dirty, self._dirty = self._dirty, {}
+        written = writes = 0
         for outbox in dirty:
             try:
-                outbox.flush()
+                n = outbox.flush()
             except Exception:
                 # One connection's failure must not stall the others' data.
                 log.exception("flushing a connection failed")
                 outbox.close()
+                continue
+            if n:
+                written += n
+                writes += 1
+        if written:
+            self.messages += written
+            self.writes += writes
+            oldest = self.oldest_stamp_ns
+            if oldest:
+                self.latency.record_ns(time.time_ns() - oldest)
+        # Data that found no writable connection waits in its lanes: its age is not
+        # carried over (conflation and drops are counted for it instead).
+        self.oldest_stamp_ns = 0
         for callback in self.after_flush:
             callback()
         if prepared:
@@ -378,19 +416,20 @@ class Outbox:
         self._order.append(lane)
         self._flusher.mark(self)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write what is pending, if the connection can take it; how many messages."""
         writer = self.writer
         if not self._order:
-            return
+            return 0
         if not writer.writable():
             if writer.closed:
                 self._order.clear()
                 self._wake()
-                return
+                return 0
             if not self._waiting:
                 self._waiting = True
                 writer.when_writable(self._on_writable)
-            return
+            return 0
         messages: list[bytes] = []
         order = self._order
         while order:
@@ -402,6 +441,7 @@ class Outbox:
         if messages:
             writer.write(messages)
         self._wake()
+        return len(messages)
 
     def _on_writable(self) -> None:
         self._waiting = False

@@ -1,8 +1,8 @@
-"""Live subscriber streams of this process, for metrics and tests.
+"""Live subscriber streams and WebSockets of this process, for metrics and tests.
 
 Each stream registers its mailbox while it runs, so the process can report how
 much is queued right now and how much was conflated or dropped, without reaching
-into generators.
+into generators. ``SocketCounts`` counts the sockets themselves, signed in or not.
 """
 
 from __future__ import annotations
@@ -47,3 +47,15 @@ class StreamRegistry:
             conflated=self._ended_conflated + sum(getattr(b, "conflated", 0) for b in boxes),
             dropped=self._ended_dropped + sum(getattr(b, "dropped", 0) for b in boxes),
         )
+
+
+class SocketCounts:
+    """Every graphql-transport-ws socket of this process: anonymous ones and those
+    not yet initialised included (``Connections`` knows only signed-in ones)."""
+
+    __slots__ = ("open", "opened")
+
+    def __init__(self) -> None:
+        self.open = 0
+        #: Over the process's life.
+        self.opened = 0

@@ -54,7 +54,9 @@ from server.http.responses import (
 )
 from server.limits.tiers import ANONYMOUS
 from server.runtime import Runtime
+from server.scaleout.relay_http import RELAYED, relay, unavailable, wants_leader
 from server.settings import Environment, Settings, normalize_origin
+from server.storage.database import is_outage
 from server.websocket.handler import MultiplexingTransportWSHandler
 
 log = logging.getLogger(__name__)
@@ -103,17 +105,35 @@ class TickgraphGraphQL(GraphQL[Context, None]):
         charged = _CALLER.set(None)
         try:
             try:
-                response = await self.run(request)
+                response = await self._relayed(request) or await self.run(request)
             except HTTPException as exc:
                 status = 415 if exc.reason == "Unsupported content type" else exc.status_code
                 error = describe(HTTPException(status, exc.reason) if status == 415 else exc)
                 response = refusal(status, error.message, **(error.extensions or {}))
             except TickgraphError as exc:
                 response = error_response(exc)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                # The database went away while we checked who is calling (revocations
+                # cannot be heard): refuse, and say when to come back.
+                log.warning("database unavailable for a request: %s: %s", type(exc).__name__, exc)
+                response = unavailable("The database is unavailable; try again shortly.")
             await response(scope, receive, send)
         finally:
             _CALLER.reset(charged)
             STYLE.reset(token)
+
+    async def _relayed(self, request: Request) -> Response | None:
+        """The leader's answer, when this process is a follower and the request needs
+        the leader (``server.scaleout``); ``None`` when it is served here."""
+        node = self._runtime_ref["runtime"].services.node
+        if node is None or node.serving or not await wants_leader(request):
+            return None
+        target = node.relay_target()
+        if target is None or request.headers.get(RELAYED):
+            return unavailable("The server that holds this data is changing; try again.")
+        return await relay(node.http, target, request, refresh=node.refresh)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses nesting past 1,024 levels with a JSONDecodeError (a subclass of

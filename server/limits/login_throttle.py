@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from server.limits.errors import RateLimited
 from server.limits.limiter import Limiter, LockoutPolicy
+from server.limits.tiers import ANONYMOUS
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class LoginThrottle:
         return self._policy
 
     async def check(self, email: str, ip: str) -> None:
-        """Allow one login attempt, or raise ``RateLimited`` (``extensions.scope`` says why)."""
+        """Allow one login attempt, or raise ``RateLimited`` (``extensions.scope`` says why).
+        A login attempt is made before any sign-in: its refusals are the anonymous tier's."""
         p = self._policy
         keys = self.keys(email, ip)
         by_ip = await self._limiter.hit(keys.ip, p.ip_attempts_per_minute / 60.0, p.ip_burst)
@@ -139,6 +141,7 @@ class LoginThrottle:
                 "too many login attempts from this network; try again later",
                 retry_after_s=by_ip.retry_after_s,
                 kind="login_ip",
+                tier=ANONYMOUS.name,
                 scope="ip",
             )
         # Locks are looked at before the budget is charged: a locked caller's attempts
@@ -149,6 +152,7 @@ class LoginThrottle:
                 "too many failed logins for this account from this network; try again later",
                 retry_after_s=wait,
                 kind="login_lock",
+                tier=ANONYMOUS.name,
                 scope="account_ip",
             )
         wait = await self._limiter.locked_for(keys.account_lock)
@@ -157,6 +161,7 @@ class LoginThrottle:
                 "too many failed logins for this account; try again later",
                 retry_after_s=wait,
                 kind="login_lock",
+                tier=ANONYMOUS.name,
                 scope="account",
             )
         budget = await self._limiter.hit(
@@ -167,6 +172,7 @@ class LoginThrottle:
                 "too many login attempts for this account; try again later",
                 retry_after_s=budget.retry_after_s,
                 kind="login_account",
+                tier=ANONYMOUS.name,
                 scope="account",
             )
 

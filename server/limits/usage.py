@@ -1,10 +1,9 @@
 """Per-user usage: concurrent subscriptions and symbols, and daily counters.
 
-``SubscriptionQuota`` counts what is open *in this process*. That is the right scope
-for subscriptions: a subscription lives on one WebSocket, in one process, and is
-released when it ends, so there is nothing to share and nothing to leak if another
-process dies. With several server processes a user could hold the limit once per
-process; the load balancer's stickiness (or a lower per-process limit) bounds that.
+``SubscriptionQuota`` counts what is open *in this process*: a subscription lives on
+one WebSocket, in one process, and is released when it ends. With several processes
+(``REDIS_URL``), ``server.limits.shared_quota`` adds the other processes' counts, so a
+user cannot hold a tier's limit once per process.
 
 Daily counters (analyses per day) are different: a user could otherwise get the daily
 quota once per process, and again after every restart. ``InProcessDailyCounter`` is
@@ -82,6 +81,12 @@ class SubscriptionQuota:
 
     def __init__(self) -> None:
         self._users: dict[str, _UserUsage] = {}
+        #: Told the user whose count went down (``shared_quota`` publishes it).
+        self.on_change: Callable[[str], None] | None = None
+
+    def users(self) -> list[str]:
+        """Users with a subscription open in this process."""
+        return list(self._users)
 
     def acquire(self, user_id: str, symbols: Iterable[str], limits: TierLimits) -> Lease:
         """Take one subscription streaming ``symbols``, or raise ``LimitExceeded``.
@@ -131,15 +136,18 @@ class SubscriptionQuota:
                 del usage.symbols[symbol]
         if usage.subscriptions == 0:
             del self._users[lease.user_id]  # idle users cost no memory
+        if self.on_change is not None:
+            self.on_change(lease.user_id)
 
 
 class DailyCounter(Protocol):
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         """Use one of ``limit`` for today; return how many are left.
 
         Raises ``RateLimited`` (``retryAfter``: until 00:00 UTC) when today's are used
         up, and ``LimitExceeded`` when ``limit`` is 0. ``what`` names the thing counted
-        in the error message ("analyses").
+        in the error message ("analyses"); ``tier`` whose limit it is (it labels the
+        refusal in /metrics).
         """
         ...
 
@@ -156,11 +164,12 @@ def _refuse_none_included(limit: int, what: str) -> None:
         raise LimitExceeded(f"this tier includes no {what}", resource=what, limit=0)
 
 
-def _exhausted(limit: int, what: str, until_reset_s: float) -> RateLimited:
+def _exhausted(limit: int, what: str, until_reset_s: float, tier: str) -> RateLimited:
     return RateLimited(
         f"the daily limit of {limit} {what} is used up; it resets at 00:00 UTC",
         retry_after_s=until_reset_s,
         kind=f"daily_{what}",
+        tier=tier,
         scope=what,
         limit=limit,
     )
@@ -174,7 +183,7 @@ class InProcessDailyCounter:
         self._day = 0
         self._used: dict[str, int] = {}
 
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         _refuse_none_included(limit, what)
         day, until_reset = _day_and_reset(self._clock())
         if day != self._day:
@@ -183,7 +192,7 @@ class InProcessDailyCounter:
             self._used.clear()
         used = self._used.get(key, 0)
         if used >= limit:
-            raise _exhausted(limit, what, until_reset)
+            raise _exhausted(limit, what, until_reset, tier)
         self._used[key] = used + 1
         return limit - used - 1
 
@@ -231,7 +240,7 @@ class RedisDailyCounter:
         self._guard = RedisGuard("daily counter", fail_mode, timeout_s, retry_interval_s)
         self._local = InProcessDailyCounter(clock=clock)
 
-    async def take(self, key: str, limit: int, *, what: str) -> int:
+    async def take(self, key: str, limit: int, *, what: str, tier: str = "") -> int:
         _refuse_none_included(limit, what)
         day, until_reset = _day_and_reset(self._clock())
         redis_key = f"{self._prefix}{key}:{day}"
@@ -243,8 +252,8 @@ class RedisDailyCounter:
         except RedisDown:
             if self._guard.fail_mode is FailMode.OPEN:
                 return limit
-            return await self._local.take(key, limit, what=what)
+            return await self._local.take(key, limit, what=what, tier=tier)
         allowed, used = int_reply(raw, 2)
         if not allowed:
-            raise _exhausted(limit, what, until_reset)
+            raise _exhausted(limit, what, until_reset, tier)
         return limit - used

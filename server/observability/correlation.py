@@ -11,20 +11,30 @@ response carries it back in ``X-Request-ID`` so a user's report can be matched t
 log.
 
 The id is ours, never the client's: an id taken from a header would let a caller
-forge entries that look like another request's.
+forge entries that look like another request's. A proxy of ``TICKGRAPH_TRUSTED_PROXIES``
+(the socket's peer, not a forwarded address) may send its own ``X-Request-ID``: that
+becomes the *parent* id (``parent`` in JSON lines, ``[parent>cid]`` in text), so the
+proxy's log and ours can be joined, and ours stays unforgeable.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import secrets
+from collections.abc import Sequence
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The current request's or connection's id; None outside of one.
 CORRELATION_ID: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+#: The trusted proxy's id for the request, when it sent one.
+PARENT_ID: ContextVar[str | None] = ContextVar("parent_correlation_id", default=None)
 HEADER = b"x-request-id"
+#: What a parent id may look like (UUIDs, hex, nginx's $request_id, AWS trace ids).
+_PARENT = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 
 
 def new_id() -> str:
@@ -43,12 +53,36 @@ class CorrelationFilter(logging.Filter):
         cid = CORRELATION_ID.get()
         if cid is not None and not hasattr(record, "cid"):
             record.cid = cid
+            parent = PARENT_ID.get()
+            if parent is not None:
+                record.parent = parent
         return True
 
 
 class CorrelationMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Outermost: ``scope["client"]`` is still the socket's peer here (the proxy-header
+    middleware inside rewrites it), which is what decides whether ``X-Request-ID`` is
+    believed."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
+        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+
+    def _parent(self, scope: Scope) -> str | None:
+        if not self.trusted:
+            return None
+        client = scope.get("client")
+        try:
+            peer = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:  # a Unix socket's peer has no address
+            return None
+        if peer is None or not any(peer in network for network in self.trusted):
+            return None
+        for name, value in scope.get("headers", ()):
+            if name == HEADER:
+                text = value.decode("latin-1")
+                return text if _PARENT.fullmatch(text) else None
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -57,6 +91,7 @@ class CorrelationMiddleware:
             return
         cid = new_id()
         token = CORRELATION_ID.set(cid)
+        parent_token = PARENT_ID.set(self._parent(scope))
         start = "http.response.start" if kind == "http" else "websocket.accept"
 
         async def send_with_id(message: Message) -> None:
@@ -70,3 +105,4 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             CORRELATION_ID.reset(token)
+            PARENT_ID.reset(parent_token)

@@ -5,62 +5,41 @@ bars → alerts → delivery) already keeps plain integer counters where it need
 (``FeedStatusTracker.events``, ``Lane.conflated``, ``OrderLedger.written``...).
 Incrementing a ``prometheus_client.Counter`` per tick as well would take a lock and a
 label lookup per event; reading the integers we already have once per scrape costs the
-hot path nothing. Every value here is read on the event loop (the scrape handler is
-async and never yields while collecting), so no dict is read while it is being changed.
+hot path nothing. Where a figure was missing, its owner keeps a plain integer (or a
+``LatencyHistogram``), counted per frame, per flush or per request rather than per
+event wherever the event's path allows. Every value here is read on the event loop (the
+scrape handler is async and never yields while collecting), so no dict is read while it
+is being changed.
 
-Counters are monotonic over the process's life; gauges are "now". The families and
-their labels are listed in docs/operations.md.
+Counters are monotonic over the process's life; gauges are "now". This module has the
+market side (feed, market state, bus, delivery); ``service_metrics`` the rest (alerts,
+orders, brokers, analyses, limits, the database). The families and their labels are
+listed in docs/operations.md.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.limits.errors import DENIALS
+from server.observability.bus_metrics import bus_families
+from server.observability.families import by_key, counter, gauge, histogram, labelled
+from server.observability.service_metrics import denials, service_families
 from streams.feed_status import FeedState
 
 if TYPE_CHECKING:
-    from server.delivery.firings import LagStats
     from server.runtime import Runtime
 
 #: Reads the running server, None while it starts or stops.
 RuntimeRef = Callable[[], "Runtime | None"]
 
-#: Percentiles of the recent durability lags (alert firings, order ledger).
-_QUANTILES = (50.0, 99.0)
-
-
-def _counter(name: str, doc: str, value: float, **labels: str) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=list(labels))
-    family.add_metric(list(labels.values()), value)
-    return family
-
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _labelled(
-    family: GaugeMetricFamily | CounterMetricFamily, rows: Iterable[tuple[Iterable[str], float]]
-) -> GaugeMetricFamily | CounterMetricFamily:
-    for labels, value in rows:
-        family.add_metric(list(labels), value)
-    return family
-
-
-def _lag(name: str, doc: str, lag: LagStats) -> Iterator[Metric]:
-    """A lag window as quantile gauges (seconds), with its count and maximum."""
-    quantiles = GaugeMetricFamily(name + "_seconds", doc, labels=["quantile"])
-    for q in _QUANTILES:
-        quantiles.add_metric([str(q / 100)], lag.percentile(q) / 1000.0)
-    yield quantiles
-    yield _gauge(name + "_max_seconds", doc + " (largest seen)", lag.max_us / 1e6)
-    yield _counter(name + "_samples", doc + " (commits measured)", lag.count)
+#: The label that sums the live subscriptions of symbols outside the configured
+#: universe (on-demand symbols), so the family's size stays bounded.
+OTHER_SYMBOLS = "_other"
 
 
 class TickgraphCollector(Collector):
@@ -83,16 +62,14 @@ class TickgraphCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         runtime = self._runtime()
-        yield _gauge("tickgraph_up", "1 while the server runs and serves", runtime is not None)
-        yield self._denials()
+        yield gauge("tickgraph_up", "1 while the server runs and serves", runtime is not None)
+        yield denials()
         if runtime is None:
             return
         yield from self._feed(runtime)
         yield from self._market(runtime)
         yield from self._delivery(runtime)
-        yield from self._alerts(runtime)
-        yield from self._orders(runtime)
-        yield from self._database(runtime)
+        yield from service_families(runtime.services, runtime.database)
 
     # --- feed and market ------------------------------------------------------------
 
@@ -107,13 +84,21 @@ class TickgraphCollector(Collector):
         for candidate in FeedState:
             state.add_metric([status.source, candidate.value], candidate is status.state)
         yield state
-        yield _counter(
+        yield counter(
             "tickgraph_feed_reconnects",
             "Upstream connections lost (and retried)",
             status.reconnects,
         )
-        yield _counter("tickgraph_feed_events", "Market events ingested (applied)", status.events)
-        yield _labelled(
+        trades, quotes = tracker.trades, tracker.quotes
+        yield by_key(
+            CounterMetricFamily(
+                "tickgraph_feed_events",
+                "Market events ingested (applied), by kind",
+                labels=["kind"],
+            ),
+            {"trade": trades, "quote": quotes, "aggregate": status.events - trades - quotes},
+        )
+        yield labelled(
             CounterMetricFamily(
                 "tickgraph_feed_rejects",
                 "Events refused by the decoder or screen",
@@ -121,10 +106,10 @@ class TickgraphCollector(Collector):
             ),
             (((reason,), n) for reason, n in sorted(status.rejected.items())),
         )
-        yield _gauge("tickgraph_feed_topics", "Upstream topics subscribed", len(status.topics))
+        yield gauge("tickgraph_feed_topics", "Upstream topics subscribed", len(status.topics))
         now = self._clock_ns()
         if status.last_event_ns is not None:
-            yield _gauge(
+            yield gauge(
                 "tickgraph_feed_last_event_age_seconds",
                 "Time since the last event was received",
                 max(0, now - status.last_event_ns) / 1e9,
@@ -156,21 +141,24 @@ class TickgraphCollector(Collector):
                 age.add_metric([symbol], max(0, now - st.updated_ns) / 1e9)
         yield age
         yield stale
-        yield _counter(
+        yield counter(
             "tickgraph_market_reordered",
             "Events dropped because their sequence number went backwards",
             state.reordered,
         )
-        bus = services.bus
-        if bus is not None:
-            published = getattr(bus, "published", None)
-            if published is not None:
-                yield _counter(
-                    "tickgraph_bus_published", "Messages published on the bus", published
-                )
-            errors = getattr(bus, "handler_errors", None)
-            if errors is not None:
-                yield _counter("tickgraph_bus_handler_errors", "Bus handlers that raised", errors)
+        if services.bus is not None:
+            yield from bus_families(services.bus)
+        node = services.node
+        if node is not None:
+            # Several processes: exactly one should say 1 (alert on the sum != 1).
+            yield gauge(
+                "tickgraph_leader", "1 while this process leads the deployment", node.serving
+            )
+            yield gauge(
+                "tickgraph_leader_fence",
+                "This process's fencing token while it leads",
+                node.election.fence,
+            )
 
     # --- delivery -------------------------------------------------------------------
 
@@ -178,11 +166,11 @@ class TickgraphCollector(Collector):
         services = runtime.services
         mux = services.mux
         stats = mux.stats()
-        yield _gauge("tickgraph_subscription_groups", "Live subscription groups", stats["groups"])
-        yield _gauge(
+        yield gauge("tickgraph_subscription_groups", "Live subscription groups", stats["groups"])
+        yield gauge(
             "tickgraph_subscription_members", "Subscriptions in those groups", stats["members"]
         )
-        yield _labelled(
+        yield labelled(
             CounterMetricFamily(
                 "tickgraph_subscription_executions",
                 "Subscription executions by how they ran (see server.delivery.execution)",
@@ -190,136 +178,78 @@ class TickgraphCollector(Collector):
             ),
             (((kind,), n) for kind, n in sorted(mux.execution_stats().items())),
         )
-        yield _labelled(
+        yield by_key(
             GaugeMetricFamily(
                 "tickgraph_symbol_subscribers",
-                "Live subscriptions per symbol in this process",
+                "Live subscriptions per symbol of the configured universe in this process "
+                f"(the other symbols' together: {OTHER_SYMBOLS})",
                 labels=["symbol"],
             ),
-            (((symbol,), n) for symbol, n in sorted(mux.subscribers().items())),
+            _bounded(mux.subscribers(), services.settings.symbols),
         )
-        yield _gauge(
+        yield gauge(
             "tickgraph_hub_symbols", "Symbols with local subscribers", len(services.hub.interest())
         )
         totals = services.streams.totals()
-        yield _gauge("tickgraph_streams_active", "Subscriber streams running", totals.active)
-        yield _gauge("tickgraph_streams_queued", "Items waiting in subscriber lanes", totals.queued)
-        yield _counter(
+        yield gauge("tickgraph_streams_active", "Subscriber streams running", totals.active)
+        yield gauge("tickgraph_streams_queued", "Items waiting in subscriber lanes", totals.queued)
+        yield counter(
             "tickgraph_streams_conflated",
             "Items replaced by a newer one before they were sent",
             totals.conflated,
         )
-        yield _counter(
+        yield counter(
             "tickgraph_streams_dropped",
             "Items dropped from a full lane (slow subscriber)",
             totals.dropped,
         )
+        sockets = services.sockets
+        yield gauge(
+            "tickgraph_websocket_connections",
+            "Open WebSockets, anonymous and not yet initialised ones included",
+            sockets.open,
+        )
+        yield counter(
+            "tickgraph_websocket_connections_opened",
+            "WebSockets accepted over the process's life",
+            sockets.opened,
+        )
         connections = services.connections
         if connections is not None:
-            yield _gauge(
+            yield gauge(
                 "tickgraph_websocket_signed_in",
                 "Open WebSockets of signed-in users",
                 connections.count(),
             )
-
-    # --- alerts ---------------------------------------------------------------------
-
-    def _alerts(self, runtime: Runtime) -> Iterator[Metric]:
-        analytics = runtime.services.analytics
-        if analytics is not None:
-            yield _gauge(
-                "tickgraph_alerts_armed", "Alerts armed in the engine", len(analytics.engine)
-            )
-            yield _counter("tickgraph_alerts_fired", "Alert firings decided", analytics.fired)
-            if analytics.rates is not None:
-                yield _counter(
-                    "tickgraph_alerts_suppressed",
-                    "Firings suppressed by an alert's or a user's firing rate",
-                    analytics.rates.suppressed,
-                )
-        delivery = runtime.services.delivery
-        if delivery is None:
-            return
-        status = delivery.status()
-        yield _gauge(
-            "tickgraph_alert_firings_pending", "Firings waiting to be stored", status.pending
+        flusher = mux.flusher
+        yield counter(
+            "tickgraph_delivery_messages",
+            "Messages written to WebSockets (subscription data and protocol messages)",
+            flusher.messages,
         )
-        outcomes = CounterMetricFamily(
-            "tickgraph_alert_firings", "Firings by what became of them", labels=["outcome"]
+        yield counter(
+            "tickgraph_delivery_writes",
+            "Socket writes those messages took (one per connection per flush)",
+            flusher.writes,
         )
-        outcomes.add_metric(["decided"], status.decided)
-        outcomes.add_metric(["written"], status.written)
-        outcomes.add_metric(["duplicate"], status.duplicates)
-        yield outcomes
-        yield _counter(
-            "tickgraph_alert_firing_write_failures",
-            "Failed group commits of firings",
-            status.failures,
-        )
-        yield from _lag(
-            "tickgraph_alert_firing_durability_lag",
-            "Decision to durable commit of recent firings",
-            delivery.lag,
+        yield histogram(
+            "tickgraph_delivery_latency_seconds",
+            "Upstream receive time to socket write of market data: one sample per flush "
+            "that wrote some, the age of its oldest item",
+            flusher.latency,
         )
 
-    # --- orders ---------------------------------------------------------------------
 
-    def _orders(self, runtime: Runtime) -> Iterator[Metric]:
-        orders = runtime.services.orders
-        if orders is None:
-            return
-        book = orders.book
-        by_status: dict[str, int] = {}
-        for record in book.open.values():
-            key = record.state.status.value
-            by_status[key] = by_status.get(key, 0) + 1
-        yield _labelled(
-            GaugeMetricFamily(
-                "tickgraph_orders_open", "Open orders in this process's book", labels=["status"]
-            ),
-            (((status,), n) for status, n in sorted(by_status.items())),
-        )
-        yield _gauge("tickgraph_order_accounts", "Accounts loaded in the book", len(book.users))
-        yield _counter("tickgraph_order_fills", "Fills folded into accounts", book.fills)
-        yield _counter(
-            "tickgraph_order_events_refused",
-            "Broker events the order state table refused",
-            book.refused,
-        )
-        ledger = orders.ledger
-        yield _gauge(
-            "tickgraph_order_ledger_pending", "Ledger entries not yet committed", ledger.pending
-        )
-        outcomes = CounterMetricFamily(
-            "tickgraph_order_ledger_entries", "Ledger entries by outcome", labels=["outcome"]
-        )
-        outcomes.add_metric(["written"], ledger.written)
-        outcomes.add_metric(["duplicate"], ledger.duplicates)
-        yield outcomes
-        yield _counter(
-            "tickgraph_order_ledger_write_failures", "Failed ledger group commits", ledger.failures
-        )
-        yield from _lag(
-            "tickgraph_order_ledger_lag", "Broker event to durable ledger commit", ledger.lag
-        )
-
-    # --- limits and the database ----------------------------------------------------
-
-    def _denials(self) -> Metric:
-        return _labelled(
-            CounterMetricFamily(
-                "tickgraph_rate_limited",
-                "Calls refused by a rate or daily limit, by limit and tier",
-                labels=["limit", "tier"],
-            ),
-            (((kind, tier or "unknown"), n) for (kind, tier), n in sorted(DENIALS.items())),
-        )
-
-    def _database(self, runtime: Runtime) -> Iterator[Metric]:
-        pool = runtime.database.pool
-        if pool is None:
-            return
-        size, idle = pool.get_size(), pool.get_idle_size()
-        yield _gauge("tickgraph_db_pool_size", "Connections open in the pool", size)
-        yield _gauge("tickgraph_db_pool_in_use", "Connections lent out", size - idle)
-        yield _gauge("tickgraph_db_pool_max", "The pool's limit", pool.get_max_size())
+def _bounded(counts: dict[str, int], universe: tuple[str, ...]) -> dict[str, int]:
+    """The universe's symbols by name, every other symbol summed under one label."""
+    known = set(universe)
+    out: dict[str, int] = {}
+    other = 0
+    for symbol, n in counts.items():
+        if symbol in known:
+            out[symbol] = n
+        else:
+            other += n
+    if other:
+        out[OTHER_SYMBOLS] = other
+    return out

@@ -31,7 +31,7 @@ import asyncpg
 
 from brokers.alpaca import AlpacaBroker, Correction, Credentials, Pacing
 from brokers.alpaca.errors import BrokerUnavailable, NotSent, Refused, Unauthorized, Uncertain
-from brokers.alpaca.rest import AlpacaRest
+from brokers.alpaca.rest import AlpacaRest, RestStats
 from brokers.port import Broker
 from server.auth.sealing import SealError, SecretBox
 from server.errors import InvalidInput, TickgraphError
@@ -99,6 +99,8 @@ class BrokerAccounts:
         self._base_url = base_url
         self._make = make_broker
         self._pacing: dict[str, Pacing] = {}  # one limit per Alpaca key, however shared
+        #: Every Alpaca REST call of this process, whichever account (for /metrics).
+        self.rest_stats = RestStats()
         self._writes: set[asyncio.Task[None]] = set()
 
     # --- brokers ------------------------------------------------------------------------
@@ -123,6 +125,7 @@ class BrokerAccounts:
             pacing=self.pacing(credentials.key_id),
             on_correction=on_correction,
             on_positions=on_positions,
+            stats=self.rest_stats,
         )
         holder.append(broker)
         return broker
@@ -253,7 +256,7 @@ class BrokerAccounts:
             )
 
     async def _verify(self, credentials: Credentials) -> None:
-        rest = AlpacaRest(credentials, self.pacing(credentials.key_id))
+        rest = AlpacaRest(credentials, self.pacing(credentials.key_id), stats=self.rest_stats)
         try:
             await rest.call("GET", "/account")
         except Unauthorized:

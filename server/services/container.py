@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from server.delivery.hub import MarketHub
 from server.delivery.multiplex import Multiplexer
-from server.delivery.registry import StreamRegistry
+from server.delivery.registry import SocketCounts, StreamRegistry
 from server.market.directory import SymbolDirectory
 from server.market.state import MarketState
 from server.settings import Settings
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from server.delivery.bus import Bus
     from server.delivery.firings import AlertDelivery
     from server.limits.login_throttle import LoginThrottle
+    from server.scaleout.node import Node
     from server.services.alerts import AlertService
     from server.services.broker_accounts import BrokerAccounts
     from server.services.orders.service import OrderService
@@ -50,6 +51,10 @@ class Services:
     #: AI analyses (``server.analysis``): the rule-based analyst without an API key.
     analysis: AnalysisService | None = None
     broker_accounts: BrokerAccounts | None = None
+    #: With several processes (REDIS_URL): this one's role, and the relay's client.
+    node: Node | None = None
+    #: Every WebSocket of this process, anonymous ones included (for /metrics).
+    sockets: SocketCounts = field(default_factory=SocketCounts)
     #: Subscription groups of this process (see server.delivery.multiplex).
     mux: Multiplexer = field(init=False)
 

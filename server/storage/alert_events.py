@@ -125,6 +125,23 @@ def _row(row: Any) -> AlertEventRow:
     )
 
 
+async def events_since(db: Executor, after_id: int, limit: int) -> list[AlertEventRow]:
+    """Every alert event stored after ``after_id`` (its one writer commits in ``id``
+    order), for the processes that deliver what the leader committed."""
+    rows = await db.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE id > $1 ORDER BY id LIMIT $2",
+        after_id,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def events_end(db: Executor) -> int:
+    """The last alert event id stored (0 when none)."""
+    value = await db.fetchval("SELECT coalesce(max(id), 0) FROM alert_events")
+    return int(value)
+
+
 async def record_events(
     db: Executor, events: Sequence[NewEvent], watermarks: Mapping[str, int] | None = None
 ) -> dict[tuple[uuid.UUID, str], AlertEventRow]:

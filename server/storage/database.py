@@ -26,7 +26,8 @@ import asyncpg
 from server.errors import Unavailable
 from server.settings import Settings
 from server.storage.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
-from server.storage.migrations import apply_migrations
+from server.storage.migrations import Progress, apply_migrations
+from server.storage.timing import QueryStats, timed_connection_class
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Database:
         embedded: EmbeddedPostgres | None = None,
         applied_migrations: tuple[str, ...] = (),
         dsn: str | None = None,
+        queries: QueryStats | None = None,
     ) -> None:
         #: The asyncpg pool (asyncpg ships no type information, hence ``Any``).
         self.pool: Any = pool
@@ -86,6 +88,8 @@ class Database:
         self._embedded = embedded
         self._closed = False
         self._dsn = dsn
+        #: Latency and errors of the pool's statements (``server.storage.timing``).
+        self.queries = queries if queries is not None else QueryStats()
 
     @classmethod
     async def open(
@@ -94,6 +98,7 @@ class Database:
         *,
         migrations_dir: Path | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        progress: Progress | None = None,
     ) -> Database:
         """Connect, migrate and return the database of ``settings``.
 
@@ -115,11 +120,12 @@ class Database:
             dsn = settings.database_url.reveal()
 
         description = redact_dsn(dsn)
+        queries = QueryStats()
         try:
-            pool = await _create_pool(dsn, kind, description, connect_timeout)
+            pool = await _create_pool(dsn, kind, description, connect_timeout, queries)
             try:
                 async with pool.acquire() as conn:
-                    applied = await apply_migrations(conn, migrations_dir)
+                    applied = await apply_migrations(conn, migrations_dir, progress=progress)
             except BaseException:
                 await _close_pool(pool)
                 raise
@@ -135,7 +141,20 @@ class Database:
             description,
             ", ".join(names) or "none (up to date)",
         )
-        return cls(pool, kind, description, embedded=embedded, applied_migrations=names, dsn=dsn)
+        return cls(
+            pool,
+            kind,
+            description,
+            embedded=embedded,
+            applied_migrations=names,
+            dsn=dsn,
+            queries=queries,
+        )
+
+    @property
+    def dsn(self) -> str | None:
+        """The connection string (secret: never logged), ``None`` once closed."""
+        return None if self._closed else self._dsn
 
     async def connect(self, timeout: float = CONNECTION_TIMEOUT_S) -> Any:
         """A connection of its own, outside the pool: for LISTEN, which needs one session
@@ -192,8 +211,36 @@ class Database:
         await self.close()
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL cannot be reached or is going away (down,
+    restarting, a connection cut, a query that timed out), as opposed to a bug or a
+    refused statement."""
+    return isinstance(
+        exc,
+        DatabaseUnavailable
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | OSError
+        | TimeoutError,
+    )
+
+
+APPLICATION_NAME = "tickgraph"
+#: What every pooled connection is opened with (``server.storage.fence`` re-opens them
+#: with the leader's token added).
+CONNECT_ARGS: dict[str, float] = {
+    "command_timeout": COMMAND_TIMEOUT_S,
+    "timeout": CONNECTION_TIMEOUT_S,
+}
+
+
 async def _create_pool(
-    dsn: str, kind: DatabaseKind, description: str, connect_timeout: float
+    dsn: str,
+    kind: DatabaseKind,
+    description: str,
+    connect_timeout: float,
+    queries: QueryStats,
 ) -> Any:
     """Create the pool, retrying transient failures until ``connect_timeout`` has passed.
 
@@ -201,6 +248,7 @@ async def _create_pool(
     file, a fresh deploy): the first attempts may find it still starting.
     """
     secrets = _secrets_in(dsn)
+    connection_class = timed_connection_class(queries)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + connect_timeout
     delay = 0.05
@@ -214,10 +262,10 @@ async def _create_pool(
                     dsn,
                     min_size=POOL_MIN_SIZE,
                     max_size=POOL_MAX_SIZE,
-                    command_timeout=COMMAND_TIMEOUT_S,
                     max_inactive_connection_lifetime=MAX_INACTIVE_CONNECTION_LIFETIME_S,
-                    timeout=CONNECTION_TIMEOUT_S,
-                    server_settings={"application_name": "tickgraph"},
+                    server_settings={"application_name": APPLICATION_NAME},
+                    connection_class=connection_class,
+                    **CONNECT_ARGS,
                 ),
                 remaining,
             )

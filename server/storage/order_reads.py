@@ -168,15 +168,38 @@ async def orders_page(
 async def ledger_after(db: Executor, owner: str, seq: int, limit: int) -> list[StoredEntry]:
     """``owner``'s ledger after ``seq``, each entry with its order's state after it."""
     rows = await db.fetch(
-        "SELECT seq, event FROM order_events WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        "SELECT seq, owner, event FROM order_events WHERE owner = $1 AND seq > $2 "
+        "ORDER BY seq LIMIT $3",
         owner,
         seq,
         limit,
     )
-    docs = [(r["seq"], orjson.loads(r["event"])) for r in rows]
-    records = {r.order.id: r for r in await load_orders(db, list({d["orderId"] for _, d in docs}))}
+    return await _stored(db, rows)
+
+
+async def ledger_since(db: Executor, seq: int, limit: int) -> list[StoredEntry]:
+    """Everyone's ledger after ``seq`` (its one writer commits in ``seq`` order), for
+    the processes that deliver what the leader committed (``server.scaleout``)."""
+    rows = await db.fetch(
+        "SELECT seq, owner, event FROM order_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        seq,
+        limit,
+    )
+    return await _stored(db, rows)
+
+
+async def ledger_end(db: Executor) -> int:
+    """The last ledger ``seq`` committed (0 when empty)."""
+    value = await db.fetchval("SELECT coalesce(max(seq), 0) FROM order_events")
+    return int(value)
+
+
+async def _stored(db: Executor, rows: Sequence[Any]) -> list[StoredEntry]:
+    docs = [(r["seq"], r["owner"], orjson.loads(r["event"])) for r in rows]
+    ids = list({d["orderId"] for _, _, d in docs})
+    records = {r.order.id: r for r in await load_orders(db, ids)}
     out = []
-    for ledger_seq, doc in docs:
+    for ledger_seq, owner, doc in docs:
         event = event_from_doc(doc)
         record = records[event.order_id]
         state = doc.get("state", {})

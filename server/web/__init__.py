@@ -1,2 +1,2 @@
-"""Pages tickgraph serves to browsers (GraphiQL), and the front-end files they load
-from pinned npm packages (``server.web.assets``)."""
+"""Pages tickgraph serves to browsers (the trading board, GraphiQL), and the front-end
+files they load from pinned npm packages (``server.web.assets``)."""

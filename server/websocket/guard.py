@@ -58,6 +58,7 @@ from server.auth.access import extra_cost
 from server.auth.errors import Unauthenticated
 from server.errors import TickgraphError
 from server.limits.errors import RateLimited
+from server.storage.database import is_outage
 
 SUBSCRIPTIONS_CODE = "TOO_MANY_SUBSCRIPTIONS"
 BODY_CODE = "REQUEST_TOO_LARGE"
@@ -126,7 +127,8 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, RootValue
         handshake's ``Authorization`` header. A bad one (including one that is not a
         string), or an anonymous socket while anonymous access is off, is closed with
         4403 and the reason. A credential that fails is charged to the address's rate
-        (checking it may cost a database read); an address over its rate is closed with
+        (checking it may cost a database read); an address over its rate, or a
+        credential that cannot be checked because the database is down, is closed with
         1013 (try again later). Opening a connection with a good credential is free: its
         work is the operations it then runs, and each of those is charged.
         """
@@ -143,14 +145,23 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, RootValue
                 if caller.principal is None and not access.allow_anonymous:
                     raise Unauthenticated(SIGN_IN)
             except TickgraphError as exc:
-                self.connection_init_received = True
-                if self.connection_init_timeout_task:
-                    self.connection_init_timeout_task.cancel()
                 code = TRY_AGAIN_LATER if isinstance(exc, RateLimited) else FORBIDDEN
-                await self.websocket.close(code, exc.message[:120])
+                await self._refuse(code, exc.message)
+                return
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                # The database is down: the credential cannot be checked now.
+                await self._refuse(TRY_AGAIN_LATER, "the database is unavailable; try again")
                 return
             context.caller = caller
         await super().handle_connection_init(message)
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        self.connection_init_received = True
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        await self.websocket.close(code, reason[:120])
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:

@@ -34,9 +34,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from server.auth.access import Caller
 from server.delivery.multiplex import SUBSCRIBER, Multiplexer, Subscriber
 from server.delivery.outbox import Outbox
+from server.delivery.registry import SocketCounts
+from server.scaleout.fields import needs_leader
+from server.scaleout.relay_http import RELAYED
+from server.scaleout.relay_ws import Upstream, unavailable
 from server.websocket.connections import REVOKED_CODE, Connections
 from server.websocket.frames import writer_for
-from server.websocket.guard import GuardedTransportWSHandler
+from server.websocket.guard import SUBSCRIPTIONS_CODE, GuardedTransportWSHandler
 
 
 class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValue]):
@@ -48,9 +52,23 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         self.outbox = Outbox(writer_for(cast(Any, self.websocket).ws), self.mux.flusher)
         self._subscribers: dict[str, Subscriber] = {}
         self._connections: Connections | None = services.connections
+        self._sockets: SocketCounts = services.sockets
         self._expiry: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self.revoked = False
+        # With several processes: operations this one cannot serve go to the leader.
+        self._node = services.node
+        self._init_payload: dict[str, Any] | None = None
+        self._upstream: Upstream | None = None
+
+    async def handle(self) -> None:
+        sockets = self._sockets
+        sockets.opened += 1
+        sockets.open += 1
+        try:
+            await super().handle()
+        finally:
+            sockets.open -= 1
 
     # -- the connection as a session ---------------------------------------------------
 
@@ -60,6 +78,8 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         return caller
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        self._init_payload = payload if isinstance(payload, dict) else None
         await super().handle_connection_init(message)
         if not self.connection_acknowledged or self.revoked:
             return
@@ -85,6 +105,8 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
             return
         self.revoked = True
         self.outbox.close()
+        if self._upstream is not None:
+            self._upstream.active.clear()  # nothing more is passed on
         for subscriber in self._subscribers.values():
             if subscriber.member is not None:
                 subscriber.member.leave()
@@ -169,6 +191,10 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
         return None
 
     async def handle_complete(self, message: CompleteMessage) -> None:
+        upstream = self._upstream
+        if upstream is not None and message["id"] in upstream.active:
+            await upstream.complete(message["id"])
+            return
         # Stop this operation's data now: its task ends at its next turn, and nothing
         # may be sent for the id after the client completed it.
         operation = self.operations.get(message["id"])
@@ -179,11 +205,60 @@ class MultiplexingTransportWSHandler(GuardedTransportWSHandler[Context, RootValu
     async def handle_subscribe(self, message: Any) -> None:
         if self.revoked:
             return
+        node = self._node
+        if node is not None and self.connection_acknowledged and not node.serving:
+            payload = message.get("payload") or {}
+            query, name = payload.get("query"), payload.get("operationName")
+            if isinstance(query, str) and needs_leader(
+                query, name if isinstance(name, str) else None
+            ):
+                await self._relay(message["id"], payload)
+                return
         await super().handle_subscribe(message)
+
+    # -- relayed to the leader (server.scaleout) -----------------------------------------
+
+    async def _relay(self, operation_id: str, payload: dict[str, Any]) -> None:
+        upstream = self._upstream
+        relayed = upstream.active if upstream is not None else set()
+        if operation_id in self.operations or operation_id in relayed:
+            reason = f"Subscriber for {operation_id} already exists"
+            await self.websocket.close(code=4409, reason=reason)
+            return
+        cap = self.max_subscriptions_per_connection
+        if cap is not None and len(self.operations) + len(relayed) >= cap:
+            error = GraphQLError(
+                f"At most {cap} operations may run at once on one connection; "
+                "complete one before starting another.",
+                extensions={"code": SUBSCRIPTIONS_CODE, "limit": cap},
+            )
+            message = {"id": operation_id, "type": "error", "payload": [error.formatted]}
+            await self.outbox.send_and_wait(orjson.dumps(message))
+            return
+        node = self._node
+        assert node is not None
+        target = node.relay_target()
+        if target is None or cast(Any, self.context).request.headers.get(RELAYED):
+            text = "The server that holds this data is changing; subscribe again."
+            await self.outbox.send_and_wait(unavailable(operation_id, text))
+            return
+        if upstream is None or upstream.leader != target or upstream.closed:
+            if upstream is not None:
+                await upstream.close()
+            client = cast(Any, self.context).request.client
+            upstream = self._upstream = Upstream(
+                target,
+                self._init_payload,
+                self.outbox.send_and_wait,
+                client_ip=client.host if client is not None else None,
+            )
+        await upstream.subscribe(operation_id, payload)
 
     async def shutdown(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._upstream is not None:
+            await self._upstream.close()
         if self._connections is not None:
             self._connections.discard(self)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 from server.settings import MarketSource, PolygonEndpoint, Secret, Settings
 from streams.polygon_server import PolygonProtocolServer
+from tests.support.browser import chromium
 from tests.support.postgres import settings_for
 from tests.support.timing import TIMEOUT
 
@@ -44,3 +45,10 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = TIME
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for: {what}") from None
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium (tests.support.browser); a missing one fails the test."""
+    async with chromium() as launched:
+        yield launched

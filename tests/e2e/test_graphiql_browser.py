@@ -1,16 +1,12 @@
-"""GraphiQL in a real browser, offline: Debian's Chromium driven by Playwright, with every
-request to anything but the server under test refused. It must load from the server
-alone, preload the README's subscription, run a query and that subscription, and
-carry the Headers pane's token to the WebSocket. A screenshot is kept as an artifact.
-
-A missing Chromium or Playwright fails the test, saying why: ./dev test installs both,
-so a run without them is a broken set-up, never a pass.
-"""
+"""GraphiQL in a real browser, offline (tests.support.browser: Debian's Chromium driven
+by Playwright, every request to anything but the server under test refused). It must
+load from the server alone, preload the README's subscription, run a query and that
+subscription, and carry the Headers pane's token to the WebSocket. A screenshot is kept
+as an artifact."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,46 +18,12 @@ from server.web.graphiql import DEFAULT_QUERY
 from streams.polygon_server import start_simulated_server
 from tests.e2e.conftest import SettingsFactory, eventually
 from tests.support.accounts import bearer, sign_up
+from tests.support.browser import offline_page, screenshot
 from tests.support.server import RunningServer, running_server
 from tests.support.timing import TIMEOUT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
 RESULT = ".result-window .CodeMirror"
-
-
-def _unavailable(reason: str) -> None:
-    pytest.fail(
-        f"{reason}; ./dev test installs it (apt-get install chromium, pip playwright)",
-        pytrace=False,
-    )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed")
-    if shutil.which(CHROMIUM) is None:
-        _unavailable(f"Debian's chromium is not installed ({CHROMIUM})")
-    async with async_playwright() as playwright:
-        # Never a downloaded browser: the distribution's, at its path.
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture
@@ -120,25 +82,14 @@ async def test_graphiql_runs_a_query_and_the_readme_subscription_offline(
     browser: Any, server: RunningServer
 ) -> None:
     origin = server.http
-    refused: list[str] = []
-    problems: list[str] = []
+    async with offline_page(browser, origin) as offline:
+        await _run_query_and_subscriptions(offline.page, server)
+    assert offline.refused == [], "GraphiQL asked for something other than this server"
+    assert offline.problems == []
 
-    context = await browser.new_context(viewport={"width": 1400, "height": 900})
 
-    async def only_this_server(route: Any) -> None:
-        if route.request.url.startswith(origin + "/"):
-            await route.continue_()
-        else:
-            refused.append(route.request.url)
-            await route.abort()
-
-    await context.route("**/*", only_this_server)
-    page = await context.new_page()
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None
-    )
-
+async def _run_query_and_subscriptions(page: Any, server: RunningServer) -> None:
+    origin = server.http
     await page.goto(f"{origin}/graphql", wait_until="load")
     await page.wait_for_selector(QUERY_EDITOR, timeout=TIMEOUT * 1000)
     # A new visitor finds the README's first example ready to run.
@@ -155,10 +106,7 @@ async def test_graphiql_runs_a_query_and_the_readme_subscription_offline(
     await page.click(".graphiql-execute-button")
     live = json.loads(await wait_for_result(page, '"snapshot": false'))["data"]["quotes"]
     assert live["symbol"] in ("AAPL", "MSFT") and 0 < live["bidPrice"] < live["askPrice"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "graphiql.png"
-    await page.screenshot(path=str(shot))
-    print(f"GraphiQL screenshot: {shot}")
+    await screenshot(page, "graphiql")
     await page.click(".graphiql-execute-button")  # stop
 
     # A private subscription with the token pasted in the Headers pane: the page sends
@@ -190,10 +138,6 @@ async def test_graphiql_runs_a_query_and_the_readme_subscription_offline(
     fired = json.loads(await wait_for_result(page, alert_id))["data"]["alertEvents"]
     assert fired["symbol"] == "AAPL" and fired["values"]
 
-    assert refused == [], "GraphiQL asked for something other than this server"
-    assert problems == []
-    await context.close()
-
 
 async def test_the_files_are_served_from_the_manifest_only(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.http) as http:
@@ -210,7 +154,7 @@ async def test_the_files_are_served_from_the_manifest_only(server: RunningServer
     assert other.status_code == 404 and outside.status_code == 404
 
 
-async def test_missing_files_are_explained_on_the_page(
+async def test_missing_files_are_explained_on_the_pages(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     async with await start_simulated_server(["AAPL"], seed=1, rate=5.0) as upstream:
@@ -218,7 +162,11 @@ async def test_missing_files_are_explained_on_the_page(
         async with running_server(settings, vendor_dir=tmp_path / "nothing") as srv:
             async with httpx.AsyncClient(base_url=srv.http) as http:
                 page = await http.get("/graphql", headers={"accept": "text/html"})
+                board = await http.get("/")
                 api = await http.post("/graphql", json={"query": "{ feedStatus { state } }"})
     assert "GraphiQL is not installed on this server" in page.text
+    # The board too (tests/e2e/test_board_serving.py serves it when its files are there).
+    assert board.status_code == 503 and "<script" not in board.text
+    assert "The board is not installed on this server" in board.text
     assert "./dev serve" in page.text and "npm ci" in page.text
     assert api.json()["data"]["feedStatus"]["state"]  # the API itself works

@@ -303,6 +303,14 @@ async def check_account(srv: Server, db: asyncpg.Pool, user: User, seed: int) ->
         raise AssertionError(f"seed {seed}: user {user.id}: ledger/served/ledger {seen}") from None
 
 
+#: Refusals after which the same request may be accepted later.
+RETRYABLE = {"RATE_LIMITED", "SERVICE_UNAVAILABLE"}
+
+
+def codes(body: dict[str, Any]) -> set[str]:
+    return {str((e.get("extensions") or {}).get("code")) for e in body.get("errors") or []}
+
+
 async def check_resend(srv: Server, db: asyncpg.Pool, run: Run) -> None:
     """(d) every request re-sent with its key: the same order for a success; an order
     at most once for one the kill cut off; nothing else new."""
@@ -335,7 +343,14 @@ async def check_resend(srv: Server, db: asyncpg.Pool, run: Run) -> None:
     first = [b.get("data") and b["data"]["placeOrder"]["id"] for b in answers]
     second = [b.get("data") and b["data"]["placeOrder"]["id"] for b in again]
     assert [s for f, s in zip(first, second, strict=True) if f] == [f for f in first if f]
-    assert await db.fetchval("SELECT count(*) FROM orders") == total + created, run.seed
+    # A request refused the first time for a reason that passes (its rate, on a busy
+    # machine) may be accepted the second: one order more, once.
+    late = [
+        codes(a) for a, b, f in zip(answers, again, first, strict=True) if not f and b.get("data")
+    ]
+    assert all(c <= RETRYABLE for c in late), (run.seed, late)
+    expected = total + created + len(late)
+    assert await db.fetchval("SELECT count(*) FROM orders") == expected, run.seed
 
 
 async def traders(srv: Server, db_url: str) -> list[User]:

@@ -59,6 +59,7 @@ async def test_no_credential_reaches_the_log_at_debug(tmp_path: Path, postgres_u
         "ANTHROPIC_API_KEY": "sk-ant-" + uuid.uuid4().hex,
         "ALPACA_API_KEY_ID": "PK" + uuid.uuid4().hex[:18].upper(),
         "ALPACA_API_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex[:8],
+        "TICKGRAPH_METRICS_TOKEN": "metrics-" + uuid.uuid4().hex,
     }
     secrets: list[str] = [*configured.values(), PASSWORD, NEW_PASSWORD, WRONG_PASSWORD]
     secrets += [line for line in pem.splitlines() if "PRIVATE KEY" not in line]
@@ -72,6 +73,7 @@ async def test_no_credential_reaches_the_log_at_debug(tmp_path: Path, postgres_u
             TICKGRAPH_DATA_DIR=str(tmp_path),
             TICKGRAPH_LOG_LEVEL="DEBUG",
             TICKGRAPH_JWT_PRIVATE_KEYS=pem,
+            TICKGRAPH_ACCESS_LOG_PROBES="true",
             **configured,
         )
         async with process("serve", "--port", "0", env=env, ready=LISTENING) as (proc, m):
@@ -170,6 +172,18 @@ async def test_no_credential_reaches_the_log_at_debug(tmp_path: Path, postgres_u
                     "mutation($r: String!) { logout(refreshToken: $r) }",
                     r=changed["refreshToken"],
                 )
+                # Scrapes, with the metrics token and with a wrong one (the access log
+                # writes a line for each: with TICKGRAPH_ACCESS_LOG_PROBES, /metrics too).
+                metrics_token = configured["TICKGRAPH_METRICS_TOKEN"]
+                scraped = await http.get(
+                    "/metrics", headers={"authorization": f"Bearer {metrics_token}"}
+                )
+                assert scraped.status_code == 200
+                refused = await http.get(
+                    "/metrics", headers={"authorization": f"Bearer {metrics_token[:-4]}0000"}
+                )
+                assert refused.status_code == 401
+                await http.get(f"/metrics?token={metrics_token}")
             proc.send_signal(signal.SIGTERM)
             assert proc.stdout is not None and proc.stderr is not None
             async with asyncio.timeout(TIMEOUT):
@@ -177,5 +191,6 @@ async def test_no_credential_reaches_the_log_at_debug(tmp_path: Path, postgres_u
                 await proc.wait()
 
     assert " DEBUG " in log and "feed connected" in log, "the DEBUG log was not captured"
+    assert "tickgraph.access" in log and "GET /metrics 200" in log, "no access log lines"
     leaks = sorted({piece for secret in secrets for piece in fragments(secret) if piece in log})
     assert leaks == [], f"{len(leaks)} secret fragments in the log, e.g. {leaks[:3]}"

@@ -15,6 +15,14 @@ def test_embedded_defaults() -> None:
     assert s.database_url is None and s.redis_url is None and s.polygon_api_key is None
     assert s.environment is Environment.DEVELOPMENT and s.graphiql and not s.log_json
     assert s.describe()["database"] == "embedded"
+    assert s.board  # the board uses only the public API: on in every environment
+
+
+def test_the_board_can_be_turned_off() -> None:
+    assert Settings.from_env({"TICKGRAPH_ENV": "production"}).board
+    assert not Settings.from_env({"TICKGRAPH_BOARD": "false"}).board
+    with pytest.raises(SettingsError, match="TICKGRAPH_BOARD"):
+        Settings.from_env({"TICKGRAPH_BOARD": "maybe"})
 
 
 def test_values_are_parsed_and_overrides_win() -> None:
@@ -144,3 +152,36 @@ def test_market_data_settings() -> None:
         assert any("TICKGRAPH_PRICE_BAND" in p for p in problems)
     else:
         raise AssertionError("bad values were accepted")
+
+
+def test_housekeeping_and_access_log_settings() -> None:
+    s = Settings.from_env(
+        {
+            "TICKGRAPH_HOUSEKEEPING": "false",
+            "TICKGRAPH_TOKEN_PURGE_INTERVAL": "60",
+            "TICKGRAPH_KEY_ROTATION_INTERVAL": "0",
+            "TICKGRAPH_BAR_PRUNE_INTERVAL": "120",
+            "TICKGRAPH_ACCESS_LOG": "false",
+            "TICKGRAPH_ACCESS_LOG_PROBES": "true",
+        }
+    )
+    assert (s.housekeeping, s.token_purge_interval_s, s.key_rotation_interval_s) == (
+        False,
+        60.0,
+        0.0,
+    )
+    assert (s.bar_prune_interval_s, s.access_log, s.access_log_probes) == (120.0, False, True)
+    defaults = Settings.from_env({})
+    assert (defaults.housekeeping, defaults.access_log, defaults.access_log_probes) == (
+        True,
+        True,
+        False,
+    )
+    # A rotated-out key must outlive the tokens it signed.
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(
+            {"TICKGRAPH_KEY_ROTATION_INTERVAL": "600", "TICKGRAPH_ACCESS_TOKEN_TTL": "900"}
+        )
+    assert error.value.problems == [
+        "TICKGRAPH_KEY_ROTATION_INTERVAL: must be 0 (never) or at least TICKGRAPH_ACCESS_TOKEN_TTL"
+    ]

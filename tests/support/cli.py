@@ -61,3 +61,27 @@ async def process(
 
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 REPLAY_READY = re.compile(r"POLYGON_WS_URL=(ws://127\.0\.0\.1:\d+/stocks)")
+
+
+async def run_cli(
+    *args: str, env: dict[str, str], timeout: float = TIMEOUT * 3
+) -> tuple[int, str, str]:
+    """Run ``python -m server.cli ARGS`` to completion: (status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{args[0]} did not finish in {timeout:g} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -30,9 +30,9 @@ class Server:
 
 
 @asynccontextmanager
-async def tickgraph(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
+async def tickgraph(env: dict[str, str], log: Path, port: int = 0) -> AsyncIterator[Server]:
     """``python -m server.cli serve`` with its log in a file (a pipe nobody reads would
-    fill up and stall a server logging every decision)."""
+    fill up and stall a server logging every decision), on ``port`` (0: any free one)."""
     with log.open("ab") as sink:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -40,7 +40,7 @@ async def tickgraph(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
             "server.cli",
             "serve",
             "--port",
-            "0",
+            str(port),
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=sink,

@@ -112,6 +112,10 @@ class OrderBook:
         self.refused = 0
         #: Fills folded into accounts over this process's life (for /metrics).
         self.fills = 0
+        #: Events folded, by (broker, kind, reason: "" when none), for /metrics. One
+        #: increment per broker event (not per tick); every part comes from a closed
+        #: set (broker names, ``EventKind``, ``Reason``), so its size is bounded.
+        self.events: dict[tuple[str, str, str], int] = {}
 
     def user(self, owner: str, starting_cash: Decimal | None = None) -> UserBook:
         book = self.users.get(owner)
@@ -152,6 +156,8 @@ class OrderBook:
             self.refused += 1
             log.error("refused broker event %s: %s", event.kind, exc)
             return None
+        key = (record.meta.broker, event.kind.value, event.reason.value if event.reason else "")
+        self.events[key] = self.events.get(key, 0) + 1
         book = self.users[record.meta.owner]
         if event.fill is not None:
             self.fills += 1

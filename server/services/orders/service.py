@@ -23,7 +23,6 @@ re-issues it (``restore``). Cancel and replace follow the same path: outbox row,
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from server.errors import InvalidInput
 from server.limits.errors import RateLimited
 from server.limits.limiter import RateLimiter
 from server.limits.tiers import TierLimits
+from server.locks import KeyedLocks
 from server.services.orders.book import OrderBook, UserBook
 from server.services.orders.ledger import OrderLedger
 from server.services.orders.market import MarketAccess
@@ -102,7 +102,7 @@ class OrderService:
         self._limiter = limiter
         self.config = config
         self.now_ms = now_ms
-        self._key_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._key_locks = KeyedLocks()
         self._loaded: set[str] = set()
         broker.set_listener(self.on_broker_event)
 
@@ -162,29 +162,19 @@ class OrderService:
                 field="idempotencyKey",
             )
         # One request per key at a time in this process; the lock lives while in use.
-        slot = (owner, idempotency_key)
-        lock, users = self._key_locks.get(slot, (asyncio.Lock(), 0))
-        self._key_locks[slot] = (lock, users + 1)
-        try:
-            async with lock:
-                existing = await order_by_key(self._pool, owner, idempotency_key)
-                if existing is not None:
-                    return await self._replay(owner, existing, request_digest(request))
-                return await self._place_new(
-                    owner,
-                    limits,
-                    request,
-                    key=idempotency_key,
-                    confirm=confirm,
-                    source=source,
-                    alert_id=alert_id,
-                )
-        finally:
-            lock, users = self._key_locks[slot]
-            if users == 1:
-                del self._key_locks[slot]
-            else:
-                self._key_locks[slot] = (lock, users - 1)
+        async with self._key_locks((owner, idempotency_key)):
+            existing = await order_by_key(self._pool, owner, idempotency_key)
+            if existing is not None:
+                return await self._replay(owner, existing, request_digest(request))
+            return await self._place_new(
+                owner,
+                limits,
+                request,
+                key=idempotency_key,
+                confirm=confirm,
+                source=source,
+                alert_id=alert_id,
+            )
 
     async def _replay(
         self, owner: str, existing: tuple[str, bytes | None], digest: bytes

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -43,6 +44,9 @@ DEFAULT_STATEMENT_TIMEOUT_S = 600.0
 
 #: An asyncpg connection (or a pool's proxy for one); asyncpg ships no type information.
 Connection: TypeAlias = Any
+#: Told ``(done, total, next file or None)`` before the first pending migration and after
+#: each one: ``tickgraph migrate`` shows it as a progress bar.
+Progress: TypeAlias = Callable[[int, int, str | None], None]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9][a-z0-9_]*)\.sql$")
 
@@ -116,6 +120,7 @@ async def apply_migrations(
     *,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    progress: Progress | None = None,
 ) -> list[Migration]:
     """Apply the pending migrations of ``directory`` on ``conn`` (an asyncpg connection).
 
@@ -132,14 +137,53 @@ async def apply_migrations(
             for row in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
         }
         _check_history(migrations, recorded)
+        pending = [m for m in migrations if m.version not in recorded]
         applied: list[Migration] = []
-        for migration in migrations:
-            if migration.version not in recorded:
-                await _apply_one(conn, migration, statement_timeout)
-                applied.append(migration)
+        for i, migration in enumerate(pending):
+            if progress is not None:
+                progress(i, len(pending), migration.filename)
+            await _apply_one(conn, migration, statement_timeout)
+            applied.append(migration)
+        if progress is not None and pending:
+            progress(len(pending), len(pending), None)
         return applied
     finally:
         await _unlock(conn)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    """How a database's schema compares with this build's migrations (read only)."""
+
+    applied: int
+    pending: tuple[str, ...]
+    #: Applied files edited since: the server refuses to start.
+    edited: tuple[str, ...]
+    #: Applied by a newer build (a rolling deploy): tolerated.
+    unknown: tuple[str, ...]
+
+
+async def migration_status(conn: Connection, directory: Path | None = None) -> MigrationStatus:
+    """Compare the database's ``schema_migrations`` with the files, changing nothing and
+    taking no lock (``tickgraph doctor``)."""
+    migrations = load_migrations(directory)
+    recorded: dict[int, tuple[str, str]] = {}
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        recorded = {
+            row["version"]: (row["name"], row["checksum"])
+            for row in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+        }
+    files = {m.version: m for m in migrations}
+    return MigrationStatus(
+        applied=len(recorded),
+        pending=tuple(m.filename for m in migrations if m.version not in recorded),
+        edited=tuple(
+            m.filename
+            for v, (_, checksum) in sorted(recorded.items())
+            if (m := files.get(v)) is not None and m.checksum != checksum
+        ),
+        unknown=tuple(recorded[v][0] for v in sorted(set(recorded) - set(files))),
+    )
 
 
 async def _lock(conn: Connection, wait_s: float) -> None:
