@@ -46,7 +46,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 _ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local sep = string.find(current, ' ', 1, true)
+  if sep and string.sub(current, sep + 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(current, 1, sep - 1))
+  end
+  return 0
+end
 if ARGV[3] == '0' then
   if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
   if redis.call('SETNX', KEYS[2], 0) == 1 then
@@ -111,7 +119,10 @@ class Lease:
         self._release = redis.register_script(_RELEASE)
 
     async def acquire(self, holder: str, *, take_back: bool = False) -> int:
-        """The fencing token if the lease was free and is now ours, else 0.
+        """The fencing token if the lease was free and is now ours, else 0. A lease that
+        is already ``holder``'s is ours with its token: an acquire whose reply was lost
+        (timed out on a busy loop after Redis ran it) must not leave the lease held by
+        a process that does not know it, and nobody leading until it expires.
 
         A Redis without the fence counter is new, or restarted and lost its data: the
         lease may still be held by a process that cannot know it was forgotten. A
@@ -169,6 +180,7 @@ class LeaderElection:
         self._deadline = 0.0
         self._next_renew = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def fence(self) -> int:
@@ -185,11 +197,15 @@ class LeaderElection:
 
     async def stop(self) -> None:
         """Stop campaigning; if we lead, step down and hand the lease back."""
+        self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
+        while task is not None and not task.done():
+            # Python 3.11's wait_for can swallow a cancellation that arrives as the
+            # awaited call completes: cancel until the task has really ended (its loop
+            # also ends by itself once ``_stopping`` is set).
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.wait({task}, timeout=self._retry)
         held, self._held = self._held, None
         if held is None:
             return
@@ -200,7 +216,7 @@ class LeaderElection:
             log.warning("could not release %s (it expires by itself): %s", self._lease.key, exc)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             if self._held is None:
                 await self._campaign()
             else:
