@@ -65,6 +65,7 @@ from server.settings import MarketSource, Settings
 from server.storage.bars import STORED_TIMEFRAMES, BarWriter, load_session
 from server.storage.database import Database
 from server.storage.symbols import SymbolRow, ensure_symbols, load_symbols
+from server.tasks import cancel_all
 from server.trading.calendar import CONTINUOUS, NYSE
 from server.trading.risk import RiskConfig
 from server.websocket.connections import Connections
@@ -275,7 +276,7 @@ def _start_every_process(
     if access.shared is not None:
         tasks.append(asyncio.create_task(access.shared.run(), name="quota-sync"))
     runtime.background.extend(tasks)
-    stack.push_async_callback(_cancel, tasks)
+    stack.push_async_callback(cancel_all, tasks)
 
 
 async def _hand_over(nodes: list[Node]) -> None:
@@ -351,8 +352,8 @@ async def _start_core(
         asyncio.create_task(trading.feed.run_clock(), name="paper-clock"),
     ]
     runtime.background.extend(tasks)
-    core.push_async_callback(_cancel, tasks)
-    core.push_async_callback(_cancel, [runtime.feed_task])
+    core.push_async_callback(cancel_all, tasks)
+    core.push_async_callback(cancel_all, [runtime.feed_task])
     core.push_async_callback(feed.stop)
     runtime.bar_writer, runtime.delivery = bar_writer, delivery
     log.info("market and trading core started (%d alerts armed)", armed)
@@ -515,14 +516,6 @@ def _start_writers(
     stack.push_async_callback(bar_writer.close)
     delivery.start()
     stack.push_async_callback(delivery.close, drain_stall_timeout_s)
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _restore_sessions(

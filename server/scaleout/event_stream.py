@@ -25,7 +25,6 @@ resume from their own cursor, ``orderUpdates(after:)``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from typing import Any
@@ -39,6 +38,7 @@ from server.services.orders.ledger import RECENT_PER_USER, orders_topic
 from server.storage.alert_events import AlertEventRow, events_end, events_since
 from server.storage.order_reads import ledger_end, ledger_since
 from server.storage.order_rows import StoredEntry
+from server.tasks import cancel_all
 from streams.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,7 @@ class StreamReader:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([task])
 
     async def _run(self) -> None:
         position = "$"

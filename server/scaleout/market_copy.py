@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from redis.exceptions import RedisError
 from server.delivery.bus import Bus
 from server.delivery.redis_wire import MsgspecCodec
 from server.market.state import MarketState
+from server.tasks import cancel_all
 from streams.events import Received
 from streams.feed_status import FeedState, FeedStatusTracker
 from streams.polygon_protocol import topics_for
@@ -130,10 +130,7 @@ class FollowerCopy:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([task])
 
     def on_connection(self, connected: bool) -> None:
         """The bus's Redis link changed: what was missed meanwhile is read again. (On

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.delivery.leadership import Holder, LeaderElection, Lease, process_id
+from server.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,7 @@ class Node:
     async def stop(self) -> None:
         """Hand the lease over (a follower takes it within ``retry_s``), then close."""
         self.stopping = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await cancel_all([self._watcher])
         self.serving = False
         await self.election.stop()
         await self.http.aclose()

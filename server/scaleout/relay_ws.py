@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from server.scaleout.relay_http import RELAYED
+from server.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ class Upstream:
     async def close(self) -> None:
         self.closed = True
         self.active.clear()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_all([self._reader])
         if self._socket is not None:
             with contextlib.suppress(Exception):
                 await self._socket.close()

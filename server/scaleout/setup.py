@@ -27,6 +27,7 @@ from server.settings import Settings
 from server.storage.database import Database
 from server.storage.fence import claim
 from server.storage.order_rows import StoredEntry
+from server.tasks import cancel_all
 from streams.feed_status import FeedStatusTracker
 from streams.polygon_feed import PolygonFeed
 from streams.polygon_protocol import topics_for
@@ -197,11 +198,7 @@ class _Member:
 
     async def close(self) -> None:
         await self.reader.stop()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self.tasks)
         await self.copy.close()
 
 
